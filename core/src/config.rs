@@ -1,0 +1,194 @@
+//! Every choice where the lock managers we learn from disagree is a field here, and the named profiles
+//! are plain `Config` values, so a host can load one from a file and override single fields.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::ids::Millis;
+
+/// Counting limits. Lock limits count held lock records after merging.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Limits {
+    pub locks_per_file: u64,
+    pub locks_per_client: u64,
+    pub locks_total: u64,
+    pub waiters_per_file: u64,
+    /// Connected clients per adapter, unless `connections_by_adapter` names the adapter.
+    pub connections_per_adapter: u64,
+    pub connections_by_adapter: Vec<(String, u64)>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            locks_per_file: 1_000,
+            locks_per_client: 10_000,
+            locks_total: 100_000,
+            waiters_per_file: 100,
+            connections_per_adapter: 10_000,
+            connections_by_adapter: Vec::new(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn connections_for(&self, adapter: &str) -> u64 {
+        self.connections_by_adapter
+            .iter()
+            .find(|(name, _)| name == adapter)
+            .map_or(self.connections_per_adapter, |&(_, limit)| limit)
+    }
+}
+
+/// What happens when a GRANTED callback fails.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum CallbackPolicy {
+    /// Release the lock and grant the next waiters (NFS-Ganesha, FreeBSD, DittoFS).
+    Release,
+    /// Resend every `interval` up to `attempts` sends in all; release only when the client refuses or
+    /// the attempts run out (Linux lockd resends every 10 s).
+    Retry { interval: Millis, attempts: u32 },
+}
+
+/// The lock manager's configuration.
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Config {
+    /// Largest byte offset a lock may reach; "to end of file" means up to here.
+    pub max_offset: u64,
+    /// Also refuse a non-blocking request that conflicts with a queued waiter (NFS-Ganesha).
+    /// Off: non-blocking requests are judged against held locks only (POSIX, Linux).
+    pub fair_nonblocking: bool,
+    pub limits: Limits,
+    /// Length of the grace period after a restart.
+    pub grace: Millis,
+    pub test_in_grace: bool,
+    pub unlock_in_grace: bool,
+    pub cancel_in_grace: bool,
+    /// Accept reclaims after the grace period (DittoFS). Linux and Ganesha refuse them.
+    pub late_reclaim: bool,
+    /// A reclaim must match a lock its owner held in the previous epoch.
+    pub verify_reclaims: bool,
+    pub callback: CallbackPolicy,
+    /// A waiter not granted within this long is removed (`WaiterRemoved { reason: Expired }`).
+    pub blocking_timeout: Option<Millis>,
+}
+
+/// The named presets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Profile {
+    /// brlock's default; see [`Config::brlock`].
+    Brlock,
+    Linux,
+    Ganesha,
+    Dittofs,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [
+        Profile::Brlock,
+        Profile::Linux,
+        Profile::Ganesha,
+        Profile::Dittofs,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Brlock => "brlock",
+            Profile::Linux => "linux",
+            Profile::Ganesha => "ganesha",
+            Profile::Dittofs => "dittofs",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn config(self) -> Config {
+        match self {
+            Profile::Brlock => Config::brlock(),
+            Profile::Linux => Config::linux(),
+            Profile::Ganesha => Config::ganesha(),
+            Profile::Dittofs => Config::dittofs(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::brlock()
+    }
+}
+
+impl Config {
+    /// The default. POSIX semantics over NLM v4's full 64-bit range, a 90 s grace period (the seeds'
+    /// figure: long enough for statd's reboot notifications and the clients' reclaim retries), verified
+    /// reclaims, and Linux's patient callbacks (a lost GRANTED packet should not cost a client its lock).
+    /// TEST, UNLOCK and CANCEL are allowed during grace: none of them can take a lock a reclaimer needs,
+    /// and refusing them only makes clients spin.
+    pub fn brlock() -> Self {
+        Self {
+            max_offset: u64::MAX,
+            fair_nonblocking: false,
+            limits: Limits::default(),
+            grace: 90_000,
+            test_in_grace: true,
+            unlock_in_grace: true,
+            cancel_in_grace: true,
+            late_reclaim: false,
+            verify_reclaims: true,
+            callback: CallbackPolicy::Retry {
+                interval: 10_000,
+                attempts: 6,
+            },
+            blocking_timeout: None,
+        }
+    }
+
+    /// Linux lockd: TEST, UNLOCK and CANCEL refused in grace (50 s), late reclaims refused, GRANTED resent
+    /// every 10 s, offsets up to i64::MAX (OFFSET_MAX).
+    pub fn linux() -> Self {
+        Self {
+            max_offset: i64::MAX as u64,
+            grace: 50_000,
+            test_in_grace: false,
+            unlock_in_grace: false,
+            cancel_in_grace: false,
+            verify_reclaims: false,
+            ..Self::brlock()
+        }
+    }
+
+    /// NFS-Ganesha: TEST and UNLOCK allowed in grace, CANCEL refused, a failed callback releases the
+    /// lock, non-blocking requests may not overtake queued ones.
+    pub fn ganesha() -> Self {
+        Self {
+            fair_nonblocking: true,
+            test_in_grace: true,
+            unlock_in_grace: true,
+            cancel_in_grace: false,
+            verify_reclaims: false,
+            callback: CallbackPolicy::Release,
+            ..Self::brlock()
+        }
+    }
+
+    /// DittoFS: TEST allowed in grace, late reclaims accepted, a failed callback releases the lock.
+    pub fn dittofs() -> Self {
+        Self {
+            test_in_grace: true,
+            unlock_in_grace: false,
+            cancel_in_grace: false,
+            late_reclaim: true,
+            verify_reclaims: false,
+            callback: CallbackPolicy::Release,
+            ..Self::brlock()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `brlock-wasm`: the core compiled to WebAssembly, with a wasm-bindgen API for the browser.

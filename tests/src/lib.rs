@@ -1,0 +1,1 @@
+//! `brlock-tests`: end-to-end tests that start the real `brlockd`.
