@@ -1,0 +1,64 @@
+//! Share reservations (NLM_SHARE/UNSHARE, SMB share modes): whole-file, independent of byte ranges.
+//! A new share is refused when what it uses meets what another owner denies, or what it denies meets
+//! what another owner uses. One owner has at most one share per file; a second replaces the first.
+//!
+//! Shares are not persisted: after a restart a client re-takes them with `reclaim`, unverified.
+
+use alloc::vec::Vec;
+
+use crate::action::{Action, Outcome};
+use crate::event::ShareMode;
+use crate::ids::{ClientId, FileId, OwnerId, RequestId};
+use crate::state::Core;
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn share(
+        &mut self,
+        request: RequestId,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+        (access, deny): (ShareMode, ShareMode),
+        reclaim: bool,
+        out: &mut Vec<Action>,
+    ) {
+        if self.in_grace() != reclaim && !(reclaim && self.config.late_reclaim) {
+            return self.reply(request, Outcome::DeniedGrace, false, out);
+        }
+        let ok = self.lookup_owner(client, owner);
+        if let Some(fk) = self.files.lookup(file) {
+            let conflict = self.files.get(fk).shares.iter().find(|&(&other, &(their_access, their_deny))| {
+                Some(other) != ok && (access.meets(their_deny) || deny.meets(their_access))
+            });
+            if let Some((&other, _)) = conflict {
+                let owner = self.owner_ref(other);
+                return self.reply(request, Outcome::ShareDenied { owner }, false, out);
+            }
+        }
+        let fk = self.files.intern(file, Default::default);
+        let (_, ok) = self.intern_owner(client, owner);
+        self.files.get_mut(fk).shares.insert(ok, (access, deny));
+        self.owners.get_mut(ok).shares.insert(fk);
+        self.reply(request, Outcome::Granted, false, out);
+    }
+
+    pub(crate) fn unshare(
+        &mut self,
+        request: RequestId,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+        out: &mut Vec<Action>,
+    ) {
+        if self.in_grace() && !self.config.unlock_in_grace {
+            return self.reply(request, Outcome::DeniedGrace, false, out);
+        }
+        if let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner)) {
+            self.files.get_mut(fk).shares.remove(&ok);
+            self.owners.get_mut(ok).shares.remove(&fk);
+            self.tidy(Some(fk), Some(ok));
+        }
+        self.reply(request, Outcome::Granted, false, out);
+    }
+}

@@ -1,0 +1,313 @@
+//! The core's state and its one entry point. The rules live beside it, one file per concept:
+//! `locks.rs` (lock, unlock, test, cancel), `waiters.rs` (queues, grants, callbacks), `deadlock.rs`,
+//! `limits.rs`, `shares.rs`, `clients.rs` (connections, free-all), `grace.rs` (restore and reclaim).
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::action::{Action, LockRecord, Outcome, PersistOp};
+use crate::config::Config;
+use crate::event::{Event, LockKind, ShareMode};
+use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+use crate::range::Span;
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::table::{HeldLock, LockTable, OwnerKey, Plan};
+
+pub(crate) type FileKey = u32;
+pub(crate) type ClientKey = u32;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileState {
+    pub locks: LockTable,
+    /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order).
+    pub queue: BTreeSet<WaiterId>,
+    pub shares: BTreeMap<OwnerKey, (ShareMode, ShareMode)>,
+    /// Restored locks (owner, start) → end not yet reclaimed; released when grace ends.
+    pub unreclaimed: BTreeMap<(OwnerKey, u64), u64>,
+    /// Waiters naming this file, queued or granted with a callback pending; the key stays live for them.
+    pub waiters: u64,
+}
+
+impl FileState {
+    fn is_unused(&self) -> bool {
+        self.locks.is_empty() && self.waiters == 0 && self.shares.is_empty() && self.unreclaimed.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientState {
+    /// Set while connected through a connection-oriented adapter.
+    pub adapter: Option<String>,
+    pub connected: bool,
+    pub ttl: Millis,
+    pub disconnect_at: Option<Millis>,
+    pub owners: BTreeSet<OwnerKey>,
+    /// Held lock records of all this client's owners.
+    pub locks: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OwnerState {
+    pub client: ClientKey,
+    /// Held lock records per file.
+    pub files: BTreeMap<FileKey, u64>,
+    /// Queued waiters and granted ones whose callback is pending.
+    pub waiters: BTreeSet<WaiterId>,
+    pub shares: BTreeSet<FileKey>,
+    /// Files where this owner still has restored locks to reclaim.
+    pub unreclaimed: BTreeSet<FileKey>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaiterState {
+    Queued { expires_at: Option<Millis> },
+    /// Granted; the GRANTED callback's `attempt`th send is out (`retry_at` None) or due at `retry_at`.
+    Granted { attempt: u32, retry_at: Option<Millis> },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Waiter {
+    pub request: RequestId,
+    pub file: FileKey,
+    pub owner: OwnerKey,
+    pub span: Span,
+    pub kind: LockKind,
+    pub cookie: Vec<u8>,
+    pub since: Millis,
+    pub state: WaiterState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    GraceEnd,
+    Disconnect(ClientKey),
+    CallbackRetry(WaiterId),
+    WaiterExpiry(WaiterId),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Grace {
+    pub ends_at: Millis,
+    /// Clients that still have restored locks to reclaim (and have not said they are done).
+    pub pending: BTreeSet<ClientKey>,
+    pub expected: u64,
+}
+
+/// The lock manager. See the crate documentation for the contract with the host.
+#[derive(Clone, Debug)]
+pub struct Core {
+    pub(crate) config: Config,
+    pub(crate) epoch: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) now: Millis,
+    pub(crate) files: Registry<FileId, FileState>,
+    pub(crate) clients: Registry<ClientId, ClientState>,
+    pub(crate) owners: Registry<(ClientKey, OwnerId), OwnerState>,
+    pub(crate) waiters: BTreeMap<WaiterId, Waiter>,
+    pub(crate) next_waiter: u64,
+    pub(crate) timers: BTreeSet<(Millis, Timer)>,
+    pub(crate) total_locks: u64,
+    pub(crate) connected: BTreeMap<String, u64>,
+    pub(crate) grace: Option<Grace>,
+    pub(crate) stats: Stats,
+}
+
+impl Core {
+    /// A core with no locks, in epoch 1 and out of grace. After a restart use [`Core::restore`].
+    pub fn new(config: Config) -> Self {
+        Self::with_epoch(config, 1)
+    }
+
+    /// A fresh core in the given server epoch (the host keeps the epoch in its store).
+    pub fn with_epoch(config: Config, epoch: u64) -> Self {
+        Self {
+            config,
+            epoch,
+            next_seq: 0,
+            now: 0,
+            files: Registry::default(),
+            clients: Registry::default(),
+            owners: Registry::default(),
+            waiters: BTreeMap::new(),
+            next_waiter: 1,
+            timers: BTreeSet::new(),
+            total_locks: 0,
+            connected: BTreeMap::new(),
+            grace: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Handles one event at time `now`, appending its actions to `out` in the order the host must carry
+    /// them out.
+    pub fn handle(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) {
+        debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
+        self.now = self.now.max(now);
+        // Whatever fell due before this event happens first, so the event sees the state at `now`.
+        self.run_timers(out);
+        match event {
+            Event::Lock { request, client, owner, file, range, kind, wait, reclaim, cookie } => {
+                let request = crate::locks::LockRequest { request, range, kind, wait, reclaim, cookie };
+                self.lock(&client, &owner, &file, request, out)
+            }
+            Event::Unlock { request, client, owner, file, range } => {
+                self.unlock(request, &client, &owner, &file, range, out)
+            }
+            Event::Test { request, client, owner, file, range, kind } => {
+                self.test(request, &client, &owner, &file, range, kind, out)
+            }
+            Event::Cancel { request, client, owner, file, range, kind } => {
+                self.cancel(request, &client, &owner, &file, range, kind, out)
+            }
+            Event::Share { request, client, owner, file, access, deny, reclaim } => {
+                self.share(request, &client, &owner, &file, (access, deny), reclaim, out)
+            }
+            Event::Unshare { request, client, owner, file } => self.unshare(request, &client, &owner, &file, out),
+            Event::Tick => {}
+            Event::ClientConnected { client, adapter, ttl } => self.client_connected(&client, adapter, ttl, out),
+            Event::ClientDisconnected { client } => self.client_disconnected(&client, out),
+            Event::FreeAll { client } => self.free_all(&client, out),
+            Event::ReclaimComplete { client } => self.reclaim_complete(&client, out),
+            Event::CallbackOutcome { waiter, result } => self.callback_outcome(waiter, result, out),
+        }
+    }
+
+    /// [`Core::handle`] returning a fresh vector: for tests, tools and wasm.
+    pub fn step(&mut self, now: Millis, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.handle(now, event, &mut out);
+        out
+    }
+
+    /// The next moment the core wants an [`Event::Tick`], if any.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    fn run_timers(&mut self, out: &mut Vec<Action>) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::GraceEnd => self.end_grace(out),
+                Timer::Disconnect(client) => self.disconnect_expired(client, out),
+                Timer::CallbackRetry(waiter) => self.resend_granted(waiter, out),
+                Timer::WaiterExpiry(waiter) => self.expire_waiter(waiter, out),
+            }
+        }
+    }
+
+    // ---- Shared plumbing for the rule files ----
+
+    pub(crate) fn reply(&mut self, request: RequestId, outcome: Outcome, is_lock: bool, out: &mut Vec<Action>) {
+        if is_lock {
+            self.stats.lock_replies.count(&outcome);
+        } else {
+            self.stats.other_replies.count(&outcome);
+        }
+        if let Outcome::NoLocks { limit } = outcome {
+            self.stats.limit_hit(limit);
+        }
+        out.push(Action::Reply { request, outcome });
+    }
+
+    pub(crate) fn intern_owner(&mut self, client: &ClientId, owner: &OwnerId) -> (ClientKey, OwnerKey) {
+        let ck = self.clients.intern(client, ClientState::default);
+        let ok = self.owners.intern(&(ck, owner.clone()), || OwnerState { client: ck, ..Default::default() });
+        self.clients.get_mut(ck).owners.insert(ok);
+        (ck, ok)
+    }
+
+    pub(crate) fn lookup_owner(&self, client: &ClientId, owner: &OwnerId) -> Option<OwnerKey> {
+        let ck = self.clients.lookup(client)?;
+        self.owners.lookup(&(ck, owner.clone()))
+    }
+
+    pub(crate) fn record(&self, file: FileKey, lock: HeldLock) -> LockRecord {
+        let (ck, owner) = self.owners.id(lock.owner);
+        LockRecord {
+            file: self.files.id(file).clone(),
+            client: self.clients.id(*ck).clone(),
+            owner: owner.clone(),
+            kind: lock.kind,
+            range: lock.span.to_range(self.config.max_offset),
+        }
+    }
+
+    pub(crate) fn persist(&mut self, op: PersistOp, out: &mut Vec<Action>) {
+        out.push(Action::Persist { epoch: self.epoch, seq: self.next_seq, op });
+        self.next_seq += 1;
+    }
+
+    /// Applies a plan to a file's table, keeps every count in step, and emits its persist actions.
+    pub(crate) fn apply_plan(&mut self, file: FileKey, plan: &Plan, out: &mut Vec<Action>) {
+        if !plan.changes_anything() {
+            return;
+        }
+        let deletes: Vec<LockRecord> = plan.deleted().map(|&l| self.record(file, l)).collect();
+        let puts: Vec<LockRecord> = plan.put().map(|&l| self.record(file, l)).collect();
+        self.apply_counts(file, plan);
+        for record in deletes {
+            self.persist(PersistOp::Delete(record), out);
+        }
+        for record in puts {
+            self.persist(PersistOp::Put(record), out);
+        }
+    }
+
+    /// Applies a plan to a file's table and keeps every count in step; persists nothing.
+    pub(crate) fn apply_counts(&mut self, file: FileKey, plan: &Plan) {
+        self.files.get_mut(file).locks.apply(plan);
+        let mut per_owner: BTreeMap<OwnerKey, i64> = BTreeMap::new();
+        for lock in &plan.removed {
+            *per_owner.entry(lock.owner).or_default() -= 1;
+        }
+        for lock in &plan.added {
+            *per_owner.entry(lock.owner).or_default() += 1;
+        }
+        for (owner, delta) in per_owner {
+            let state = self.owners.get_mut(owner);
+            let ck = state.client;
+            let count = state.files.entry(file).or_default();
+            *count = count.saturating_add_signed(delta);
+            if *count == 0 {
+                state.files.remove(&file);
+            }
+            let client = self.clients.get_mut(ck);
+            client.locks = client.locks.saturating_add_signed(delta);
+            self.total_locks = self.total_locks.saturating_add_signed(delta);
+        }
+    }
+
+    /// Drops the bookkeeping of an owner, its client and a file once nothing refers to them.
+    pub(crate) fn tidy(&mut self, file: Option<FileKey>, owner: Option<OwnerKey>) {
+        if let Some(ok) = owner.filter(|&ok| self.owners.try_get(ok).is_some()) {
+            let state = self.owners.get(ok);
+            let ck = state.client;
+            if state.files.is_empty()
+                && state.waiters.is_empty()
+                && state.shares.is_empty()
+                && state.unreclaimed.is_empty()
+            {
+                self.owners.remove(ok);
+                self.clients.get_mut(ck).owners.remove(&ok);
+            }
+            self.tidy_client(ck);
+        }
+        if let Some(fk) = file.filter(|&fk| self.files.try_get(fk).is_some_and(FileState::is_unused)) {
+            self.files.remove(fk);
+        }
+    }
+
+    pub(crate) fn tidy_client(&mut self, ck: ClientKey) {
+        let Some(client) = self.clients.try_get(ck) else { return };
+        let expected = self.grace.as_ref().is_some_and(|g| g.pending.contains(&ck));
+        if client.owners.is_empty() && !client.connected && client.disconnect_at.is_none() && !expected {
+            self.clients.remove(ck);
+        }
+    }
+}

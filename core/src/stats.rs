@@ -1,0 +1,135 @@
+//! Counters a host exports (brlockd turns each into a Prometheus metric). Counters only grow; the gauges
+//! (held locks, waiters, clients, grace) are read from the state when `Core::stats` is called.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::action::{Limit, Outcome, ReleaseReason, WaiterRemovedReason};
+use crate::event::CallbackResult;
+use crate::ids::Millis;
+
+/// Upper bounds (inclusive, ms) of the wait-time histogram buckets; a last bucket counts the rest.
+pub const WAIT_BUCKETS_MS: [Millis; 8] = [0, 10, 100, 1_000, 5_000, 10_000, 30_000, 60_000];
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OutcomeCounts {
+    pub granted: u64,
+    pub denied: u64,
+    pub blocked: u64,
+    pub deadlock: u64,
+    pub no_locks: u64,
+    pub too_big: u64,
+    pub denied_grace: u64,
+    pub not_reclaimable: u64,
+    pub share_denied: u64,
+}
+
+impl OutcomeCounts {
+    pub(crate) fn count(&mut self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Granted => &mut self.granted,
+            Outcome::Denied { .. } => &mut self.denied,
+            Outcome::Blocked { .. } => &mut self.blocked,
+            Outcome::Deadlock { .. } => &mut self.deadlock,
+            Outcome::NoLocks { .. } => &mut self.no_locks,
+            Outcome::TooBig => &mut self.too_big,
+            Outcome::DeniedGrace => &mut self.denied_grace,
+            Outcome::NotReclaimable => &mut self.not_reclaimable,
+            Outcome::ShareDenied { .. } => &mut self.share_denied,
+        };
+        *counter += 1;
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Stats {
+    /// Replies to lock requests (LOCK, including reclaims), by outcome.
+    pub lock_replies: OutcomeCounts,
+    /// Replies to every other request (unlock, test, cancel, share, unshare), by outcome.
+    pub other_replies: OutcomeCounts,
+    /// Waiters granted from a queue, and how long they waited.
+    pub waits_granted: u64,
+    pub wait_ms_total: u64,
+    /// Counts per bucket of [`WAIT_BUCKETS_MS`], plus one for longer waits.
+    pub wait_ms_buckets: [u64; WAIT_BUCKETS_MS.len() + 1],
+    pub callbacks_sent: u64,
+    pub callbacks_delivered: u64,
+    pub callbacks_failed: u64,
+    pub callbacks_refused: u64,
+    pub released_explicit: u64,
+    pub released_disconnect: u64,
+    pub released_free_all: u64,
+    pub released_grace_expired: u64,
+    pub released_callback_failed: u64,
+    pub waiters_cancelled: u64,
+    pub waiters_unlocked: u64,
+    pub waiters_expired: u64,
+    pub waiters_client_gone: u64,
+    pub limit_per_file: u64,
+    pub limit_per_client: u64,
+    pub limit_total: u64,
+    pub limit_queue_length: u64,
+    pub connections_refused: u64,
+    pub reclaims: u64,
+    // Gauges, filled in by `Core::stats`.
+    pub held_locks: u64,
+    pub waiters: u64,
+    pub pending_callbacks: u64,
+    pub files: u64,
+    pub owners: u64,
+    pub clients: u64,
+    /// Connected clients per adapter, by adapter name.
+    pub clients_per_adapter: Vec<(String, u64)>,
+    pub in_grace: bool,
+    pub grace_remaining_ms: Millis,
+}
+
+impl Stats {
+    pub(crate) fn wait_granted(&mut self, waited: Millis) {
+        self.waits_granted += 1;
+        self.wait_ms_total = self.wait_ms_total.saturating_add(waited);
+        let bucket = WAIT_BUCKETS_MS
+            .iter()
+            .position(|&bound| waited <= bound)
+            .unwrap_or(WAIT_BUCKETS_MS.len());
+        self.wait_ms_buckets[bucket] += 1;
+    }
+
+    pub(crate) fn callback(&mut self, result: CallbackResult) {
+        match result {
+            CallbackResult::Delivered => self.callbacks_delivered += 1,
+            CallbackResult::Failed => self.callbacks_failed += 1,
+            CallbackResult::Refused => self.callbacks_refused += 1,
+        }
+    }
+
+    pub(crate) fn released(&mut self, reason: ReleaseReason) {
+        match reason {
+            ReleaseReason::Explicit => self.released_explicit += 1,
+            ReleaseReason::Disconnect => self.released_disconnect += 1,
+            ReleaseReason::FreeAll => self.released_free_all += 1,
+            ReleaseReason::GraceExpired => self.released_grace_expired += 1,
+            ReleaseReason::CallbackFailed => self.released_callback_failed += 1,
+        }
+    }
+
+    pub(crate) fn waiter_removed(&mut self, reason: WaiterRemovedReason) {
+        match reason {
+            WaiterRemovedReason::Cancelled => self.waiters_cancelled += 1,
+            WaiterRemovedReason::Unlocked => self.waiters_unlocked += 1,
+            WaiterRemovedReason::Expired => self.waiters_expired += 1,
+            WaiterRemovedReason::ClientGone => self.waiters_client_gone += 1,
+        }
+    }
+
+    pub(crate) fn limit_hit(&mut self, limit: Limit) {
+        match limit {
+            Limit::PerFile => self.limit_per_file += 1,
+            Limit::PerClient => self.limit_per_client += 1,
+            Limit::Total => self.limit_total += 1,
+            Limit::QueueLength => self.limit_queue_length += 1,
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Read-only views for hosts, metrics and the visualiser. Orders are by content, never by hash.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::action::{LockRecord, OwnerRef};
+use crate::config::Config;
+use crate::event::{LockKind, ShareMode};
+use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+use crate::range::Range;
+use crate::state::{Core, WaiterState};
+use crate::stats::Stats;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct HeldLockView {
+    pub client: ClientId,
+    pub owner: OwnerId,
+    pub kind: LockKind,
+    pub range: Range,
+    /// A restored lock its owner has not reclaimed yet.
+    pub unreclaimed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WaiterView {
+    pub waiter: WaiterId,
+    pub request: RequestId,
+    pub client: ClientId,
+    pub owner: OwnerId,
+    pub kind: LockKind,
+    pub range: Range,
+    pub since: Millis,
+}
+
+/// One edge of the wait-for graph: `waiter`'s owner `from` waits for `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WaitEdge {
+    pub waiter: WaiterId,
+    pub file: FileId,
+    pub from: OwnerRef,
+    pub to: OwnerRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShareView {
+    pub client: ClientId,
+    pub owner: OwnerId,
+    pub access: ShareMode,
+    pub deny: ShareMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GraceView {
+    pub ends_at: Millis,
+    pub remaining: Millis,
+    /// Clients that held locks before the restart.
+    pub expected: u64,
+    /// Clients that still have locks to reclaim, in name order.
+    pub pending: Vec<ClientId>,
+}
+
+impl Core {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The latest `now` the core has seen.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Files that have locks, waiters or shares, in name order.
+    pub fn files(&self) -> Vec<FileId> {
+        let mut files: Vec<FileId> = self.files.iter().map(|(_, id, _)| id.clone()).collect();
+        files.sort();
+        files
+    }
+
+    /// Held locks of a file in range order (start, end, then client and owner).
+    pub fn held_locks(&self, file: &FileId) -> Vec<HeldLockView> {
+        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
+        let state = self.files.get(fk);
+        let mut locks: Vec<(u64, u64, HeldLockView)> = state
+            .locks
+            .iter()
+            .map(|lock| {
+                let owner = self.owner_ref(lock.owner);
+                let unreclaimed = state
+                    .unreclaimed
+                    .range((lock.owner, 0)..=(lock.owner, lock.span.end))
+                    .any(|(&(_, start), &end)| start <= lock.span.end && end >= lock.span.start);
+                let view = HeldLockView {
+                    client: owner.client,
+                    owner: owner.owner,
+                    kind: lock.kind,
+                    range: lock.span.to_range(self.config.max_offset),
+                    unreclaimed,
+                };
+                (lock.span.start, lock.span.end, view)
+            })
+            .collect();
+        locks.sort();
+        locks.into_iter().map(|(_, _, view)| view).collect()
+    }
+
+    /// Queued waiters of a file, in queue order.
+    pub fn waiters(&self, file: &FileId) -> Vec<WaiterView> {
+        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
+        self.files.get(fk).queue.iter().map(|id| self.waiter_view(*id)).collect()
+    }
+
+    /// Granted waiters whose GRANTED callback is not yet confirmed, in waiter order.
+    pub fn pending_callbacks(&self) -> Vec<WaiterView> {
+        self.waiters
+            .iter()
+            .filter(|(_, w)| matches!(w.state, WaiterState::Granted { .. }))
+            .map(|(id, _)| self.waiter_view(*id))
+            .collect()
+    }
+
+    fn waiter_view(&self, id: WaiterId) -> WaiterView {
+        let w = &self.waiters[&id];
+        let owner = self.owner_ref(w.owner);
+        WaiterView {
+            waiter: id,
+            request: w.request,
+            client: owner.client,
+            owner: owner.owner,
+            kind: w.kind,
+            range: w.span.to_range(self.config.max_offset),
+            since: w.since,
+        }
+    }
+
+    /// Share reservations of a file, by client and owner.
+    pub fn shares(&self, file: &FileId) -> Vec<ShareView> {
+        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
+        let mut shares: Vec<ShareView> = self
+            .files
+            .get(fk)
+            .shares
+            .iter()
+            .map(|(&ok, &(access, deny))| {
+                let owner = self.owner_ref(ok);
+                ShareView { client: owner.client, owner: owner.owner, access, deny }
+            })
+            .collect();
+        shares.sort_by(|a, b| (&a.client, &a.owner).cmp(&(&b.client, &b.owner)));
+        shares
+    }
+
+    /// The wait-for graph: for each queued waiter (in waiter order), the owners it waits for.
+    pub fn wait_for_graph(&self) -> Vec<WaitEdge> {
+        let mut edges = Vec::new();
+        for (&id, w) in &self.waiters {
+            if !matches!(w.state, WaiterState::Queued { .. }) {
+                continue;
+            }
+            let from = self.owner_ref(w.owner);
+            let mut blockers: Vec<OwnerRef> = self
+                .blockers(w.file, w.owner, w.span, w.kind, Some(id))
+                .into_iter()
+                .map(|o| self.owner_ref(o))
+                .collect();
+            blockers.sort();
+            for to in blockers {
+                edges.push(WaitEdge { waiter: id, file: self.files.id(w.file).clone(), from: from.clone(), to });
+            }
+        }
+        edges
+    }
+
+    pub fn grace(&self) -> Option<GraceView> {
+        let grace = self.grace.as_ref()?;
+        let mut pending: Vec<ClientId> = grace.pending.iter().map(|&ck| self.clients.id(ck).clone()).collect();
+        pending.sort();
+        Some(GraceView {
+            ends_at: grace.ends_at,
+            remaining: grace.ends_at.saturating_sub(self.now),
+            expected: grace.expected,
+            pending,
+        })
+    }
+
+    /// Every held lock as the store would keep it, sorted.
+    pub fn records(&self) -> Vec<LockRecord> {
+        let mut records: Vec<LockRecord> = self
+            .files
+            .iter()
+            .flat_map(|(fk, _, file)| file.locks.iter().map(move |lock| (fk, lock)))
+            .map(|(fk, lock)| self.record(fk, lock))
+            .collect();
+        records.sort();
+        records
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.held_locks = self.total_locks;
+        stats.waiters = self.files.iter().map(|(_, _, f)| f.queue.len() as u64).sum();
+        stats.pending_callbacks = self.waiters.len() as u64 - stats.waiters;
+        stats.files = self.files.len() as u64;
+        stats.owners = self.owners.len() as u64;
+        stats.clients = self.clients.len() as u64;
+        let per_adapter: BTreeMap<_, _> = self.connected.iter().map(|(a, &n)| (a.clone(), n)).collect();
+        stats.clients_per_adapter = per_adapter.into_iter().collect();
+        stats.in_grace = self.grace.is_some();
+        stats.grace_remaining_ms = self.grace.as_ref().map_or(0, |g| g.ends_at.saturating_sub(self.now));
+        stats
+    }
+}
