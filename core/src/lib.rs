@@ -58,6 +58,7 @@ mod shares;
 mod state;
 mod stats;
 mod table;
+mod trace;
 mod views;
 mod waiters;
 
@@ -71,4 +72,5 @@ pub use ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
 pub use range::{Range, Span};
 pub use state::Core;
 pub use stats::{OutcomeCounts, Stats, WAIT_BUCKETS_MS};
+pub use trace::{Replay, Trace, TraceError, TraceHeader, TraceStep, TRACE_VERSION};
 pub use views::{GraceView, HeldLockView, ShareView, WaitEdge, WaiterView};

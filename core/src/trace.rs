@@ -1,0 +1,136 @@
+//! Traces: a run of the core written down — a header (format version, configuration, epoch, records
+//! to restore) and the events with their `now`. Replaying a trace gives the same actions on every
+//! platform. The serde form is the documented trace format (docs/trace-format.md): JSON lines for
+//! people and tools, postcard for wasm and fuzzing. Parsing text is the hosts' business; the types and
+//! the replay rules live here so every host replays alike.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::action::{Action, LockRecord};
+use crate::config::Config;
+use crate::event::Event;
+use crate::ids::Millis;
+use crate::state::Core;
+
+/// The trace format version this core writes and reads.
+pub const TRACE_VERSION: u32 = 1;
+
+/// The first line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TraceHeader {
+    /// Format version; must be [`TRACE_VERSION`].
+    pub brlock_trace: u32,
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub config: Config,
+    #[cfg_attr(feature = "serde", serde(default = "first_epoch"))]
+    pub epoch: u64,
+    /// When the run starts (the `now` of a restore).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub start: Millis,
+    /// Records persisted by an earlier epoch: the run starts with [`Core::restore`] and so in grace.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub restore: Option<Vec<LockRecord>>,
+}
+
+#[cfg(feature = "serde")]
+fn first_epoch() -> u64 {
+    1
+}
+
+impl TraceHeader {
+    pub fn new(config: Config) -> Self {
+        Self { brlock_trace: TRACE_VERSION, config, epoch: 1, start: 0, restore: None }
+    }
+}
+
+/// One event of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TraceStep {
+    pub now: Millis,
+    pub event: Event,
+}
+
+/// A whole trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Trace {
+    pub header: TraceHeader,
+    pub steps: Vec<TraceStep>,
+}
+
+/// Why a trace cannot be replayed. `step` counts events from 1 (0 is the header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceError {
+    pub step: usize,
+    pub message: alloc::string::String,
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.step == 0 {
+            write!(f, "trace header: {}", self.message)
+        } else {
+            write!(f, "trace event {}: {}", self.step, self.message)
+        }
+    }
+}
+
+/// A trace being replayed one step at a time (the visualiser steps back by replaying from the start).
+#[derive(Clone, Debug)]
+pub struct Replay {
+    pub core: Core,
+    /// Actions produced by building the core (restore), before the first event.
+    pub initial: Vec<Action>,
+    last_now: Millis,
+    step: usize,
+}
+
+impl Replay {
+    pub fn start(header: &TraceHeader) -> Result<Replay, TraceError> {
+        let error = |message: alloc::string::String| TraceError { step: 0, message };
+        if header.brlock_trace != TRACE_VERSION {
+            return Err(error(alloc::format!(
+                "unsupported trace version {} (this core reads version {TRACE_VERSION})",
+                header.brlock_trace
+            )));
+        }
+        let (core, initial) = match &header.restore {
+            None => {
+                let mut core = Core::with_epoch(header.config.clone(), header.epoch);
+                core.now = header.start;
+                (core, Vec::new())
+            }
+            Some(records) => Core::restore(header.config.clone(), header.start, header.epoch, records.iter().cloned())
+                .map_err(|e| error(alloc::format!("cannot restore: {e}")))?,
+        };
+        Ok(Replay { core, initial, last_now: header.start, step: 0 })
+    }
+
+    /// Runs one event; time must not go backwards.
+    pub fn step(&mut self, step: &TraceStep) -> Result<Vec<Action>, TraceError> {
+        self.step += 1;
+        if step.now < self.last_now {
+            return Err(TraceError {
+                step: self.step,
+                message: alloc::format!("time goes backwards: {} after {}", step.now, self.last_now),
+            });
+        }
+        self.last_now = step.now;
+        Ok(self.core.step(step.now, step.event.clone()))
+    }
+}
+
+impl Trace {
+    /// Replays the whole trace: the restore's actions, then each event's actions.
+    pub fn run(&self) -> Result<(Vec<Action>, Vec<Vec<Action>>), TraceError> {
+        let mut replay = Replay::start(&self.header)?;
+        let mut outputs = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            outputs.push(replay.step(step)?);
+        }
+        Ok((replay.initial, outputs))
+    }
+}
