@@ -127,7 +127,10 @@ pub enum PersistOp {
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Action {
     /// Answer request `request`.
-    Reply { request: RequestId, outcome: Outcome },
+    Reply {
+        request: RequestId,
+        outcome: Outcome,
+    },
     /// Tell the client its queued request is granted (NLM_GRANTED / NLM_GRANTED_MSG); answer with
     /// `Event::CallbackOutcome`. `attempt` counts from 1; retries carry the same waiter.
     SendGranted {

@@ -12,7 +12,13 @@ use crate::range::Span;
 use crate::state::{ClientKey, ClientState, Core, Timer, WaiterState};
 
 impl Core {
-    pub(crate) fn client_connected(&mut self, client: &ClientId, adapter: String, ttl: Millis, out: &mut Vec<Action>) {
+    pub(crate) fn client_connected(
+        &mut self,
+        client: &ClientId,
+        adapter: String,
+        ttl: Millis,
+        out: &mut Vec<Action>,
+    ) {
         let ck = self.clients.intern(client, ClientState::default);
         if self.clients.get(ck).connected {
             self.clients.get_mut(ck).ttl = ttl;
@@ -22,7 +28,11 @@ impl Core {
         let connected = self.connected.get(&adapter).copied().unwrap_or(0);
         if connected >= limit {
             self.stats.connections_refused += 1;
-            out.push(Action::ConnectionRefused { client: client.clone(), adapter, limit });
+            out.push(Action::ConnectionRefused {
+                client: client.clone(),
+                adapter,
+                limit,
+            });
             self.tidy_client(ck);
             return;
         }
@@ -38,19 +48,21 @@ impl Core {
     }
 
     pub(crate) fn client_disconnected(&mut self, client: &ClientId, out: &mut Vec<Action>) {
-        let Some(ck) = self.clients.lookup(client) else { return };
+        let Some(ck) = self.clients.lookup(client) else {
+            return;
+        };
         let state = self.clients.get_mut(ck);
         if !state.connected {
             return;
         }
         state.connected = false;
         let ttl = state.ttl;
-        if let Some(adapter) = state.adapter.as_ref() {
-            if let Some(count) = self.connected.get_mut(adapter) {
-                *count -= 1;
-                if *count == 0 {
-                    self.connected.remove(adapter);
-                }
+        if let Some(adapter) = state.adapter.as_ref()
+            && let Some(count) = self.connected.get_mut(adapter)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.connected.remove(adapter);
             }
         }
         if ttl == 0 {
@@ -63,7 +75,9 @@ impl Core {
     }
 
     pub(crate) fn disconnect_expired(&mut self, ck: ClientKey, out: &mut Vec<Action>) {
-        let Some(state) = self.clients.try_get(ck) else { return };
+        let Some(state) = self.clients.try_get(ck) else {
+            return;
+        };
         if state.disconnect_at.is_none() {
             return;
         }
@@ -87,7 +101,9 @@ impl Core {
             for id in waiters {
                 touched.insert(self.waiters[&id].file);
                 match self.waiters[&id].state {
-                    WaiterState::Queued { .. } => self.remove_waiter(id, WaiterRemovedReason::ClientGone, out),
+                    WaiterState::Queued { .. } => {
+                        self.remove_waiter(id, WaiterRemovedReason::ClientGone, out)
+                    }
                     WaiterState::Granted { .. } => {
                         self.forget_waiter(id);
                     }

@@ -16,7 +16,11 @@ impl Core {
     /// If `requester` waiting for `blockers` would close a cycle, the cycle: `requester` first, each
     /// owner waiting for the next, the last waiting for `requester`. Depth-first in key order, so the
     /// same state always reports the same cycle.
-    pub(crate) fn find_cycle(&self, requester: OwnerKey, blockers: &BTreeSet<OwnerKey>) -> Option<Vec<OwnerKey>> {
+    pub(crate) fn find_cycle(
+        &self,
+        requester: OwnerKey,
+        blockers: &BTreeSet<OwnerKey>,
+    ) -> Option<Vec<OwnerKey>> {
         // parent[x] = the owner that waits for x on the path from `requester`.
         let mut parent: BTreeMap<OwnerKey, OwnerKey> = BTreeMap::new();
         let mut stack: Vec<OwnerKey> = Vec::new();
@@ -51,7 +55,9 @@ impl Core {
     /// The owners `owner` waits for, through all its queued waiters.
     pub(crate) fn waits_for(&self, owner: OwnerKey) -> BTreeSet<OwnerKey> {
         let mut out = BTreeSet::new();
-        let Some(state) = self.owners.try_get(owner) else { return out };
+        let Some(state) = self.owners.try_get(owner) else {
+            return out;
+        };
         for id in &state.waiters {
             let w = &self.waiters[id];
             if matches!(w.state, WaiterState::Queued { .. }) {
@@ -63,6 +69,9 @@ impl Core {
 
     pub(crate) fn owner_ref(&self, owner: OwnerKey) -> OwnerRef {
         let (ck, id) = self.owners.id(owner);
-        OwnerRef { client: self.clients.id(*ck).clone(), owner: id.clone() }
+        OwnerRef {
+            client: self.clients.id(*ck).clone(),
+            owner: id.clone(),
+        }
     }
 }

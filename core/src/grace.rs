@@ -54,11 +54,24 @@ impl Core {
         let mut stored: Vec<LockRecord> = Vec::new();
         let mut merged_any = false;
         for (index, record) in records.into_iter().enumerate() {
-            let error = |reason| RestoreError { index, record: record.clone(), reason };
-            let span = record.range.span(core.config.max_offset).ok_or_else(|| error("range too big"))?;
+            let error = |reason| RestoreError {
+                index,
+                record: record.clone(),
+                reason,
+            };
+            let span = record
+                .range
+                .span(core.config.max_offset)
+                .ok_or_else(|| error("range too big"))?;
             let fk = core.files.intern(&record.file, Default::default);
             let (_, ok) = core.intern_owner(&record.client, &record.owner);
-            if core.files.get(fk).locks.first_conflict(ok, span, record.kind).is_some() {
+            if core
+                .files
+                .get(fk)
+                .locks
+                .first_conflict(ok, span, record.kind)
+                .is_some()
+            {
                 return Err(error("conflicts with another restored record"));
             }
             let plan = core.files.get(fk).locks.plan_lock(ok, span, record.kind);
@@ -70,9 +83,17 @@ impl Core {
         if merged_any {
             // The store holds `stored`; make it hold the merged table instead.
             let held: Vec<LockRecord> = core.records();
-            let key = |r: &LockRecord| (r.file.clone(), r.client.clone(), r.owner.clone(), r.range.offset);
+            let key = |r: &LockRecord| {
+                (
+                    r.file.clone(),
+                    r.client.clone(),
+                    r.owner.clone(),
+                    r.range.offset,
+                )
+            };
             let held_keys: BTreeMap<_, &LockRecord> = held.iter().map(|r| (key(r), r)).collect();
-            let stored_keys: BTreeMap<_, &LockRecord> = stored.iter().map(|r| (key(r), r)).collect();
+            let stored_keys: BTreeMap<_, &LockRecord> =
+                stored.iter().map(|r| (key(r), r)).collect();
             for (k, r) in &stored_keys {
                 if !held_keys.contains_key(k) {
                     core.persist(PersistOp::Delete((*r).clone()), &mut out);
@@ -93,14 +114,21 @@ impl Core {
             }
         }
         for (fk, ok, span) in marks {
-            core.files.get_mut(fk).unreclaimed.insert((ok, span.start), span.end);
+            core.files
+                .get_mut(fk)
+                .unreclaimed
+                .insert((ok, span.start), span.end);
             let owner = core.owners.get_mut(ok);
             owner.unreclaimed.insert(fk);
             pending.insert(owner.client);
         }
         let expected = pending.len() as u64;
         let ends_at = now.saturating_add(core.config.grace);
-        core.grace = Some(Grace { ends_at, pending, expected });
+        core.grace = Some(Grace {
+            ends_at,
+            pending,
+            expected,
+        });
         core.timers.insert((ends_at, Timer::GraceEnd));
         core.end_grace_if_done(&mut out);
         Ok((core, out))
@@ -145,14 +173,28 @@ impl Core {
         }
     }
 
-    pub(crate) fn reclaimed(&mut self, fk: FileKey, ok: OwnerKey, span: Span, out: &mut Vec<Action>) {
+    pub(crate) fn reclaimed(
+        &mut self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        out: &mut Vec<Action>,
+    ) {
         self.stats.reclaims += 1;
         self.forget_unreclaimed(fk, ok, span, out);
     }
 
     /// `owner` no longer needs to reclaim `span` of `file` (reclaimed, unlocked, or released).
-    pub(crate) fn forget_unreclaimed(&mut self, fk: FileKey, ok: OwnerKey, span: Span, out: &mut Vec<Action>) {
-        let Some(owner) = self.owners.try_get(ok) else { return };
+    pub(crate) fn forget_unreclaimed(
+        &mut self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(owner) = self.owners.try_get(ok) else {
+            return;
+        };
         if !owner.unreclaimed.contains(&fk) {
             return;
         }
@@ -173,7 +215,11 @@ impl Core {
                 file.unreclaimed.insert((ok, span.end + 1), end);
             }
         }
-        let left = file.unreclaimed.range((ok, 0)..=(ok, u64::MAX)).next().is_some();
+        let left = file
+            .unreclaimed
+            .range((ok, 0)..=(ok, u64::MAX))
+            .next()
+            .is_some();
         if !left {
             let owner = self.owners.get_mut(ok);
             owner.unreclaimed.remove(&fk);
@@ -185,7 +231,11 @@ impl Core {
     }
 
     fn client_has_unreclaimed(&self, ck: ClientKey) -> bool {
-        self.clients.get(ck).owners.iter().any(|&ok| !self.owners.get(ok).unreclaimed.is_empty())
+        self.clients
+            .get(ck)
+            .owners
+            .iter()
+            .any(|&ok| !self.owners.get(ok).unreclaimed.is_empty())
     }
 
     fn client_done_reclaiming(&mut self, ck: ClientKey, out: &mut Vec<Action>) {
@@ -203,7 +253,9 @@ impl Core {
 
     /// The client says it reclaimed all it wants: what it left unreclaimed goes now.
     pub(crate) fn reclaim_complete(&mut self, client: &ClientId, out: &mut Vec<Action>) {
-        let Some(ck) = self.clients.lookup(client) else { return };
+        let Some(ck) = self.clients.lookup(client) else {
+            return;
+        };
         if !self.grace.as_ref().is_some_and(|g| g.pending.contains(&ck)) {
             return;
         }
@@ -239,7 +291,9 @@ impl Core {
     }
 
     pub(crate) fn end_grace(&mut self, out: &mut Vec<Action>) {
-        let Some(grace) = self.grace.take() else { return };
+        let Some(grace) = self.grace.take() else {
+            return;
+        };
         self.timers.remove(&(grace.ends_at, Timer::GraceEnd));
         let released = self.release_unreclaimed(None, out);
         out.push(Action::GraceEnded { released });

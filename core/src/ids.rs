@@ -121,7 +121,9 @@ pub(crate) fn serialize_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Resul
 }
 
 #[cfg(feature = "serde")]
-pub(crate) fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+pub(crate) fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<u8>, D::Error> {
     struct Visit;
     impl<'de> serde::de::Visitor<'de> for Visit {
         type Value = Vec<u8>;
@@ -154,7 +156,7 @@ pub(crate) fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Resul
 
 #[cfg(feature = "serde")]
 fn parse_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

@@ -82,7 +82,12 @@ impl IntervalTree {
     /// Checks heap order, key order and the max-end augmentation; returns the node count.
     #[cfg(any(test, feature = "invariants"))]
     pub fn check(&self) -> Result<usize, &'static str> {
-        fn go(t: &IntervalTree, i: u32, lo: Option<Key>, hi: Option<Key>) -> Result<(usize, u64), &'static str> {
+        fn go(
+            t: &IntervalTree,
+            i: u32,
+            lo: Option<Key>,
+            hi: Option<Key>,
+        ) -> Result<(usize, u64), &'static str> {
             if i == NIL {
                 return Ok((0, 0));
             }
@@ -186,7 +191,11 @@ impl IntervalTree {
             return (NIL, NIL);
         }
         let node_key = (self.nodes[t as usize].start, self.nodes[t as usize].owner);
-        let goes_left = if inclusive { node_key <= key } else { node_key < key };
+        let goes_left = if inclusive {
+            node_key <= key
+        } else {
+            node_key < key
+        };
         if goes_left {
             let (l, r) = self.split(self.nodes[t as usize].right, key, inclusive);
             self.nodes[t as usize].right = l;
@@ -245,13 +254,16 @@ mod tests {
     impl quickcheck::Arbitrary for Op {
         fn arbitrary(g: &mut quickcheck::Gen) -> Self {
             match u8::arbitrary(g) % 3 {
-                0 => Op::Insert(u8::arbitrary(g), u8::arbitrary(g) % 32, u8::arbitrary(g) % 4),
+                0 => Op::Insert(
+                    u8::arbitrary(g),
+                    u8::arbitrary(g) % 32,
+                    u8::arbitrary(g) % 4,
+                ),
                 1 => Op::Remove(u8::arbitrary(g), u8::arbitrary(g) % 4),
                 _ => Op::Query(u8::arbitrary(g), u8::arbitrary(g) % 64),
             }
         }
     }
-
 
     /// The tree answers overlap queries exactly as a plain ordered map scanned end to end.
     #[test]
@@ -307,7 +319,11 @@ mod tests {
         let mut seen = 0;
         let found = tree.overlapping(Span::new(0, 100), |s, _| {
             seen += 1;
-            if s.start == 30 { ControlFlow::Break(s) } else { ControlFlow::Continue(()) }
+            if s.start == 30 {
+                ControlFlow::Break(s)
+            } else {
+                ControlFlow::Continue(())
+            }
         });
         assert_eq!(found, ControlFlow::Break(Span::new(30, 35)));
         assert_eq!(seen, 4);

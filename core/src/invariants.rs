@@ -30,23 +30,42 @@ impl Core {
             }
             let naming = self.waiters.values().filter(|w| w.file == fk).count() as u64;
             if naming != file.waiters {
-                return Err(format!("file {id}: waiter count {} but {naming} waiters name it", file.waiters));
+                return Err(format!(
+                    "file {id}: waiter count {} but {naming} waiters name it",
+                    file.waiters
+                ));
             }
             for wid in &file.queue {
                 match self.waiters.get(wid) {
                     Some(w) if w.file == fk && matches!(w.state, WaiterState::Queued { .. }) => {}
-                    _ => return Err(format!("file {id}: queue holds {wid:?}, not a waiter queued here")),
+                    _ => {
+                        return Err(format!(
+                            "file {id}: queue holds {wid:?}, not a waiter queued here"
+                        ));
+                    }
                 }
             }
             for ok in file.shares.keys() {
-                if !self.owners.try_get(*ok).is_some_and(|o| o.shares.contains(&fk)) {
-                    return Err(format!("file {id}: share of an owner that does not list it"));
+                if !self
+                    .owners
+                    .try_get(*ok)
+                    .is_some_and(|o| o.shares.contains(&fk))
+                {
+                    return Err(format!(
+                        "file {id}: share of an owner that does not list it"
+                    ));
                 }
             }
             let mut previous: Option<(OwnerKey, u64)> = None;
             for (&(ok, start), &end) in &file.unreclaimed {
-                if !self.owners.try_get(ok).is_some_and(|o| o.unreclaimed.contains(&fk)) {
-                    return Err(format!("file {id}: unreclaimed span of an owner that does not list it"));
+                if !self
+                    .owners
+                    .try_get(ok)
+                    .is_some_and(|o| o.unreclaimed.contains(&fk))
+                {
+                    return Err(format!(
+                        "file {id}: unreclaimed span of an owner that does not list it"
+                    ));
                 }
                 if previous.is_some_and(|(pok, pend)| pok == ok && pend >= start) {
                     return Err(format!("file {id}: overlapping unreclaimed spans"));
@@ -64,20 +83,34 @@ impl Core {
                     }
                 }
                 if next != end {
-                    return Err(format!("file {id}: unreclaimed span {start}..={end} not held"));
+                    return Err(format!(
+                        "file {id}: unreclaimed span {start}..={end} not held"
+                    ));
                 }
             }
-            if file.locks.is_empty() && file.waiters == 0 && file.shares.is_empty() && file.unreclaimed.is_empty() {
+            if file.locks.is_empty()
+                && file.waiters == 0
+                && file.shares.is_empty()
+                && file.unreclaimed.is_empty()
+            {
                 return Err(format!("file {id}: unused file kept"));
             }
         }
         if total != self.total_locks {
-            return Err(format!("total locks {} but the tables hold {total}", self.total_locks));
+            return Err(format!(
+                "total locks {} but the tables hold {total}",
+                self.total_locks
+            ));
         }
 
         let mut client_counts: BTreeMap<u32, u64> = BTreeMap::new();
         for (ok, (ck, id), owner) in self.owners.iter() {
-            if owner.client != *ck || !self.clients.try_get(*ck).is_some_and(|c| c.owners.contains(&ok)) {
+            if owner.client != *ck
+                || !self
+                    .clients
+                    .try_get(*ck)
+                    .is_some_and(|c| c.owners.contains(&ok))
+            {
                 return Err(format!("owner {id}: client link broken"));
             }
             for (&fk, &count) in &owner.files {
@@ -86,26 +119,35 @@ impl Core {
                 }
             }
             let listed: u64 = owner.files.values().sum();
-            let held: u64 = owner_counts.range((ok, 0)..=(ok, u32::MAX)).map(|(_, c)| c).sum();
+            let held: u64 = owner_counts
+                .range((ok, 0)..=(ok, u32::MAX))
+                .map(|(_, c)| c)
+                .sum();
             if listed != held {
                 return Err(format!("owner {id}: lists {listed} locks, holds {held}"));
             }
             *client_counts.entry(*ck).or_default() += held;
             for wid in &owner.waiters {
-                if !self.waiters.get(wid).is_some_and(|w| w.owner == ok) {
+                if self.waiters.get(wid).is_none_or(|w| w.owner != ok) {
                     return Err(format!("owner {id}: lists a waiter that is not its own"));
                 }
             }
             for fk in &owner.unreclaimed {
-                let has = self
-                    .files
-                    .try_get(*fk)
-                    .is_some_and(|f| f.unreclaimed.range((ok, 0)..=(ok, u64::MAX)).next().is_some());
+                let has = self.files.try_get(*fk).is_some_and(|f| {
+                    f.unreclaimed
+                        .range((ok, 0)..=(ok, u64::MAX))
+                        .next()
+                        .is_some()
+                });
                 if !has {
                     return Err(format!("owner {id}: lists a file with nothing to reclaim"));
                 }
             }
-            if owner.files.is_empty() && owner.waiters.is_empty() && owner.shares.is_empty() && owner.unreclaimed.is_empty() {
+            if owner.files.is_empty()
+                && owner.waiters.is_empty()
+                && owner.shares.is_empty()
+                && owner.unreclaimed.is_empty()
+            {
                 return Err(format!("owner {id}: unused owner kept"));
             }
         }
@@ -116,13 +158,18 @@ impl Core {
                 return Err(format!("client {id}: lock count wrong"));
             }
             if client.connected {
-                let adapter = client.adapter.clone().ok_or_else(|| format!("client {id}: connected without adapter"))?;
+                let adapter = client
+                    .adapter
+                    .clone()
+                    .ok_or_else(|| format!("client {id}: connected without adapter"))?;
                 *connected.entry(adapter).or_default() += 1;
             }
-            if let Some(at) = client.disconnect_at {
-                if client.connected || !self.timers.contains(&(at, Timer::Disconnect(ck))) {
-                    return Err(format!("client {id}: disconnect deadline without its timer"));
-                }
+            if let Some(at) = client.disconnect_at
+                && (client.connected || !self.timers.contains(&(at, Timer::Disconnect(ck))))
+            {
+                return Err(format!(
+                    "client {id}: disconnect deadline without its timer"
+                ));
             }
         }
         if connected != self.connected {
@@ -130,7 +177,11 @@ impl Core {
         }
 
         for (wid, w) in &self.waiters {
-            if !self.owners.try_get(w.owner).is_some_and(|o| o.waiters.contains(wid)) {
+            if !self
+                .owners
+                .try_get(w.owner)
+                .is_some_and(|o| o.waiters.contains(wid))
+            {
                 return Err(format!("{wid:?}: owner does not list it"));
             }
             let Some(file) = self.files.try_get(w.file) else {
@@ -141,12 +192,16 @@ impl Core {
                     if !file.queue.contains(wid) {
                         return Err(format!("{wid:?}: queued but not in its file's queue"));
                     }
-                    if expires_at.is_some_and(|at| !self.timers.contains(&(at, Timer::WaiterExpiry(*wid)))) {
+                    if expires_at
+                        .is_some_and(|at| !self.timers.contains(&(at, Timer::WaiterExpiry(*wid))))
+                    {
                         return Err(format!("{wid:?}: expiry without its timer"));
                     }
                 }
                 WaiterState::Granted { retry_at, .. } => {
-                    if retry_at.is_some_and(|at| !self.timers.contains(&(at, Timer::CallbackRetry(*wid)))) {
+                    if retry_at
+                        .is_some_and(|at| !self.timers.contains(&(at, Timer::CallbackRetry(*wid))))
+                    {
                         return Err(format!("{wid:?}: retry without its timer"));
                     }
                 }
@@ -156,15 +211,23 @@ impl Core {
         for &(at, timer) in &self.timers {
             let live = match timer {
                 Timer::GraceEnd => self.grace.as_ref().is_some_and(|g| g.ends_at == at),
-                Timer::Disconnect(ck) => self.clients.try_get(ck).is_some_and(|c| c.disconnect_at == Some(at)),
-                Timer::CallbackRetry(wid) => self
-                    .waiters
-                    .get(&wid)
-                    .is_some_and(|w| w.state == WaiterState::Granted { attempt: attempt_of(w.state), retry_at: Some(at) }),
-                Timer::WaiterExpiry(wid) => self
-                    .waiters
-                    .get(&wid)
-                    .is_some_and(|w| w.state == WaiterState::Queued { expires_at: Some(at) }),
+                Timer::Disconnect(ck) => self
+                    .clients
+                    .try_get(ck)
+                    .is_some_and(|c| c.disconnect_at == Some(at)),
+                Timer::CallbackRetry(wid) => self.waiters.get(&wid).is_some_and(|w| {
+                    w.state
+                        == WaiterState::Granted {
+                            attempt: attempt_of(w.state),
+                            retry_at: Some(at),
+                        }
+                }),
+                Timer::WaiterExpiry(wid) => self.waiters.get(&wid).is_some_and(|w| {
+                    w.state
+                        == WaiterState::Queued {
+                            expires_at: Some(at),
+                        }
+                }),
             };
             if !live {
                 return Err(format!("stale timer {timer:?} at {at}"));
@@ -179,7 +242,9 @@ impl Core {
                 .map(|(_, _, o)| o.client)
                 .collect();
             if reclaiming != grace.pending {
-                return Err(String::from("grace: pending clients differ from clients with locks to reclaim"));
+                return Err(String::from(
+                    "grace: pending clients differ from clients with locks to reclaim",
+                ));
             }
             if !self.timers.contains(&(grace.ends_at, Timer::GraceEnd)) {
                 return Err(String::from("grace without its timer"));

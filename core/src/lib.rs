@@ -63,7 +63,8 @@ mod views;
 mod waiters;
 
 pub use action::{
-    Action, Holder, Limit, LockRecord, Outcome, OwnerRef, PersistOp, ReleaseReason, WaiterRemovedReason,
+    Action, Holder, Limit, LockRecord, Outcome, OwnerRef, PersistOp, ReleaseReason,
+    WaiterRemovedReason,
 };
 pub use config::{CallbackPolicy, Config, Limits, Profile};
 pub use event::{CallbackResult, Event, LockKind, ShareMode};
@@ -72,5 +73,5 @@ pub use ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
 pub use range::{Range, Span};
 pub use state::Core;
 pub use stats::{OutcomeCounts, Stats, WAIT_BUCKETS_MS};
-pub use trace::{Replay, Trace, TraceError, TraceHeader, TraceStep, TRACE_VERSION};
+pub use trace::{Replay, TRACE_VERSION, Trace, TraceError, TraceHeader, TraceStep};
 pub use views::{GraceView, HeldLockView, ShareView, WaitEdge, WaiterView};

@@ -7,7 +7,12 @@ use crate::table::OwnerKey;
 
 impl Core {
     /// The first limit that growing `owner`'s records in `file` by `delta` would exceed.
-    pub(crate) fn limit_refuses(&self, file: FileKey, owner: OwnerKey, delta: i64) -> Option<Limit> {
+    pub(crate) fn limit_refuses(
+        &self,
+        file: FileKey,
+        owner: OwnerKey,
+        delta: i64,
+    ) -> Option<Limit> {
         if delta <= 0 {
             return None;
         }

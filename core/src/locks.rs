@@ -38,7 +38,9 @@ impl Core {
         let Some(span) = req.range.span(self.config.max_offset) else {
             return self.reply(req.request, Outcome::TooBig, true, out);
         };
-        if let Some(refusal) = self.grace_refuses_lock(client, owner, file, span, req.kind, req.reclaim) {
+        if let Some(refusal) =
+            self.grace_refuses_lock(client, owner, file, span, req.kind, req.reclaim)
+        {
             return self.reply(req.request, refusal, true, out);
         }
         let fk = self.files.intern(file, Default::default);
@@ -47,7 +49,14 @@ impl Core {
         self.tidy(Some(fk), Some(ok));
     }
 
-    fn lock_in(&mut self, fk: FileKey, ok: OwnerKey, span: Span, req: LockRequest, out: &mut Vec<Action>) {
+    fn lock_in(
+        &mut self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        req: LockRequest,
+        out: &mut Vec<Action>,
+    ) {
         // A retransmitted blocking request keeps its place; one already granted is simply granted
         // (Linux lockd: a LOCK that finds its block granted answers "granted").
         if let Some(id) = self.find_waiter(fk, ok, span, Some(req.kind)) {
@@ -66,7 +75,13 @@ impl Core {
             }
         }
 
-        let obstacle = self.obstacle(fk, ok, span, req.kind, req.wait || self.config.fair_nonblocking);
+        let obstacle = self.obstacle(
+            fk,
+            ok,
+            span,
+            req.kind,
+            req.wait || self.config.fair_nonblocking,
+        );
         match obstacle {
             None => {
                 let plan = self.files.get(fk).locks.plan_lock(ok, span, req.kind);
@@ -103,7 +118,14 @@ impl Core {
 
     /// What stands in the way of granting now: a conflicting held lock, or (when `fair`) an earlier
     /// queued request of another owner that conflicts — no overtaking, so readers cannot starve a writer.
-    pub(crate) fn obstacle(&self, fk: FileKey, ok: OwnerKey, span: Span, kind: LockKind, fair: bool) -> Option<Obstacle> {
+    pub(crate) fn obstacle(
+        &self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        kind: LockKind,
+        fair: bool,
+    ) -> Option<Obstacle> {
         let file = self.files.get(fk);
         if let Some(held) = file.locks.first_conflict(ok, span, kind) {
             return Some(Obstacle::Held(held));
@@ -113,8 +135,13 @@ impl Core {
         }
         file.queue.iter().find_map(|id| {
             let w = &self.waiters[id];
-            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind))
-                .then_some(Obstacle::Queued(HeldLock { owner: w.owner, span: w.span, kind: w.kind }))
+            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind)).then_some(
+                Obstacle::Queued(HeldLock {
+                    owner: w.owner,
+                    span: w.span,
+                    kind: w.kind,
+                }),
+            )
         })
     }
 
@@ -134,7 +161,11 @@ impl Core {
             owners.insert(lock.owner);
             ControlFlow::Continue(())
         });
-        for id in file.queue.iter().take_while(|&&id| before.is_none_or(|b| id < b)) {
+        for id in file
+            .queue
+            .iter()
+            .take_while(|&&id| before.is_none_or(|b| id < b))
+        {
             let w = &self.waiters[id];
             if w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind) {
                 owners.insert(w.owner);
@@ -174,7 +205,8 @@ impl Core {
             return self.reply(request, Outcome::DeniedGrace, false, out);
         }
         // Unlocking what is not held succeeds.
-        let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner)) else {
+        let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner))
+        else {
             return self.reply(request, Outcome::Granted, false, out);
         };
         let plan = self.files.get(fk).locks.plan_unlock(ok, span);
@@ -232,7 +264,9 @@ impl Core {
         // TEST answers like a non-blocking LOCK would: against held locks (and queued ones when fair).
         let outcome = match self.obstacle(fk, ok, span, kind, self.config.fair_nonblocking) {
             None => Outcome::Granted,
-            Some(obstacle) => Outcome::Denied { holder: self.holder(obstacle) },
+            Some(obstacle) => Outcome::Denied {
+                holder: self.holder(obstacle),
+            },
         };
         self.reply(request, outcome, false, out);
     }
@@ -256,12 +290,15 @@ impl Core {
         if self.in_grace() && !self.config.cancel_in_grace {
             return self.reply(request, Outcome::DeniedGrace, false, out);
         }
-        let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner)) else {
+        let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner))
+        else {
             return self.reply(request, Outcome::Granted, false, out);
         };
         if let Some(id) = self.find_waiter(fk, ok, span, Some(kind)) {
             match self.waiters[&id].state {
-                WaiterState::Queued { .. } => self.remove_waiter(id, WaiterRemovedReason::Cancelled, out),
+                WaiterState::Queued { .. } => {
+                    self.remove_waiter(id, WaiterRemovedReason::Cancelled, out)
+                }
                 // Granted but not yet confirmed: the client withdrew, so the grant is undone (Linux).
                 WaiterState::Granted { .. } => {
                     self.forget_waiter(id);
@@ -276,7 +313,13 @@ impl Core {
     }
 
     /// Applies a plan that removes coverage, announcing each released piece.
-    pub(crate) fn release_plan(&mut self, fk: FileKey, plan: &crate::table::Plan, reason: ReleaseReason, out: &mut Vec<Action>) {
+    pub(crate) fn release_plan(
+        &mut self,
+        fk: FileKey,
+        plan: &crate::table::Plan,
+        reason: ReleaseReason,
+        out: &mut Vec<Action>,
+    ) {
         self.apply_plan(fk, plan, out);
         for lock in &plan.released {
             let record = self.record(fk, *lock);

@@ -19,7 +19,10 @@ impl Range {
 
     /// The whole file.
     pub const fn whole() -> Self {
-        Self { offset: 0, length: 0 }
+        Self {
+            offset: 0,
+            length: 0,
+        }
     }
 
     /// The inclusive span this range covers, or `None` when it reaches past `max_offset`
@@ -33,7 +36,10 @@ impl Range {
         } else {
             self.offset.checked_add(self.length - 1)?
         };
-        (end <= max_offset).then_some(Span { start: self.offset, end })
+        (end <= max_offset).then_some(Span {
+            start: self.offset,
+            end,
+        })
     }
 }
 
@@ -98,7 +104,10 @@ mod tests {
 
     #[test]
     fn length_zero_reaches_the_largest_offset() {
-        assert_eq!(Range::new(10, 0).span(u64::MAX), Some(Span::new(10, u64::MAX)));
+        assert_eq!(
+            Range::new(10, 0).span(u64::MAX),
+            Some(Span::new(10, u64::MAX))
+        );
         assert_eq!(
             Range::new(10, 0).span(i64::MAX as u64),
             Some(Span::new(10, i64::MAX as u64))
@@ -109,9 +118,18 @@ mod tests {
     fn a_range_whose_end_overflows_is_too_big() {
         assert_eq!(Range::new(u64::MAX, 2).span(u64::MAX), None);
         assert_eq!(Range::new(2, u64::MAX).span(u64::MAX), None);
-        assert_eq!(Range::new(1, u64::MAX).span(u64::MAX), Some(Span::new(1, u64::MAX)));
-        assert_eq!(Range::new(0, u64::MAX).span(u64::MAX), Some(Span::new(0, u64::MAX - 1)));
-        assert_eq!(Range::new(u64::MAX, 1).span(u64::MAX), Some(Span::new(u64::MAX, u64::MAX)));
+        assert_eq!(
+            Range::new(1, u64::MAX).span(u64::MAX),
+            Some(Span::new(1, u64::MAX))
+        );
+        assert_eq!(
+            Range::new(0, u64::MAX).span(u64::MAX),
+            Some(Span::new(0, u64::MAX - 1))
+        );
+        assert_eq!(
+            Range::new(u64::MAX, 1).span(u64::MAX),
+            Some(Span::new(u64::MAX, u64::MAX))
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub(crate) struct Registry<K, V> {
 
 impl<K, V> Default for Registry<K, V> {
     fn default() -> Self {
-        Self { keys: HashMap::default(), slots: Vec::new(), free: Vec::new() }
+        Self {
+            keys: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
     }
 }
 

@@ -28,9 +28,14 @@ impl Core {
         }
         let ok = self.lookup_owner(client, owner);
         if let Some(fk) = self.files.lookup(file) {
-            let conflict = self.files.get(fk).shares.iter().find(|&(&other, &(their_access, their_deny))| {
-                Some(other) != ok && (access.meets(their_deny) || deny.meets(their_access))
-            });
+            let conflict =
+                self.files
+                    .get(fk)
+                    .shares
+                    .iter()
+                    .find(|&(&other, &(their_access, their_deny))| {
+                        Some(other) != ok && (access.meets(their_deny) || deny.meets(their_access))
+                    });
             if let Some((&other, _)) = conflict {
                 let owner = self.owner_ref(other);
                 return self.reply(request, Outcome::ShareDenied { owner }, false, out);

@@ -32,7 +32,10 @@ pub(crate) struct FileState {
 
 impl FileState {
     fn is_unused(&self) -> bool {
-        self.locks.is_empty() && self.waiters == 0 && self.shares.is_empty() && self.unreclaimed.is_empty()
+        self.locks.is_empty()
+            && self.waiters == 0
+            && self.shares.is_empty()
+            && self.unreclaimed.is_empty()
     }
 }
 
@@ -62,9 +65,14 @@ pub(crate) struct OwnerState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaiterState {
-    Queued { expires_at: Option<Millis> },
+    Queued {
+        expires_at: Option<Millis>,
+    },
     /// Granted; the GRANTED callback's `attempt`th send is out (`retry_at` None) or due at `retry_at`.
-    Granted { attempt: u32, retry_at: Option<Millis> },
+    Granted {
+        attempt: u32,
+        retry_at: Option<Millis>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -148,25 +156,79 @@ impl Core {
         // Whatever fell due before this event happens first, so the event sees the state at `now`.
         self.run_timers(out);
         match event {
-            Event::Lock { request, client, owner, file, range, kind, wait, reclaim, cookie } => {
-                let request = crate::locks::LockRequest { request, range, kind, wait, reclaim, cookie };
+            Event::Lock {
+                request,
+                client,
+                owner,
+                file,
+                range,
+                kind,
+                wait,
+                reclaim,
+                cookie,
+            } => {
+                let request = crate::locks::LockRequest {
+                    request,
+                    range,
+                    kind,
+                    wait,
+                    reclaim,
+                    cookie,
+                };
                 self.lock(&client, &owner, &file, request, out)
             }
-            Event::Unlock { request, client, owner, file, range } => {
-                self.unlock(request, &client, &owner, &file, range, out)
-            }
-            Event::Test { request, client, owner, file, range, kind } => {
-                self.test(request, &client, &owner, &file, range, kind, out)
-            }
-            Event::Cancel { request, client, owner, file, range, kind } => {
-                self.cancel(request, &client, &owner, &file, range, kind, out)
-            }
-            Event::Share { request, client, owner, file, access, deny, reclaim } => {
-                self.share(request, &client, &owner, &file, (access, deny), reclaim, out)
-            }
-            Event::Unshare { request, client, owner, file } => self.unshare(request, &client, &owner, &file, out),
+            Event::Unlock {
+                request,
+                client,
+                owner,
+                file,
+                range,
+            } => self.unlock(request, &client, &owner, &file, range, out),
+            Event::Test {
+                request,
+                client,
+                owner,
+                file,
+                range,
+                kind,
+            } => self.test(request, &client, &owner, &file, range, kind, out),
+            Event::Cancel {
+                request,
+                client,
+                owner,
+                file,
+                range,
+                kind,
+            } => self.cancel(request, &client, &owner, &file, range, kind, out),
+            Event::Share {
+                request,
+                client,
+                owner,
+                file,
+                access,
+                deny,
+                reclaim,
+            } => self.share(
+                request,
+                &client,
+                &owner,
+                &file,
+                (access, deny),
+                reclaim,
+                out,
+            ),
+            Event::Unshare {
+                request,
+                client,
+                owner,
+                file,
+            } => self.unshare(request, &client, &owner, &file, out),
             Event::Tick => {}
-            Event::ClientConnected { client, adapter, ttl } => self.client_connected(&client, adapter, ttl, out),
+            Event::ClientConnected {
+                client,
+                adapter,
+                ttl,
+            } => self.client_connected(&client, adapter, ttl, out),
             Event::ClientDisconnected { client } => self.client_disconnected(&client, out),
             Event::FreeAll { client } => self.free_all(&client, out),
             Event::ReclaimComplete { client } => self.reclaim_complete(&client, out),
@@ -203,7 +265,13 @@ impl Core {
 
     // ---- Shared plumbing for the rule files ----
 
-    pub(crate) fn reply(&mut self, request: RequestId, outcome: Outcome, is_lock: bool, out: &mut Vec<Action>) {
+    pub(crate) fn reply(
+        &mut self,
+        request: RequestId,
+        outcome: Outcome,
+        is_lock: bool,
+        out: &mut Vec<Action>,
+    ) {
         if is_lock {
             self.stats.lock_replies.count(&outcome);
         } else {
@@ -215,9 +283,16 @@ impl Core {
         out.push(Action::Reply { request, outcome });
     }
 
-    pub(crate) fn intern_owner(&mut self, client: &ClientId, owner: &OwnerId) -> (ClientKey, OwnerKey) {
+    pub(crate) fn intern_owner(
+        &mut self,
+        client: &ClientId,
+        owner: &OwnerId,
+    ) -> (ClientKey, OwnerKey) {
         let ck = self.clients.intern(client, ClientState::default);
-        let ok = self.owners.intern(&(ck, owner.clone()), || OwnerState { client: ck, ..Default::default() });
+        let ok = self.owners.intern(&(ck, owner.clone()), || OwnerState {
+            client: ck,
+            ..Default::default()
+        });
         self.clients.get_mut(ck).owners.insert(ok);
         (ck, ok)
     }
@@ -239,7 +314,11 @@ impl Core {
     }
 
     pub(crate) fn persist(&mut self, op: PersistOp, out: &mut Vec<Action>) {
-        out.push(Action::Persist { epoch: self.epoch, seq: self.next_seq, op });
+        out.push(Action::Persist {
+            epoch: self.epoch,
+            seq: self.next_seq,
+            op,
+        });
         self.next_seq += 1;
     }
 
@@ -298,15 +377,23 @@ impl Core {
             }
             self.tidy_client(ck);
         }
-        if let Some(fk) = file.filter(|&fk| self.files.try_get(fk).is_some_and(FileState::is_unused)) {
+        if let Some(fk) =
+            file.filter(|&fk| self.files.try_get(fk).is_some_and(FileState::is_unused))
+        {
             self.files.remove(fk);
         }
     }
 
     pub(crate) fn tidy_client(&mut self, ck: ClientKey) {
-        let Some(client) = self.clients.try_get(ck) else { return };
+        let Some(client) = self.clients.try_get(ck) else {
+            return;
+        };
         let expected = self.grace.as_ref().is_some_and(|g| g.pending.contains(&ck));
-        if client.owners.is_empty() && !client.connected && client.disconnect_at.is_none() && !expected {
+        if client.owners.is_empty()
+            && !client.connected
+            && client.disconnect_at.is_none()
+            && !expected
+        {
             self.clients.remove(ck);
         }
     }

@@ -92,14 +92,22 @@ impl LockTable {
             if o == owner {
                 return ControlFlow::Continue(());
             }
-            visit(HeldLock { owner: o, span: s, kind: LockKind::Exclusive })
+            visit(HeldLock {
+                owner: o,
+                span: s,
+                kind: LockKind::Exclusive,
+            })
         })?;
         if kind == LockKind::Exclusive {
             self.shared.overlapping(span, |s, o| {
                 if o == owner {
                     return ControlFlow::Continue(());
                 }
-                visit(HeldLock { owner: o, span: s, kind: LockKind::Shared })
+                visit(HeldLock {
+                    owner: o,
+                    span: s,
+                    kind: LockKind::Shared,
+                })
             })?;
         }
         ControlFlow::Continue(())
@@ -112,7 +120,11 @@ impl LockTable {
                 if o == owner {
                     ControlFlow::Continue(())
                 } else {
-                    ControlFlow::Break(HeldLock { owner: o, span: s, kind })
+                    ControlFlow::Break(HeldLock {
+                        owner: o,
+                        span: s,
+                        kind,
+                    })
                 }
             });
             match found {
@@ -126,7 +138,11 @@ impl LockTable {
             LockKind::Shared => None,
         };
         match (exclusive, shared) {
-            (Some(a), Some(b)) => Some(if (b.span.start, b.owner) < (a.span.start, a.owner) { b } else { a }),
+            (Some(a), Some(b)) => Some(if (b.span.start, b.owner) < (a.span.start, a.owner) {
+                b
+            } else {
+                a
+            }),
             (a, b) => a.or(b),
         }
     }
@@ -138,7 +154,11 @@ impl LockTable {
             .by_owner
             .range((owner, 0)..=(owner, upper))
             .rev()
-            .map(|(&(o, start), &(end, kind))| HeldLock { owner: o, span: Span::new(start, end), kind })
+            .map(|(&(o, start), &(end, kind))| HeldLock {
+                owner: o,
+                span: Span::new(start, end),
+                kind,
+            })
             // One owner's locks are disjoint and sorted, so ends fall as we walk back.
             .take_while(|lock| lock.span.touches(span))
             .collect();
@@ -153,7 +173,10 @@ impl LockTable {
         for lock in self.owner_near(owner, span) {
             if lock.kind == kind {
                 // Same kind, overlapping or adjacent: absorbed into one lock.
-                merged = Span::new(merged.start.min(lock.span.start), merged.end.max(lock.span.end));
+                merged = Span::new(
+                    merged.start.min(lock.span.start),
+                    merged.end.max(lock.span.end),
+                );
                 plan.removed.push(lock);
             } else if lock.span.overlaps(span) {
                 // Other kind: the part under the new lock is replaced, the rest stays.
@@ -161,7 +184,11 @@ impl LockTable {
                 plan.added.extend(outside(lock, span));
             }
         }
-        plan.added.push(HeldLock { owner, span: merged, kind });
+        plan.added.push(HeldLock {
+            owner,
+            span: merged,
+            kind,
+        });
         plan.added.sort();
         plan
     }
@@ -182,7 +209,11 @@ impl LockTable {
     /// What releasing everything `owner` holds here would change.
     pub fn plan_release_owner(&self, owner: OwnerKey) -> Plan {
         let removed: Vec<HeldLock> = self.owner_locks(owner).collect();
-        Plan { released: removed.clone(), removed, added: Vec::new() }
+        Plan {
+            released: removed.clone(),
+            removed,
+            added: Vec::new(),
+        }
     }
 
     /// Whether `owner` holds all of `span` with `kind` (one lock: same-kind neighbours are merged).
@@ -196,17 +227,24 @@ impl LockTable {
     pub fn owner_locks(&self, owner: OwnerKey) -> impl Iterator<Item = HeldLock> + '_ {
         self.by_owner
             .range((owner, 0)..=(owner, u64::MAX))
-            .map(|(&(o, start), &(end, kind))| HeldLock { owner: o, span: Span::new(start, end), kind })
+            .map(|(&(o, start), &(end, kind))| HeldLock {
+                owner: o,
+                span: Span::new(start, end),
+                kind,
+            })
     }
 
     pub fn apply(&mut self, plan: &Plan) {
         for lock in &plan.removed {
             let gone = self.by_owner.remove(&(lock.owner, lock.span.start));
             debug_assert_eq!(gone, Some((lock.span.end, lock.kind)));
-            self.tree_mut(lock.kind).remove((lock.span.start, lock.owner));
+            self.tree_mut(lock.kind)
+                .remove((lock.span.start, lock.owner));
         }
         for lock in &plan.added {
-            let before = self.by_owner.insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
+            let before = self
+                .by_owner
+                .insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
             debug_assert!(before.is_none());
             self.tree_mut(lock.kind).insert(lock.span, lock.owner);
         }
@@ -214,14 +252,16 @@ impl LockTable {
 
     /// Every lock, in (start, owner) order of each kind: exclusive ones, then shared ones.
     pub fn iter(&self) -> impl Iterator<Item = HeldLock> + '_ {
-        let exclusive = self
-            .exclusive
-            .iter()
-            .map(|(span, owner)| HeldLock { owner, span, kind: LockKind::Exclusive });
-        let shared = self
-            .shared
-            .iter()
-            .map(|(span, owner)| HeldLock { owner, span, kind: LockKind::Shared });
+        let exclusive = self.exclusive.iter().map(|(span, owner)| HeldLock {
+            owner,
+            span,
+            kind: LockKind::Exclusive,
+        });
+        let shared = self.shared.iter().map(|(span, owner)| HeldLock {
+            owner,
+            span,
+            kind: LockKind::Shared,
+        });
         exclusive.chain(shared)
     }
 
@@ -245,7 +285,11 @@ impl LockTable {
             if start > end {
                 return Err("lock table: lock with start > end");
             }
-            let lock = HeldLock { owner, span: Span::new(start, end), kind };
+            let lock = HeldLock {
+                owner,
+                span: Span::new(start, end),
+                kind,
+            };
             if let Some(prev) = previous.filter(|p| p.owner == owner) {
                 if prev.span.overlaps(lock.span) {
                     return Err("lock table: one owner's locks overlap");
@@ -259,7 +303,11 @@ impl LockTable {
                 LockKind::Exclusive => &self.exclusive,
             };
             let indexed = tree.overlapping(lock.span, |s, o| {
-                if o == owner && s == lock.span { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                if o == owner && s == lock.span {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             });
             if indexed.is_continue() {
                 return Err("lock table: a lock is missing from its interval tree");
@@ -275,9 +323,13 @@ impl LockTable {
 
 /// The parts of `lock` outside `span`: none, one or two pieces.
 fn outside(lock: HeldLock, span: Span) -> impl Iterator<Item = HeldLock> {
-    let before = (lock.span.start < span.start)
-        .then(|| HeldLock { span: Span::new(lock.span.start, span.start - 1), ..lock });
-    let after = (lock.span.end > span.end)
-        .then(|| HeldLock { span: Span::new(span.end + 1, lock.span.end), ..lock });
+    let before = (lock.span.start < span.start).then(|| HeldLock {
+        span: Span::new(lock.span.start, span.start - 1),
+        ..lock
+    });
+    let after = (lock.span.end > span.end).then(|| HeldLock {
+        span: Span::new(span.end + 1, lock.span.end),
+        ..lock
+    });
     before.into_iter().chain(after)
 }

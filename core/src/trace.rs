@@ -41,7 +41,13 @@ fn first_epoch() -> u64 {
 
 impl TraceHeader {
     pub fn new(config: Config) -> Self {
-        Self { brlock_trace: TRACE_VERSION, config, epoch: 1, start: 0, restore: None }
+        Self {
+            brlock_trace: TRACE_VERSION,
+            config,
+            epoch: 1,
+            start: 0,
+            restore: None,
+        }
     }
 }
 
@@ -103,10 +109,20 @@ impl Replay {
                 core.now = header.start;
                 (core, Vec::new())
             }
-            Some(records) => Core::restore(header.config.clone(), header.start, header.epoch, records.iter().cloned())
-                .map_err(|e| error(alloc::format!("cannot restore: {e}")))?,
+            Some(records) => Core::restore(
+                header.config.clone(),
+                header.start,
+                header.epoch,
+                records.iter().cloned(),
+            )
+            .map_err(|e| error(alloc::format!("cannot restore: {e}")))?,
         };
-        Ok(Replay { core, initial, last_now: header.start, step: 0 })
+        Ok(Replay {
+            core,
+            initial,
+            last_now: header.start,
+            step: 0,
+        })
     }
 
     /// Runs one event; time must not go backwards.
@@ -115,7 +131,11 @@ impl Replay {
         if step.now < self.last_now {
             return Err(TraceError {
                 step: self.step,
-                message: alloc::format!("time goes backwards: {} after {}", step.now, self.last_now),
+                message: alloc::format!(
+                    "time goes backwards: {} after {}",
+                    step.now,
+                    self.last_now
+                ),
             });
         }
         self.last_now = step.now;

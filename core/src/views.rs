@@ -87,7 +87,9 @@ impl Core {
 
     /// Held locks of a file in range order (start, end, then client and owner).
     pub fn held_locks(&self, file: &FileId) -> Vec<HeldLockView> {
-        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
+        let Some(fk) = self.files.lookup(file) else {
+            return Vec::new();
+        };
         let state = self.files.get(fk);
         let mut locks: Vec<(u64, u64, HeldLockView)> = state
             .locks
@@ -114,8 +116,15 @@ impl Core {
 
     /// Queued waiters of a file, in queue order.
     pub fn waiters(&self, file: &FileId) -> Vec<WaiterView> {
-        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
-        self.files.get(fk).queue.iter().map(|id| self.waiter_view(*id)).collect()
+        let Some(fk) = self.files.lookup(file) else {
+            return Vec::new();
+        };
+        self.files
+            .get(fk)
+            .queue
+            .iter()
+            .map(|id| self.waiter_view(*id))
+            .collect()
     }
 
     /// Granted waiters whose GRANTED callback is not yet confirmed, in waiter order.
@@ -143,7 +152,9 @@ impl Core {
 
     /// Share reservations of a file, by client and owner.
     pub fn shares(&self, file: &FileId) -> Vec<ShareView> {
-        let Some(fk) = self.files.lookup(file) else { return Vec::new() };
+        let Some(fk) = self.files.lookup(file) else {
+            return Vec::new();
+        };
         let mut shares: Vec<ShareView> = self
             .files
             .get(fk)
@@ -151,7 +162,12 @@ impl Core {
             .iter()
             .map(|(&ok, &(access, deny))| {
                 let owner = self.owner_ref(ok);
-                ShareView { client: owner.client, owner: owner.owner, access, deny }
+                ShareView {
+                    client: owner.client,
+                    owner: owner.owner,
+                    access,
+                    deny,
+                }
             })
             .collect();
         shares.sort_by(|a, b| (&a.client, &a.owner).cmp(&(&b.client, &b.owner)));
@@ -173,7 +189,12 @@ impl Core {
                 .collect();
             blockers.sort();
             for to in blockers {
-                edges.push(WaitEdge { waiter: id, file: self.files.id(w.file).clone(), from: from.clone(), to });
+                edges.push(WaitEdge {
+                    waiter: id,
+                    file: self.files.id(w.file).clone(),
+                    from: from.clone(),
+                    to,
+                });
             }
         }
         edges
@@ -181,7 +202,11 @@ impl Core {
 
     pub fn grace(&self) -> Option<GraceView> {
         let grace = self.grace.as_ref()?;
-        let mut pending: Vec<ClientId> = grace.pending.iter().map(|&ck| self.clients.id(ck).clone()).collect();
+        let mut pending: Vec<ClientId> = grace
+            .pending
+            .iter()
+            .map(|&ck| self.clients.id(ck).clone())
+            .collect();
         pending.sort();
         Some(GraceView {
             ends_at: grace.ends_at,
@@ -206,15 +231,26 @@ impl Core {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.held_locks = self.total_locks;
-        stats.waiters = self.files.iter().map(|(_, _, f)| f.queue.len() as u64).sum();
+        stats.waiters = self
+            .files
+            .iter()
+            .map(|(_, _, f)| f.queue.len() as u64)
+            .sum();
         stats.pending_callbacks = self.waiters.len() as u64 - stats.waiters;
         stats.files = self.files.len() as u64;
         stats.owners = self.owners.len() as u64;
         stats.clients = self.clients.len() as u64;
-        let per_adapter: BTreeMap<_, _> = self.connected.iter().map(|(a, &n)| (a.clone(), n)).collect();
+        let per_adapter: BTreeMap<_, _> = self
+            .connected
+            .iter()
+            .map(|(a, &n)| (a.clone(), n))
+            .collect();
         stats.clients_per_adapter = per_adapter.into_iter().collect();
         stats.in_grace = self.grace.is_some();
-        stats.grace_remaining_ms = self.grace.as_ref().map_or(0, |g| g.ends_at.saturating_sub(self.now));
+        stats.grace_remaining_ms = self
+            .grace
+            .as_ref()
+            .map_or(0, |g| g.ends_at.saturating_sub(self.now));
         stats
     }
 }

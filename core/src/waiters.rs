@@ -13,7 +13,13 @@ use crate::table::OwnerKey;
 impl Core {
     /// The owner's waiter (queued or granted-pending) on this file for exactly `span` (and `kind`, if
     /// given), oldest first.
-    pub(crate) fn find_waiter(&self, fk: FileKey, ok: OwnerKey, span: Span, kind: Option<LockKind>) -> Option<WaiterId> {
+    pub(crate) fn find_waiter(
+        &self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        kind: Option<LockKind>,
+    ) -> Option<WaiterId> {
         let owner = self.owners.try_get(ok)?;
         owner.waiters.iter().copied().find(|id| {
             let w = &self.waiters[id];
@@ -32,7 +38,10 @@ impl Core {
     ) -> WaiterId {
         let id = WaiterId(self.next_waiter);
         self.next_waiter += 1;
-        let expires_at = self.config.blocking_timeout.map(|t| self.now.saturating_add(t));
+        let expires_at = self
+            .config
+            .blocking_timeout
+            .map(|t| self.now.saturating_add(t));
         if let Some(at) = expires_at {
             self.timers.insert((at, Timer::WaiterExpiry(id)));
         }
@@ -76,8 +85,15 @@ impl Core {
     }
 
     /// Removes a queued waiter and says why.
-    pub(crate) fn remove_waiter(&mut self, id: WaiterId, reason: WaiterRemovedReason, out: &mut Vec<Action>) {
-        let Some(waiter) = self.forget_waiter(id) else { return };
+    pub(crate) fn remove_waiter(
+        &mut self,
+        id: WaiterId,
+        reason: WaiterRemovedReason,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(waiter) = self.forget_waiter(id) else {
+            return;
+        };
         let owner = self.owner_ref(waiter.owner);
         self.stats.waiter_removed(reason);
         out.push(Action::WaiterRemoved {
@@ -97,7 +113,9 @@ impl Core {
     /// blocked one still proceed; conflicting ones never overtake it.
     pub(crate) fn wake(&mut self, fk: FileKey, out: &mut Vec<Action>) {
         loop {
-            let Some(file) = self.files.try_get(fk) else { return };
+            let Some(file) = self.files.try_get(fk) else {
+                return;
+            };
             if file.queue.is_empty() {
                 return;
             }
@@ -127,11 +145,17 @@ impl Core {
     fn grant_waiter(&mut self, id: WaiterId, plan: &crate::table::Plan, out: &mut Vec<Action>) {
         let w = &self.waiters[&id];
         let (fk, since) = (w.file, w.since);
-        if let WaiterState::Queued { expires_at: Some(at) } = w.state {
+        if let WaiterState::Queued {
+            expires_at: Some(at),
+        } = w.state
+        {
             self.timers.remove(&(at, Timer::WaiterExpiry(id)));
         }
         self.files.get_mut(fk).queue.remove(&id);
-        self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted { attempt: 1, retry_at: None };
+        self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
+            attempt: 1,
+            retry_at: None,
+        };
         self.apply_plan(fk, plan, out);
         self.stats.wait_granted(self.now - since);
         self.send_granted(id, out);
@@ -139,7 +163,9 @@ impl Core {
 
     fn send_granted(&mut self, id: WaiterId, out: &mut Vec<Action>) {
         let w = &self.waiters[&id];
-        let WaiterState::Granted { attempt, .. } = w.state else { return };
+        let WaiterState::Granted { attempt, .. } = w.state else {
+            return;
+        };
         let owner = self.owner_ref(w.owner);
         self.stats.callbacks_sent += 1;
         out.push(Action::SendGranted {
@@ -157,18 +183,35 @@ impl Core {
 
     /// The host reports how a GRANTED callback ended. Reports for waiters the core no longer tracks (the
     /// owner unlocked or cancelled meanwhile) or with no send outstanding are stale and ignored.
-    pub(crate) fn callback_outcome(&mut self, id: WaiterId, result: CallbackResult, out: &mut Vec<Action>) {
-        let Some(w) = self.waiters.get(&id) else { return };
-        let WaiterState::Granted { attempt, retry_at: None } = w.state else { return };
+    pub(crate) fn callback_outcome(
+        &mut self,
+        id: WaiterId,
+        result: CallbackResult,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(w) = self.waiters.get(&id) else {
+            return;
+        };
+        let WaiterState::Granted {
+            attempt,
+            retry_at: None,
+        } = w.state
+        else {
+            return;
+        };
         self.stats.callback(result);
         match (result, self.config.callback) {
             (CallbackResult::Delivered, _) => {
                 self.forget_waiter(id);
             }
-            (CallbackResult::Failed, CallbackPolicy::Retry { interval, attempts }) if attempt < attempts => {
+            (CallbackResult::Failed, CallbackPolicy::Retry { interval, attempts })
+                if attempt < attempts =>
+            {
                 let at = self.now.saturating_add(interval);
-                self.waiters.get_mut(&id).expect("waiter exists").state =
-                    WaiterState::Granted { attempt, retry_at: Some(at) };
+                self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
+                    attempt,
+                    retry_at: Some(at),
+                };
                 self.timers.insert((at, Timer::CallbackRetry(id)));
             }
             (CallbackResult::Failed | CallbackResult::Refused, _) => self.undo_grant(id, out),
@@ -176,15 +219,28 @@ impl Core {
     }
 
     pub(crate) fn resend_granted(&mut self, id: WaiterId, out: &mut Vec<Action>) {
-        let Some(w) = self.waiters.get_mut(&id) else { return };
-        let WaiterState::Granted { attempt, retry_at: Some(_) } = w.state else { return };
-        w.state = WaiterState::Granted { attempt: attempt + 1, retry_at: None };
+        let Some(w) = self.waiters.get_mut(&id) else {
+            return;
+        };
+        let WaiterState::Granted {
+            attempt,
+            retry_at: Some(_),
+        } = w.state
+        else {
+            return;
+        };
+        w.state = WaiterState::Granted {
+            attempt: attempt + 1,
+            retry_at: None,
+        };
         self.send_granted(id, out);
     }
 
     /// The client never took the lock: release it and let the next waiters in.
     fn undo_grant(&mut self, id: WaiterId, out: &mut Vec<Action>) {
-        let Some(w) = self.forget_waiter(id) else { return };
+        let Some(w) = self.forget_waiter(id) else {
+            return;
+        };
         let plan = self.files.get(w.file).locks.plan_unlock(w.owner, w.span);
         self.release_plan(w.file, &plan, ReleaseReason::CallbackFailed, out);
         self.wake(w.file, out);
@@ -192,7 +248,9 @@ impl Core {
     }
 
     pub(crate) fn expire_waiter(&mut self, id: WaiterId, out: &mut Vec<Action>) {
-        let Some(w) = self.waiters.get(&id) else { return };
+        let Some(w) = self.waiters.get(&id) else {
+            return;
+        };
         let (fk, ok) = (w.file, w.owner);
         self.remove_waiter(id, WaiterRemovedReason::Expired, out);
         // Waiters that queued behind it for fairness may now go.

@@ -5,11 +5,17 @@ use brlock_core::*;
 use common::*;
 
 fn connect(t: &mut T, client: &str, adapter: &str, ttl: Millis) -> Vec<Action> {
-    t.event(Event::ClientConnected { client: ClientId::from(client), adapter: adapter.into(), ttl })
+    t.event(Event::ClientConnected {
+        client: ClientId::from(client),
+        adapter: adapter.into(),
+        ttl,
+    })
 }
 
 fn disconnect(t: &mut T, client: &str) -> Vec<Action> {
-    t.event(Event::ClientDisconnected { client: ClientId::from(client) })
+    t.event(Event::ClientDisconnected {
+        client: ClientId::from(client),
+    })
 }
 
 #[test]
@@ -24,8 +30,17 @@ fn disconnect_with_ttl_zero_releases_everything_at_once() {
     assert!(t.held("f").is_empty());
     assert!(t.queue("g").is_empty());
     assert!(t.core.shares(&FileId::from("k")).is_empty());
-    assert_eq!(t.released(), [("p:0+10".to_string(), ReleaseReason::Disconnect)]);
-    assert!(t.last.iter().any(|a| matches!(a, Action::WaiterRemoved { reason: WaiterRemovedReason::ClientGone, .. })));
+    assert_eq!(
+        t.released(),
+        [("p:0+10".to_string(), ReleaseReason::Disconnect)]
+    );
+    assert!(t.last.iter().any(|a| matches!(
+        a,
+        Action::WaiterRemoved {
+            reason: WaiterRemovedReason::ClientGone,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -39,7 +54,10 @@ fn disconnect_with_a_ttl_defers_the_release_to_the_deadline() {
     assert_eq!(t.held("f"), ["o:X:0-9"]);
     t.advance(1);
     assert!(t.held("f").is_empty());
-    assert_eq!(t.released(), [("o:0+10".to_string(), ReleaseReason::Disconnect)]);
+    assert_eq!(
+        t.released(),
+        [("o:0+10".to_string(), ReleaseReason::Disconnect)]
+    );
     assert_eq!(t.core.poll_timeout(), None);
 }
 
@@ -73,12 +91,28 @@ fn a_connection_over_its_adapters_limit_is_refused() {
     let mut t = T::with(config);
     assert!(connect(&mut t, "a", "smb", 0).is_empty());
     assert!(connect(&mut t, "b", "smb", 0).is_empty());
-    assert_eq!(connect(&mut t, "c", "smb", 0), [Action::ConnectionRefused { client: ClientId::from("c"), adapter: "smb".into(), limit: 2 }]);
+    assert_eq!(
+        connect(&mut t, "c", "smb", 0),
+        [Action::ConnectionRefused {
+            client: ClientId::from("c"),
+            adapter: "smb".into(),
+            limit: 2
+        }]
+    );
     assert!(connect(&mut t, "d", "nfs4", 0).is_empty());
-    assert!(matches!(connect(&mut t, "e", "nfs4", 0)[..], [Action::ConnectionRefused { limit: 1, .. }]));
+    assert!(matches!(
+        connect(&mut t, "e", "nfs4", 0)[..],
+        [Action::ConnectionRefused { limit: 1, .. }]
+    ));
     disconnect(&mut t, "a");
-    assert!(connect(&mut t, "c", "smb", 0).is_empty(), "room after a disconnect");
-    assert_eq!(t.core.stats().clients_per_adapter, [("nfs4".to_string(), 1), ("smb".to_string(), 2)]);
+    assert!(
+        connect(&mut t, "c", "smb", 0).is_empty(),
+        "room after a disconnect"
+    );
+    assert_eq!(
+        t.core.stats().clients_per_adapter,
+        [("nfs4".to_string(), 1), ("smb".to_string(), 2)]
+    );
 }
 
 #[test]
@@ -89,7 +123,9 @@ fn free_all_releases_every_lock_waiter_and_share_of_the_client() {
     t.lock("x", "k", 0, 10, X);
     t.lock_wait("h/p1", "k", 0, 10, X);
     let w = waiter_of(&t.lock_wait("y", "f", 0, 10, X));
-    t.event(Event::FreeAll { client: ClientId::from("h") });
+    t.event(Event::FreeAll {
+        client: ClientId::from("h"),
+    });
     assert!(t.held("g").is_empty());
     assert_eq!(t.held("f"), ["y:X:0-9"]);
     assert_eq!(t.granted(), [(w, "y".to_string())]);
@@ -129,24 +165,42 @@ fn release_policy_releases_on_failure_and_grants_the_next_waiter() {
     let mut t = T::with(Config::ganesha());
     let w = granted_one(&mut t);
     t.callback(w, CallbackResult::Failed);
-    assert_eq!(t.released(), [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
     assert_eq!(t.held("f"), ["c:X:0-9"]);
 }
 
 #[test]
 fn retry_policy_resends_every_interval_then_releases_when_attempts_run_out() {
-    let mut t = T::with(Config { callback: CallbackPolicy::Retry { interval: 10_000, attempts: 3 }, ..Config::default() });
+    let mut t = T::with(Config {
+        callback: CallbackPolicy::Retry {
+            interval: 10_000,
+            attempts: 3,
+        },
+        ..Config::default()
+    });
     let w = granted_one(&mut t);
     t.callback(w, CallbackResult::Failed);
     assert!(t.released().is_empty());
     assert_eq!(t.core.poll_timeout(), Some(10_000));
     t.advance(10_000);
-    assert!(matches!(t.last[..], [Action::SendGranted { attempt: 2, .. }]));
+    assert!(matches!(
+        t.last[..],
+        [Action::SendGranted { attempt: 2, .. }]
+    ));
     t.callback(w, CallbackResult::Failed);
     t.advance(10_000);
-    assert!(matches!(t.last[..], [Action::SendGranted { attempt: 3, .. }]));
+    assert!(matches!(
+        t.last[..],
+        [Action::SendGranted { attempt: 3, .. }]
+    ));
     t.callback(w, CallbackResult::Failed);
-    assert_eq!(t.released(), [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
     assert_eq!(t.held("f"), ["c:X:0-9"]);
 }
 
@@ -175,24 +229,36 @@ fn an_outcome_while_a_retry_is_scheduled_is_ignored() {
     let w = granted_one(&mut t);
     t.callback(w, CallbackResult::Failed);
     t.callback(w, CallbackResult::Refused);
-    assert_eq!(t.held("f"), ["b:X:0-9"], "no send is outstanding, so nothing is answered");
+    assert_eq!(
+        t.held("f"),
+        ["b:X:0-9"],
+        "no send is outstanding, so nothing is answered"
+    );
 }
 
 #[test]
 fn a_waiter_not_granted_within_the_blocking_timeout_expires() {
-    let mut t = T::with(Config { blocking_timeout: Some(30_000), ..Config::default() });
+    let mut t = T::with(Config {
+        blocking_timeout: Some(30_000),
+        ..Config::default()
+    });
     t.lock("a", "f", 0, 10, X);
     let w = waiter_of(&t.lock_wait("b", "f", 0, 10, X));
     t.advance(29_999);
     assert_eq!(t.queue("f"), ["b"]);
     t.advance(1);
-    assert!(matches!(&t.last[..], [Action::WaiterRemoved { waiter, reason: WaiterRemovedReason::Expired, .. }] if *waiter == w));
+    assert!(
+        matches!(&t.last[..], [Action::WaiterRemoved { waiter, reason: WaiterRemovedReason::Expired, .. }] if *waiter == w)
+    );
     assert!(t.queue("f").is_empty());
 }
 
 #[test]
 fn a_granted_waiter_does_not_expire() {
-    let mut t = T::with(Config { blocking_timeout: Some(30_000), ..Config::default() });
+    let mut t = T::with(Config {
+        blocking_timeout: Some(30_000),
+        ..Config::default()
+    });
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
     t.unlock("a", "f", 0, 10);
@@ -203,7 +269,10 @@ fn a_granted_waiter_does_not_expire() {
 
 #[test]
 fn an_early_or_repeated_tick_does_nothing() {
-    let mut t = T::with(Config { blocking_timeout: Some(30_000), ..Config::default() });
+    let mut t = T::with(Config {
+        blocking_timeout: Some(30_000),
+        ..Config::default()
+    });
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
     assert!(t.advance(10).is_empty());
@@ -213,7 +282,10 @@ fn an_early_or_repeated_tick_does_nothing() {
 
 #[test]
 fn timers_due_before_an_event_run_before_it() {
-    let mut t = T::with(Config { blocking_timeout: Some(1_000), ..Config::default() });
+    let mut t = T::with(Config {
+        blocking_timeout: Some(1_000),
+        ..Config::default()
+    });
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
     t.now += 5_000;

@@ -5,19 +5,33 @@ use common::*;
 
 fn record(owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> LockRecord {
     let (client, owner) = who(owner);
-    LockRecord { file: FileId::from(file), client, owner, kind, range: Range::new(offset, length) }
+    LockRecord {
+        file: FileId::from(file),
+        client,
+        owner,
+        kind,
+        range: Range::new(offset, length),
+    }
 }
 
 fn restored(config: Config, records: Vec<LockRecord>) -> T {
     let (core, actions) = Core::restore(config, 0, 2, records).expect("restore");
-    assert!(actions.iter().all(|a| matches!(a, Action::Persist { .. } | Action::GraceEnded { .. })));
+    assert!(
+        actions
+            .iter()
+            .all(|a| matches!(a, Action::Persist { .. } | Action::GraceEnded { .. }))
+    );
     let t = T::from_core(core);
     t.core.check_invariants().unwrap();
     t
 }
 
 fn two_clients() -> Vec<LockRecord> {
-    vec![record("h1/p", "f", 0, 10, X), record("h2/q", "f", 20, 10, S), record("h2/q", "g", 0, 0, X)]
+    vec![
+        record("h1/p", "f", 0, 10, X),
+        record("h2/q", "f", 20, 10, S),
+        record("h2/q", "g", 0, 0, X),
+    ]
 }
 
 #[test]
@@ -40,25 +54,58 @@ fn restored_locks_are_held_and_grace_blocks_new_locks() {
 fn grace_allows_reclaims_of_what_was_held() {
     let mut t = restored(Config::default(), two_clients());
     assert_eq!(t.reclaim("h1/p", "f", 0, 10, X), Outcome::Granted);
-    assert_eq!(t.reclaim("h1/p", "f", 0, 10, X), Outcome::Granted, "a retransmitted reclaim too");
+    assert_eq!(
+        t.reclaim("h1/p", "f", 0, 10, X),
+        Outcome::Granted,
+        "a retransmitted reclaim too"
+    );
     assert_eq!(t.core.stats().reclaims, 2);
 }
 
 #[test]
 fn a_reclaim_of_a_lock_never_held_is_refused() {
     let mut t = restored(Config::default(), two_clients());
-    assert_eq!(t.reclaim("h1/p", "f", 0, 11, X), Outcome::NotReclaimable, "more than was held");
-    assert_eq!(t.reclaim("h2/q", "f", 20, 10, X), Outcome::NotReclaimable, "another kind");
-    assert_eq!(t.reclaim("h1/intruder", "f", 0, 10, X), Outcome::NotReclaimable, "another owner");
-    assert_eq!(t.reclaim("h1/p", "k", 0, 1, X), Outcome::NotReclaimable, "another file");
-    assert_eq!(t.reclaim("h1/p", "f", 2, 3, X), Outcome::Granted, "a part of what was held");
+    assert_eq!(
+        t.reclaim("h1/p", "f", 0, 11, X),
+        Outcome::NotReclaimable,
+        "more than was held"
+    );
+    assert_eq!(
+        t.reclaim("h2/q", "f", 20, 10, X),
+        Outcome::NotReclaimable,
+        "another kind"
+    );
+    assert_eq!(
+        t.reclaim("h1/intruder", "f", 0, 10, X),
+        Outcome::NotReclaimable,
+        "another owner"
+    );
+    assert_eq!(
+        t.reclaim("h1/p", "k", 0, 1, X),
+        Outcome::NotReclaimable,
+        "another file"
+    );
+    assert_eq!(
+        t.reclaim("h1/p", "f", 2, 3, X),
+        Outcome::Granted,
+        "a part of what was held"
+    );
 }
 
 #[test]
 fn reclaim_verification_can_be_turned_off() {
-    let mut t = restored(Config { verify_reclaims: false, ..Config::default() }, two_clients());
+    let mut t = restored(
+        Config {
+            verify_reclaims: false,
+            ..Config::default()
+        },
+        two_clients(),
+    );
     assert_eq!(t.reclaim("h3/r", "k", 0, 1, X), Outcome::Granted);
-    assert!(matches!(t.reclaim("h3/r", "f", 0, 1, X), Outcome::Denied { .. }), "still no conflicting grants");
+    assert!(
+        matches!(t.reclaim("h3/r", "f", 0, 1, X), Outcome::Denied { .. }),
+        "still no conflicting grants"
+    );
 }
 
 #[test]
@@ -68,7 +115,10 @@ fn tests_in_grace_follow_the_profile() {
     assert_eq!(linux.unlock("h1/p", "f", 0, 10), Outcome::DeniedGrace);
     assert_eq!(linux.cancel("h1/p", "f", 0, 10, X), Outcome::DeniedGrace);
     let mut ganesha = restored(Config::ganesha(), two_clients());
-    assert!(matches!(ganesha.test("x", "f", 0, 1, S), Outcome::Denied { .. }));
+    assert!(matches!(
+        ganesha.test("x", "f", 0, 1, S),
+        Outcome::Denied { .. }
+    ));
     assert_eq!(ganesha.unlock("x", "f", 0, 10), Outcome::Granted);
     assert_eq!(ganesha.cancel("x", "f", 0, 10, X), Outcome::DeniedGrace);
     let mut dittofs = restored(Config::dittofs(), two_clients());
@@ -88,7 +138,10 @@ fn grace_expires_at_its_deadline_and_releases_what_nobody_reclaimed() {
     let released: Vec<_> = t.released();
     assert_eq!(
         released,
-        [("q:20+10".to_string(), ReleaseReason::GraceExpired), ("q:0+0".to_string(), ReleaseReason::GraceExpired)]
+        [
+            ("q:20+10".to_string(), ReleaseReason::GraceExpired),
+            ("q:0+0".to_string(), ReleaseReason::GraceExpired)
+        ]
     );
     assert!(t.last.contains(&Action::GraceEnded { released: 2 }));
     assert_eq!(t.lock("new", "g", 0, 1, X), Outcome::Granted);
@@ -119,7 +172,9 @@ fn a_client_reclaiming_in_pieces_counts_when_the_pieces_cover_its_lock() {
 fn free_all_of_an_expected_client_releases_its_locks_and_can_end_grace() {
     let mut t = restored(Config::default(), two_clients());
     t.reclaim("h1/p", "f", 0, 10, X);
-    t.event(Event::FreeAll { client: ClientId::from("h2") });
+    t.event(Event::FreeAll {
+        client: ClientId::from("h2"),
+    });
     assert!(t.core.grace().is_none());
     assert_eq!(t.held("f"), ["p:X:0-9"]);
 }
@@ -128,8 +183,13 @@ fn free_all_of_an_expected_client_releases_its_locks_and_can_end_grace() {
 fn reclaim_complete_releases_the_rest_of_that_client_at_once() {
     let mut t = restored(Config::default(), two_clients());
     t.reclaim("h2/q", "g", 0, 0, X);
-    t.event(Event::ReclaimComplete { client: ClientId::from("h2") });
-    assert_eq!(t.released(), [("q:20+10".to_string(), ReleaseReason::GraceExpired)]);
+    t.event(Event::ReclaimComplete {
+        client: ClientId::from("h2"),
+    });
+    assert_eq!(
+        t.released(),
+        [("q:20+10".to_string(), ReleaseReason::GraceExpired)]
+    );
     assert_eq!(t.core.grace().unwrap().pending, [ClientId::from("h1")]);
 }
 
@@ -168,8 +228,16 @@ fn restored_records_that_merge_are_rewritten_in_the_store() {
     assert_eq!(
         actions,
         [
-            Action::Persist { epoch: 7, seq: 0, op: PersistOp::Delete(record("a", "f", 10, 10, X)) },
-            Action::Persist { epoch: 7, seq: 1, op: PersistOp::Put(record("a", "f", 0, 20, X)) },
+            Action::Persist {
+                epoch: 7,
+                seq: 0,
+                op: PersistOp::Delete(record("a", "f", 10, 10, X))
+            },
+            Action::Persist {
+                epoch: 7,
+                seq: 1,
+                op: PersistOp::Put(record("a", "f", 0, 20, X))
+            },
         ]
     );
     assert_eq!(core.records(), [record("a", "f", 0, 20, X)]);
@@ -177,10 +245,22 @@ fn restored_records_that_merge_are_rewritten_in_the_store() {
 
 #[test]
 fn restoring_conflicting_records_is_an_error_naming_the_record() {
-    let err = Core::restore(Config::default(), 0, 2, vec![record("a", "f", 0, 10, X), record("b", "f", 5, 1, S)]).unwrap_err();
+    let err = Core::restore(
+        Config::default(),
+        0,
+        2,
+        vec![record("a", "f", 0, 10, X), record("b", "f", 5, 1, S)],
+    )
+    .unwrap_err();
     assert_eq!(err.index, 1);
     assert!(err.to_string().contains("conflicts"), "{err}");
-    let err = Core::restore(Config::linux(), 0, 2, vec![record("a", "f", u64::MAX - 1, 1, X)]).unwrap_err();
+    let err = Core::restore(
+        Config::linux(),
+        0,
+        2,
+        vec![record("a", "f", u64::MAX - 1, 1, X)],
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("too big"), "{err}");
 }
 
@@ -205,7 +285,17 @@ fn persist_actions_carry_the_epoch_and_a_sequence_growing_by_one() {
             }
         }
     }
-    let expected = [(5, 0, "put 0+10"), (5, 1, "put 20+10"), (5, 2, "delete 20+10"), (5, 3, "put 0+30"), (5, 4, "put 0+5"), (5, 5, "put 6+24")];
-    let expected: Vec<_> = expected.iter().map(|&(e, s, w)| (e, s, w.to_string())).collect();
+    let expected = [
+        (5, 0, "put 0+10"),
+        (5, 1, "put 20+10"),
+        (5, 2, "delete 20+10"),
+        (5, 3, "put 0+30"),
+        (5, 4, "put 0+5"),
+        (5, 5, "put 6+24"),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|&(e, s, w)| (e, s, w.to_string()))
+        .collect();
     assert_eq!(seen, expected);
 }

@@ -21,9 +21,18 @@ fn the_per_file_limit_refuses_a_new_record_and_changes_nothing() {
     let mut t = limited(2, 100, 100, 10);
     t.lock("a", "f", 0, 1, X);
     t.lock("b", "f", 10, 1, X);
-    assert_eq!(t.lock("c", "f", 20, 1, X), Outcome::NoLocks { limit: Limit::PerFile });
+    assert_eq!(
+        t.lock("c", "f", 20, 1, X),
+        Outcome::NoLocks {
+            limit: Limit::PerFile
+        }
+    );
     assert_eq!(t.held("f"), ["a:X:0-0", "b:X:10-10"]);
-    assert_eq!(t.lock("c", "g", 20, 1, X), Outcome::Granted, "another file has room");
+    assert_eq!(
+        t.lock("c", "g", 20, 1, X),
+        Outcome::Granted,
+        "another file has room"
+    );
     assert_eq!(t.core.stats().limit_per_file, 1);
 }
 
@@ -31,8 +40,18 @@ fn the_per_file_limit_refuses_a_new_record_and_changes_nothing() {
 fn limits_count_records_after_merging() {
     let mut t = limited(1, 100, 100, 10);
     t.lock("a", "f", 0, 10, X);
-    assert_eq!(t.lock("a", "f", 10, 10, X), Outcome::Granted, "merges into the one record");
-    assert_eq!(t.lock("a", "f", 5, 1, S), Outcome::NoLocks { limit: Limit::PerFile }, "a split needs two more");
+    assert_eq!(
+        t.lock("a", "f", 10, 10, X),
+        Outcome::Granted,
+        "merges into the one record"
+    );
+    assert_eq!(
+        t.lock("a", "f", 5, 1, S),
+        Outcome::NoLocks {
+            limit: Limit::PerFile
+        },
+        "a split needs two more"
+    );
     assert_eq!(t.held("f"), ["a:X:0-19"]);
 }
 
@@ -41,7 +60,12 @@ fn the_per_client_limit_counts_all_of_a_clients_owners_and_files() {
     let mut t = limited(100, 2, 100, 10);
     t.lock("h/p1", "f", 0, 1, X);
     t.lock("h/p2", "g", 0, 1, X);
-    assert_eq!(t.lock("h/p3", "k", 0, 1, X), Outcome::NoLocks { limit: Limit::PerClient });
+    assert_eq!(
+        t.lock("h/p3", "k", 0, 1, X),
+        Outcome::NoLocks {
+            limit: Limit::PerClient
+        }
+    );
     assert_eq!(t.lock("other/p1", "k", 0, 1, X), Outcome::Granted);
 }
 
@@ -50,18 +74,36 @@ fn the_total_limit_counts_every_record() {
     let mut t = limited(100, 100, 2, 10);
     t.lock("a", "f", 0, 1, X);
     t.lock("b", "g", 0, 1, X);
-    assert_eq!(t.lock("c", "k", 0, 1, X), Outcome::NoLocks { limit: Limit::Total });
+    assert_eq!(
+        t.lock("c", "k", 0, 1, X),
+        Outcome::NoLocks {
+            limit: Limit::Total
+        }
+    );
     t.unlock("a", "f", 0, 1);
-    assert_eq!(t.lock("c", "k", 0, 1, X), Outcome::Granted, "room again after an unlock");
+    assert_eq!(
+        t.lock("c", "k", 0, 1, X),
+        Outcome::Granted,
+        "room again after an unlock"
+    );
 }
 
 #[test]
 fn an_unlock_that_would_split_past_a_limit_is_refused() {
     let mut t = limited(1, 100, 100, 10);
     t.lock("a", "f", 0, 100, X);
-    assert_eq!(t.unlock("a", "f", 40, 10), Outcome::NoLocks { limit: Limit::PerFile });
+    assert_eq!(
+        t.unlock("a", "f", 40, 10),
+        Outcome::NoLocks {
+            limit: Limit::PerFile
+        }
+    );
     assert_eq!(t.held("f"), ["a:X:0-99"]);
-    assert_eq!(t.unlock("a", "f", 0, 10), Outcome::Granted, "trimming an end needs no new record");
+    assert_eq!(
+        t.unlock("a", "f", 0, 10),
+        Outcome::Granted,
+        "trimming an end needs no new record"
+    );
 }
 
 #[test]
@@ -70,7 +112,12 @@ fn the_queue_length_limit_refuses_one_more_waiter() {
     t.lock("a", "f", 0, 1, X);
     t.lock_wait("b", "f", 0, 1, X);
     t.lock_wait("c", "f", 0, 1, X);
-    assert_eq!(t.lock_wait("d", "f", 0, 1, X), Outcome::NoLocks { limit: Limit::QueueLength });
+    assert_eq!(
+        t.lock_wait("d", "f", 0, 1, X),
+        Outcome::NoLocks {
+            limit: Limit::QueueLength
+        }
+    );
     assert_eq!(t.queue("f"), ["b", "c"]);
 }
 
@@ -80,15 +127,27 @@ fn limits_not_hit_grant_and_queue_normally() {
     for (i, o) in ["a", "b", "c"].iter().enumerate() {
         assert_eq!(t.lock(o, "f", i as u64 * 10, 1, X), Outcome::Granted);
     }
-    assert!(matches!(t.lock_wait("d", "f", 0, 1, X), Outcome::Blocked { .. }), "one waiter fits");
+    assert!(
+        matches!(t.lock_wait("d", "f", 0, 1, X), Outcome::Blocked { .. }),
+        "one waiter fits"
+    );
 }
 
 #[test]
 fn a_share_is_refused_when_its_access_meets_anothers_deny() {
     let mut t = T::new();
-    assert_eq!(t.share("a", "f", ShareMode::Read, ShareMode::Write), Outcome::Granted);
-    assert!(matches!(t.share("b", "f", ShareMode::Write, ShareMode::None), Outcome::ShareDenied { .. }));
-    assert_eq!(t.share("b", "f", ShareMode::Read, ShareMode::None), Outcome::Granted);
+    assert_eq!(
+        t.share("a", "f", ShareMode::Read, ShareMode::Write),
+        Outcome::Granted
+    );
+    assert!(matches!(
+        t.share("b", "f", ShareMode::Write, ShareMode::None),
+        Outcome::ShareDenied { .. }
+    ));
+    assert_eq!(
+        t.share("b", "f", ShareMode::Read, ShareMode::None),
+        Outcome::Granted
+    );
 }
 
 #[test]
@@ -105,10 +164,20 @@ fn a_share_is_refused_when_its_deny_meets_anothers_access() {
 fn unshare_removes_the_reservation_and_shares_ignore_byte_ranges() {
     let mut t = T::new();
     t.share("a", "f", ShareMode::Both, ShareMode::Both);
-    assert_eq!(t.lock("b", "f", 0, 10, X), Outcome::Granted, "shares and byte ranges are independent");
-    assert!(matches!(t.share("b", "f", ShareMode::Read, ShareMode::None), Outcome::ShareDenied { .. }));
+    assert_eq!(
+        t.lock("b", "f", 0, 10, X),
+        Outcome::Granted,
+        "shares and byte ranges are independent"
+    );
+    assert!(matches!(
+        t.share("b", "f", ShareMode::Read, ShareMode::None),
+        Outcome::ShareDenied { .. }
+    ));
     assert_eq!(t.unshare("a", "f"), Outcome::Granted);
-    assert_eq!(t.share("b", "f", ShareMode::Read, ShareMode::None), Outcome::Granted);
+    assert_eq!(
+        t.share("b", "f", ShareMode::Read, ShareMode::None),
+        Outcome::Granted
+    );
     assert_eq!(t.unshare("nobody", "f"), Outcome::Granted);
 }
 
@@ -117,6 +186,9 @@ fn an_owners_second_share_replaces_its_first() {
     let mut t = T::new();
     t.share("a", "f", ShareMode::Read, ShareMode::Both);
     t.share("a", "f", ShareMode::Read, ShareMode::None);
-    assert_eq!(t.share("b", "f", ShareMode::Both, ShareMode::None), Outcome::Granted);
+    assert_eq!(
+        t.share("b", "f", ShareMode::Both, ShareMode::None),
+        Outcome::Granted
+    );
     assert_eq!(t.core.shares(&FileId::from("f")).len(), 2);
 }

@@ -18,7 +18,11 @@ fn exclusive_conflicts_with_any_lock_of_another_owner() {
     assert_eq!(denied_by(&t.lock("b", "f", 9, 1, X)), "a:0+10");
     t.lock("c", "g", 0, 10, X);
     assert_eq!(denied_by(&t.lock("d", "g", 0, 1, S)), "c:0+10");
-    assert_eq!(t.lock("d", "g", 10, 1, X), Outcome::Granted, "no overlap, no conflict");
+    assert_eq!(
+        t.lock("d", "g", 10, 1, X),
+        Outcome::Granted,
+        "no overlap, no conflict"
+    );
 }
 
 #[test]
@@ -33,9 +37,18 @@ fn an_owner_never_conflicts_with_itself() {
 fn owners_of_different_protocols_conflict_like_any_two_owners() {
     let mut t = T::new();
     // An NLM owner (caller_name/svid+oh) and an SMB owner (session/pid): opaque bytes alike.
-    assert_eq!(t.lock("nlm:client1/svid=7", "f", 0, 100, X), Outcome::Granted);
-    assert_eq!(denied_by(&t.lock("smb:sess9/pid=42", "f", 50, 10, S)), "svid=7:0+100");
-    assert_eq!(denied_by(&t.lock("nfs4:cid3/lockowner", "f", 99, 1, X)), "svid=7:0+100");
+    assert_eq!(
+        t.lock("nlm:client1/svid=7", "f", 0, 100, X),
+        Outcome::Granted
+    );
+    assert_eq!(
+        denied_by(&t.lock("smb:sess9/pid=42", "f", 50, 10, S)),
+        "svid=7:0+100"
+    );
+    assert_eq!(
+        denied_by(&t.lock("nfs4:cid3/lockowner", "f", 99, 1, X)),
+        "svid=7:0+100"
+    );
 }
 
 #[test]
@@ -56,7 +69,10 @@ fn owner_ids_are_opaque_bytes() {
     t.event(lock(vec![0, 1, 2], 1));
     assert_eq!(t.reply(), Outcome::Granted);
     t.event(lock(vec![0, 1, 3], 2));
-    assert!(matches!(t.reply(), Outcome::Denied { .. }), "owners differing in one byte are different owners");
+    assert!(
+        matches!(t.reply(), Outcome::Denied { .. }),
+        "owners differing in one byte are different owners"
+    );
     t.event(lock(vec![0, 1, 2], 3));
     assert_eq!(t.reply(), Outcome::Granted);
 }
@@ -65,7 +81,10 @@ fn owner_ids_are_opaque_bytes() {
 fn the_same_owner_name_under_two_clients_is_two_owners() {
     let mut t = T::new();
     t.lock("host1/p1", "f", 0, 10, X);
-    assert!(matches!(t.lock("host2/p1", "f", 0, 10, X), Outcome::Denied { .. }));
+    assert!(matches!(
+        t.lock("host2/p1", "f", 0, 10, X),
+        Outcome::Denied { .. }
+    ));
 }
 
 #[test]
@@ -73,7 +92,10 @@ fn length_zero_locks_to_end_of_file() {
     let mut t = T::new();
     t.lock("a", "f", 100, 0, X);
     assert_eq!(t.held("f"), ["a:X:100-EOF"]);
-    assert!(matches!(t.lock("b", "f", u64::MAX, 1, S), Outcome::Denied { .. }));
+    assert!(matches!(
+        t.lock("b", "f", u64::MAX, 1, S),
+        Outcome::Denied { .. }
+    ));
     assert_eq!(t.lock("b", "f", 0, 100, S), Outcome::Granted);
 }
 
@@ -85,9 +107,15 @@ fn a_range_past_the_largest_offset_is_too_big() {
     assert_eq!(t.unlock("a", "f", u64::MAX, 5), Outcome::TooBig);
     let mut linux = T::with(Config::linux());
     assert_eq!(linux.lock("a", "f", i64::MAX as u64, 2, X), Outcome::TooBig);
-    assert_eq!(linux.lock("a", "f", i64::MAX as u64, 1, X), Outcome::Granted);
+    assert_eq!(
+        linux.lock("a", "f", i64::MAX as u64, 1, X),
+        Outcome::Granted
+    );
     assert_eq!(linux.held("f"), [format!("a:X:{}-EOF", i64::MAX)]);
-    assert!(t.core.files().is_empty(), "a refused request leaves nothing behind");
+    assert!(
+        t.core.files().is_empty(),
+        "a refused request leaves nothing behind"
+    );
 }
 
 #[test]
@@ -105,11 +133,19 @@ fn same_kind_locks_that_overlap_or_touch_merge() {
     t.lock("a", "f", 20, 10, S);
     assert_eq!(t.held("f"), ["a:S:0-9", "a:S:20-29"]);
     t.lock("a", "f", 10, 10, S);
-    assert_eq!(t.held("f"), ["a:S:0-29"], "adjacent on both sides: one lock");
+    assert_eq!(
+        t.held("f"),
+        ["a:S:0-29"],
+        "adjacent on both sides: one lock"
+    );
     t.lock("a", "f", 25, 10, S);
     assert_eq!(t.held("f"), ["a:S:0-34"], "overlapping: one lock");
     t.lock("a", "f", 35, 5, X);
-    assert_eq!(t.held("f"), ["a:S:0-34", "a:X:35-39"], "adjacent of another kind stays apart");
+    assert_eq!(
+        t.held("f"),
+        ["a:S:0-34", "a:X:35-39"],
+        "adjacent of another kind stays apart"
+    );
 }
 
 #[test]
@@ -168,12 +204,12 @@ fn downgrade_always_succeeds_and_wakes_the_readers_it_unblocks() {
 #[test]
 fn unlock_splits_at_start_end_middle_and_handles_exact_larger_and_no_overlap() {
     let cases: &[(u64, u64, &[&str])] = &[
-        (0, 10, &["a:X:10-99"]),                  // start
-        (90, 10, &["a:X:0-89"]),                  // end
-        (40, 20, &["a:X:0-39", "a:X:60-99"]),     // middle
-        (0, 100, &[]),                            // exact
-        (0, 0, &[]),                              // larger (to EOF)
-        (200, 10, &["a:X:0-99"]),                 // no overlap
+        (0, 10, &["a:X:10-99"]),              // start
+        (90, 10, &["a:X:0-89"]),              // end
+        (40, 20, &["a:X:0-39", "a:X:60-99"]), // middle
+        (0, 100, &[]),                        // exact
+        (0, 0, &[]),                          // larger (to EOF)
+        (200, 10, &["a:X:0-99"]),             // no overlap
     ];
     for &(offset, length, expected) in cases {
         let mut t = T::new();
@@ -189,7 +225,11 @@ fn unlocking_what_is_not_held_succeeds() {
     assert_eq!(t.unlock("a", "nothing", 0, 10), Outcome::Granted);
     t.lock("b", "f", 0, 10, X);
     assert_eq!(t.unlock("a", "f", 0, 10), Outcome::Granted);
-    assert_eq!(t.held("f"), ["b:X:0-9"], "another owner's lock is untouched");
+    assert_eq!(
+        t.held("f"),
+        ["b:X:0-9"],
+        "another owner's lock is untouched"
+    );
 }
 
 #[test]
@@ -197,7 +237,10 @@ fn unlock_announces_what_was_released() {
     let mut t = T::new();
     t.lock("a", "f", 0, 100, X);
     t.unlock("a", "f", 40, 20);
-    assert_eq!(t.released(), [("a:40+20".to_string(), ReleaseReason::Explicit)]);
+    assert_eq!(
+        t.released(),
+        [("a:40+20".to_string(), ReleaseReason::Explicit)]
+    );
 }
 
 #[test]
@@ -209,7 +252,10 @@ fn unlock_spanning_several_locks_releases_each_piece() {
     assert_eq!(t.held("f"), ["a:S:0-4", "a:X:25-29"]);
     assert_eq!(
         t.released(),
-        [("a:5+5".to_string(), ReleaseReason::Explicit), ("a:20+5".to_string(), ReleaseReason::Explicit)]
+        [
+            ("a:5+5".to_string(), ReleaseReason::Explicit),
+            ("a:20+5".to_string(), ReleaseReason::Explicit)
+        ]
     );
 }
 
@@ -218,13 +264,34 @@ fn test_reports_a_holder_that_really_conflicts() {
     let mut t = T::new();
     t.lock("a", "f", 0, 10, S);
     t.lock("b", "f", 20, 10, X);
-    assert_eq!(t.test("c", "f", 0, 100, S), Outcome::Denied {
-        holder: Holder { client: ClientId::from("b"), owner: OwnerId::from("b"), kind: X, range: Range::new(20, 10), queued: false }
-    });
-    assert_eq!(denied_by(&t.test("c", "f", 0, 100, X)), "a:0+10", "the first conflicting lock in range order");
+    assert_eq!(
+        t.test("c", "f", 0, 100, S),
+        Outcome::Denied {
+            holder: Holder {
+                client: ClientId::from("b"),
+                owner: OwnerId::from("b"),
+                kind: X,
+                range: Range::new(20, 10),
+                queued: false
+            }
+        }
+    );
+    assert_eq!(
+        denied_by(&t.test("c", "f", 0, 100, X)),
+        "a:0+10",
+        "the first conflicting lock in range order"
+    );
     assert_eq!(t.test("c", "f", 0, 10, S), Outcome::Granted);
-    assert_eq!(t.test("a", "f", 0, 10, X), Outcome::Granted, "own lock is no conflict");
-    assert_eq!(t.held("f"), ["a:S:0-9", "b:X:20-29"], "test changes nothing");
+    assert_eq!(
+        t.test("a", "f", 0, 10, X),
+        Outcome::Granted,
+        "own lock is no conflict"
+    );
+    assert_eq!(
+        t.held("f"),
+        ["a:S:0-9", "b:X:20-29"],
+        "test changes nothing"
+    );
 }
 
 #[test]

@@ -27,8 +27,10 @@ fn the_grant_is_persisted_before_the_callback_is_sent() {
         file: FileId::from("f"),
         range: Range::new(0, 10),
     });
-    let position = |pred: &dyn Fn(&Action) -> bool| actions.iter().position(|a| pred(a)).unwrap();
-    let put_b = position(&|a| matches!(a, Action::Persist { op: PersistOp::Put(r), .. } if r.owner == OwnerId::from("b")));
+    let position = |pred: &dyn Fn(&Action) -> bool| actions.iter().position(pred).unwrap();
+    let put_b = position(
+        &|a| matches!(a, Action::Persist { op: PersistOp::Put(r), .. } if r.owner == OwnerId::from("b")),
+    );
     let send = position(&|a| matches!(a, Action::SendGranted { .. }));
     assert!(put_b < send, "{actions:#?}");
 }
@@ -56,7 +58,11 @@ fn compatible_waiters_behind_a_blocked_one_still_proceed() {
     waiter_of(&t.lock_wait("d", "f", 5, 1, S));
     t.unlock("a", "f", 0, 10);
     let owners: Vec<_> = t.granted().into_iter().map(|(_, o)| o).collect();
-    assert_eq!(owners, ["b", "d"], "readers of 0..10 go; the writer on 100..110 still waits for z");
+    assert_eq!(
+        owners,
+        ["b", "d"],
+        "readers of 0..10 go; the writer on 100..110 still waits for z"
+    );
     assert_eq!(t.queue("f"), ["c"]);
 }
 
@@ -66,7 +72,10 @@ fn a_conflicting_request_never_overtakes_a_queued_one() {
     let mut t = T::new();
     t.lock("r1", "f", 0, 10, S);
     let w = waiter_of(&t.lock_wait("w", "f", 0, 10, X));
-    assert!(matches!(t.lock_wait("r2", "f", 0, 10, S), Outcome::Blocked { .. }));
+    assert!(matches!(
+        t.lock_wait("r2", "f", 0, 10, S),
+        Outcome::Blocked { .. }
+    ));
     t.unlock("r1", "f", 0, 10);
     assert_eq!(t.granted(), [(w, "w".to_string())]);
     assert_eq!(t.queue("f"), ["r2"]);
@@ -77,12 +86,19 @@ fn non_blocking_requests_are_judged_against_held_locks_only() {
     let mut t = T::new();
     t.lock("r1", "f", 0, 10, S);
     t.lock_wait("w", "f", 0, 10, X);
-    assert_eq!(t.lock("r2", "f", 0, 10, S), Outcome::Granted, "POSIX: F_SETLK ignores sleepers");
+    assert_eq!(
+        t.lock("r2", "f", 0, 10, S),
+        Outcome::Granted,
+        "POSIX: F_SETLK ignores sleepers"
+    );
 }
 
 #[test]
 fn fair_nonblocking_refuses_requests_that_conflict_with_a_queued_waiter() {
-    let mut t = T::with(Config { fair_nonblocking: true, ..Config::default() });
+    let mut t = T::with(Config {
+        fair_nonblocking: true,
+        ..Config::default()
+    });
     t.lock("r1", "f", 0, 10, S);
     t.lock_wait("w", "f", 0, 10, X);
     match t.lock("r2", "f", 0, 10, S) {
@@ -112,7 +128,10 @@ fn a_retransmitted_request_after_its_grant_is_granted() {
     t.lock_wait("b", "f", 0, 10, X);
     t.unlock("a", "f", 0, 10);
     assert_eq!(t.lock_wait("b", "f", 0, 10, X), Outcome::Granted);
-    assert!(t.core.pending_callbacks().is_empty(), "the retransmission confirms the grant");
+    assert!(
+        t.core.pending_callbacks().is_empty(),
+        "the retransmission confirms the grant"
+    );
 }
 
 #[test]
@@ -133,7 +152,11 @@ fn cancel_of_what_is_not_queued_is_granted_like_linux_lockd() {
     assert_eq!(t.cancel("b", "f", 0, 10, X), Outcome::Granted);
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
-    assert_eq!(t.cancel("b", "f", 0, 10, S), Outcome::Granted, "kind differs: nothing cancelled");
+    assert_eq!(
+        t.cancel("b", "f", 0, 10, S),
+        Outcome::Granted,
+        "kind differs: nothing cancelled"
+    );
     assert_eq!(t.queue("f"), ["b"]);
 }
 
@@ -145,7 +168,11 @@ fn cancel_after_the_grant_but_before_the_callback_undoes_the_grant() {
     t.lock_wait("c", "f", 0, 10, X);
     t.unlock("a", "f", 0, 10);
     t.cancel("b", "f", 0, 10, X);
-    assert_eq!(t.held("f"), ["c:X:0-9"], "b's grant is undone and c goes next");
+    assert_eq!(
+        t.held("f"),
+        ["c:X:0-9"],
+        "b's grant is undone and c goes next"
+    );
 }
 
 #[test]
@@ -166,7 +193,13 @@ fn unlock_also_cancels_the_owners_waiter_for_the_same_range() {
     t.lock_wait("b", "f", 0, 10, X);
     t.unlock("b", "f", 0, 10);
     assert!(t.queue("f").is_empty());
-    assert!(t.last.iter().any(|a| matches!(a, Action::WaiterRemoved { reason: WaiterRemovedReason::Unlocked, .. })));
+    assert!(t.last.iter().any(|a| matches!(
+        a,
+        Action::WaiterRemoved {
+            reason: WaiterRemovedReason::Unlocked,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -177,7 +210,11 @@ fn a_deadlock_between_two_owners_is_refused_with_the_cycle() {
     t.lock_wait("a", "g", 0, 10, X);
     let outcome = t.lock_wait("b", "f", 0, 10, X);
     assert_eq!(cycle_of(&outcome), ["b", "a"]);
-    assert_eq!(t.queue("f"), Vec::<String>::new(), "a refused request does not queue");
+    assert_eq!(
+        t.queue("f"),
+        Vec::<String>::new(),
+        "a refused request does not queue"
+    );
 }
 
 #[test]
@@ -186,7 +223,10 @@ fn a_chain_of_waiters_without_a_cycle_is_no_deadlock() {
     t.lock("a", "f", 0, 10, X);
     t.lock("b", "g", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X); // b waits for a
-    assert!(matches!(t.lock_wait("c", "g", 0, 10, X), Outcome::Blocked { .. })); // c waits for b
+    assert!(matches!(
+        t.lock_wait("c", "g", 0, 10, X),
+        Outcome::Blocked { .. }
+    )); // c waits for b
 }
 
 #[test]
@@ -208,7 +248,10 @@ fn a_cycle_longer_than_linuxs_ten_hops_is_detected() {
         t.lock(&format!("o{i}"), &format!("f{i}"), 0, 1, X);
     }
     for i in 0..n - 1 {
-        assert!(matches!(t.lock_wait(&format!("o{i}"), &format!("f{}", i + 1), 0, 1, X), Outcome::Blocked { .. }));
+        assert!(matches!(
+            t.lock_wait(&format!("o{i}"), &format!("f{}", i + 1), 0, 1, X),
+            Outcome::Blocked { .. }
+        ));
     }
     let cycle = cycle_of(&t.lock_wait(&format!("o{}", n - 1), "f0", 0, 1, X));
     assert_eq!(cycle.len(), n);
@@ -234,7 +277,10 @@ fn an_upgrade_race_between_two_readers_is_a_deadlock() {
     let mut t = T::new();
     t.lock("a", "f", 0, 10, S);
     t.lock("b", "f", 0, 10, S);
-    assert!(matches!(t.lock_wait("a", "f", 0, 10, X), Outcome::Blocked { .. }));
+    assert!(matches!(
+        t.lock_wait("a", "f", 0, 10, X),
+        Outcome::Blocked { .. }
+    ));
     assert_eq!(cycle_of(&t.lock_wait("b", "f", 0, 10, X)), ["b", "a"]);
 }
 
@@ -244,7 +290,10 @@ fn owners_of_different_protocols_deadlock_with_each_other() {
     t.lock("nlm-host/svid1", "f", 0, 10, X);
     t.lock("smb-sess/pid9", "g", 0, 10, X);
     t.lock_wait("nlm-host/svid1", "g", 0, 10, X);
-    assert_eq!(cycle_of(&t.lock_wait("smb-sess/pid9", "f", 0, 10, X)), ["pid9", "svid1"]);
+    assert_eq!(
+        cycle_of(&t.lock_wait("smb-sess/pid9", "f", 0, 10, X)),
+        ["pid9", "svid1"]
+    );
 }
 
 #[test]
@@ -254,7 +303,10 @@ fn cancelling_a_waiter_breaks_the_cycle() {
     t.lock("b", "g", 0, 10, X);
     t.lock_wait("a", "g", 0, 10, X);
     t.cancel("a", "g", 0, 10, X);
-    assert!(matches!(t.lock_wait("b", "f", 0, 10, X), Outcome::Blocked { .. }));
+    assert!(matches!(
+        t.lock_wait("b", "f", 0, 10, X),
+        Outcome::Blocked { .. }
+    ));
 }
 
 #[test]
@@ -263,7 +315,9 @@ fn removing_an_owner_breaks_the_cycle() {
     t.lock("a", "f", 0, 10, X);
     t.lock("b", "g", 0, 10, X);
     t.lock_wait("a", "g", 0, 10, X);
-    t.event(Event::FreeAll { client: ClientId::from("a") });
+    t.event(Event::FreeAll {
+        client: ClientId::from("a"),
+    });
     assert_eq!(t.lock_wait("b", "f", 0, 10, X), Outcome::Granted);
 }
 
@@ -284,6 +338,11 @@ fn the_wait_for_graph_lists_held_and_queued_blockers() {
     t.lock("a", "f", 0, 10, S);
     t.lock_wait("b", "f", 0, 10, X);
     t.lock_wait("c", "f", 0, 10, S);
-    let edges: Vec<_> = t.core.wait_for_graph().iter().map(|e| format!("{}->{}", e.from.owner, e.to.owner)).collect();
+    let edges: Vec<_> = t
+        .core
+        .wait_for_graph()
+        .iter()
+        .map(|e| format!("{}->{}", e.from.owner, e.to.owner))
+        .collect();
     assert_eq!(edges, ["b->a", "c->b"]);
 }

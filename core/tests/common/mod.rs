@@ -32,7 +32,12 @@ impl T {
     }
 
     pub fn from_core(core: Core) -> Self {
-        Self { core, now: 0, next_request: 1, last: Vec::new() }
+        Self {
+            core,
+            now: 0,
+            next_request: 1,
+            last: Vec::new(),
+        }
     }
 
     pub fn event(&mut self, event: Event) -> Vec<Action> {
@@ -65,7 +70,16 @@ impl T {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn lock_full(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind, wait: bool, reclaim: bool) -> Outcome {
+    pub fn lock_full(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+        wait: bool,
+        reclaim: bool,
+    ) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
         self.event(Event::Lock {
@@ -82,50 +96,124 @@ impl T {
         self.reply()
     }
 
-    pub fn lock(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> Outcome {
+    pub fn lock(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+    ) -> Outcome {
         self.lock_full(owner, file, offset, length, kind, false, false)
     }
 
-    pub fn lock_wait(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> Outcome {
+    pub fn lock_wait(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+    ) -> Outcome {
         self.lock_full(owner, file, offset, length, kind, true, false)
     }
 
-    pub fn reclaim(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> Outcome {
+    pub fn reclaim(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+    ) -> Outcome {
         self.lock_full(owner, file, offset, length, kind, false, true)
     }
 
     pub fn unlock(&mut self, owner: &str, file: &str, offset: u64, length: u64) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
-        self.event(Event::Unlock { request, client, owner, file: FileId::from(file), range: Range::new(offset, length) });
+        self.event(Event::Unlock {
+            request,
+            client,
+            owner,
+            file: FileId::from(file),
+            range: Range::new(offset, length),
+        });
         self.reply()
     }
 
-    pub fn test(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> Outcome {
+    pub fn test(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+    ) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
-        self.event(Event::Test { request, client, owner, file: FileId::from(file), range: Range::new(offset, length), kind });
+        self.event(Event::Test {
+            request,
+            client,
+            owner,
+            file: FileId::from(file),
+            range: Range::new(offset, length),
+            kind,
+        });
         self.reply()
     }
 
-    pub fn cancel(&mut self, owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> Outcome {
+    pub fn cancel(
+        &mut self,
+        owner: &str,
+        file: &str,
+        offset: u64,
+        length: u64,
+        kind: LockKind,
+    ) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
-        self.event(Event::Cancel { request, client, owner, file: FileId::from(file), range: Range::new(offset, length), kind });
+        self.event(Event::Cancel {
+            request,
+            client,
+            owner,
+            file: FileId::from(file),
+            range: Range::new(offset, length),
+            kind,
+        });
         self.reply()
     }
 
-    pub fn share(&mut self, owner: &str, file: &str, access: ShareMode, deny: ShareMode) -> Outcome {
+    pub fn share(
+        &mut self,
+        owner: &str,
+        file: &str,
+        access: ShareMode,
+        deny: ShareMode,
+    ) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
-        self.event(Event::Share { request, client, owner, file: FileId::from(file), access, deny, reclaim: false });
+        self.event(Event::Share {
+            request,
+            client,
+            owner,
+            file: FileId::from(file),
+            access,
+            deny,
+            reclaim: false,
+        });
         self.reply()
     }
 
     pub fn unshare(&mut self, owner: &str, file: &str) -> Outcome {
         let (client, owner) = who(owner);
         let request = self.request();
-        self.event(Event::Unshare { request, client, owner, file: FileId::from(file) });
+        self.event(Event::Unshare {
+            request,
+            client,
+            owner,
+            file: FileId::from(file),
+        });
         self.reply()
     }
 
@@ -140,7 +228,11 @@ impl T {
             .iter()
             .map(|l| {
                 let kind = if l.kind == S { "S" } else { "X" };
-                let end = if l.range.length == 0 { "EOF".to_string() } else { (l.range.offset + l.range.length - 1).to_string() };
+                let end = if l.range.length == 0 {
+                    "EOF".to_string()
+                } else {
+                    (l.range.offset + l.range.length - 1).to_string()
+                };
                 format!("{}:{kind}:{}-{end}", l.owner, l.range.offset)
             })
             .collect()
@@ -148,7 +240,11 @@ impl T {
 
     /// Owners of the queued waiters of `file`, in queue order.
     pub fn queue(&self, file: &str) -> Vec<String> {
-        self.core.waiters(&FileId::from(file)).iter().map(|w| w.owner.to_string()).collect()
+        self.core
+            .waiters(&FileId::from(file))
+            .iter()
+            .map(|w| w.owner.to_string())
+            .collect()
     }
 
     /// (waiter, owner) of each GRANTED callback the latest event asked for.
@@ -166,7 +262,15 @@ impl T {
         self.last
             .iter()
             .filter_map(|a| match a {
-                Action::Released { owner, range, reason, .. } => Some((format!("{owner}:{}+{}", range.offset, range.length), *reason)),
+                Action::Released {
+                    owner,
+                    range,
+                    reason,
+                    ..
+                } => Some((
+                    format!("{owner}:{}+{}", range.offset, range.length),
+                    *reason,
+                )),
                 _ => None,
             })
             .collect()
@@ -182,7 +286,10 @@ pub fn waiter_of(outcome: &Outcome) -> WaiterId {
 
 pub fn denied_by(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Denied { holder } => format!("{}:{}+{}", holder.owner, holder.range.offset, holder.range.length),
+        Outcome::Denied { holder } => format!(
+            "{}:{}+{}",
+            holder.owner, holder.range.offset, holder.range.length
+        ),
         other => panic!("expected Denied, got {other:?}"),
     }
 }
