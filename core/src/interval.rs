@@ -242,7 +242,7 @@ fn splitmix64(x: u64) -> u64 {
 mod tests {
     use super::*;
     use alloc::collections::BTreeMap;
-    use quickcheck::{Arbitrary, QuickCheck, TestResult};
+    use quickcheck::{QuickCheck, TestResult};
 
     #[derive(Clone, Debug)]
     enum Op {
