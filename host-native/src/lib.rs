@@ -2,3 +2,9 @@
 //!
 //! The host is a loop: bytes in → decode → `Core::handle` → carry out the actions in order.
 //! It decides no lock semantics; those live in the core.
+
+pub mod nlm;
+pub mod nsm;
+pub mod portmap;
+pub mod rpc;
+pub mod xdr;
