@@ -119,6 +119,9 @@ pub struct Core {
     pub(crate) total_locks: u64,
     pub(crate) connected: BTreeMap<String, u64>,
     pub(crate) grace: Option<Grace>,
+    /// Files with a waiter that was grantable but for a limit; retried after every event, since a
+    /// release in another file (same client, or any for the total) can make room.
+    pub(crate) limit_blocked: BTreeSet<FileKey>,
     pub(crate) stats: Stats,
 }
 
@@ -144,6 +147,7 @@ impl Core {
             total_locks: 0,
             connected: BTreeMap::new(),
             grace: None,
+            limit_blocked: BTreeSet::new(),
             stats: Stats::default(),
         }
     }
@@ -233,6 +237,9 @@ impl Core {
             Event::FreeAll { client } => self.free_all(&client, out),
             Event::ReclaimComplete { client } => self.reclaim_complete(&client, out),
             Event::CallbackOutcome { waiter, result } => self.callback_outcome(waiter, result, out),
+        }
+        for file in core::mem::take(&mut self.limit_blocked) {
+            self.wake(file, out);
         }
     }
 

@@ -128,8 +128,9 @@ impl Core {
                     continue;
                 }
                 let plan = self.files.get(fk).locks.plan_lock(ok, span, kind);
-                // Over a limit now: it stays queued and is tried again when locks go away.
+                // Over a limit now: it stays queued and is tried again after the next event.
                 if self.limit_refuses(fk, ok, plan.delta()).is_some() {
+                    self.limit_blocked.insert(fk);
                     continue;
                 }
                 self.grant_waiter(id, &plan, out);

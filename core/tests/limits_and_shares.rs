@@ -192,3 +192,20 @@ fn an_owners_second_share_replaces_its_first() {
     );
     assert_eq!(t.core.shares(&FileId::from("f")).len(), 2);
 }
+
+#[test]
+fn a_waiter_held_back_by_a_client_limit_is_granted_when_its_client_frees_room_elsewhere() {
+    let mut t = limited(100, 2, 100, 10);
+    t.lock("h/p", "f", 0, 1, X);
+    t.lock("other", "g", 0, 1, X);
+    let w = waiter_of(&t.lock_wait("h/p", "g", 0, 1, X));
+    t.lock("h/p", "k", 0, 1, X); // h now holds 2: its waiter could not be granted
+    t.unlock("other", "g", 0, 1);
+    assert!(t.granted().is_empty(), "over h's limit: stays queued");
+    t.unlock("h/p", "f", 0, 1);
+    assert_eq!(
+        t.granted(),
+        [(w, "p".to_string())],
+        "room in another file lets it through"
+    );
+}
