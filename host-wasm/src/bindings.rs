@@ -1,0 +1,271 @@
+//! The JavaScript API. Values cross as plain JS objects in the trace format's JSON shapes (ids as text
+//! or `0x…` hex, events and actions as in a trace file); times that go *in* are `BigInt` (Rust `u64`).
+//! Numbers in returned objects above 2^53 lose precision in JS; the downloaded trace never does, since
+//! Rust writes it. Every failure is a thrown `Error` carrying the simulator's or the core's message.
+
+use brlock_core::{Config, Event, FileId, Millis};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::{Error, Simulator, examples};
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn json_parse(text: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_namespace = JSON, js_name = stringify, catch)]
+    fn json_stringify(value: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+impl From<Error> for JsValue {
+    fn from(error: Error) -> JsValue {
+        JsError::new(&error.message).into()
+    }
+}
+
+fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(value).map_err(|e| Error::new(e.to_string()))?;
+    json_parse(&text)
+}
+
+/// A JS object, or a string holding JSON, as the JSON text serde reads.
+fn json_text(value: &JsValue, what: &str) -> Result<String, JsValue> {
+    if let Some(text) = value.as_string() {
+        return Ok(text);
+    }
+    json_stringify(value)?
+        .as_string()
+        .ok_or_else(|| Error::new(format!("{what}: not representable as JSON")).into())
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(value: &JsValue, what: &str) -> Result<T, JsValue> {
+    let text = json_text(value, what)?;
+    serde_json::from_str(&text).map_err(|e| Error::new(format!("{what}: {e}")).into())
+}
+
+#[derive(Serialize)]
+struct StepView<'a> {
+    now: Millis,
+    event: &'a Event,
+    actions: &'a [brlock_core::Action],
+    note: &'a str,
+}
+
+/// The core behind a trace that can be extended, loaded, downloaded and looked at from any step.
+#[wasm_bindgen(js_name = Simulator)]
+pub struct WasmSimulator {
+    inner: Simulator,
+}
+
+#[wasm_bindgen(js_class = Simulator)]
+impl WasmSimulator {
+    /// `new Simulator(config?)`: `config` is an object or JSON text in the trace header's `config`
+    /// shape; missing fields take brlock's defaults.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue) -> Result<WasmSimulator, JsValue> {
+        let config: Config = if config.is_undefined() || config.is_null() {
+            Config::default()
+        } else {
+            from_js(&config, "config")?
+        };
+        Ok(Self {
+            inner: Simulator::new(config),
+        })
+    }
+
+    /// A simulator over a named profile: "brlock", "linux", "ganesha" or "dittofs".
+    #[wasm_bindgen(js_name = fromProfile)]
+    pub fn from_profile(name: &str) -> Result<WasmSimulator, JsValue> {
+        Ok(Self {
+            inner: Simulator::from_profile(name)?,
+        })
+    }
+
+    /// Loads a JSON-lines trace, standing before its first step.
+    #[wasm_bindgen(js_name = fromTrace)]
+    pub fn from_trace(text: &str) -> Result<WasmSimulator, JsValue> {
+        Ok(Self {
+            inner: Simulator::from_jsonl(text)?,
+        })
+    }
+
+    /// Loads a built-in example (see `Simulator.examples()`).
+    pub fn example(name: &str) -> Result<WasmSimulator, JsValue> {
+        Ok(Self {
+            inner: Simulator::example(name)?,
+        })
+    }
+
+    /// `[{name, title}]` of the built-in examples.
+    pub fn examples() -> Result<JsValue, JsValue> {
+        to_js(&examples::EXAMPLES[..])
+    }
+
+    /// The text of a built-in example, as its `.jsonl` file holds it.
+    #[wasm_bindgen(js_name = exampleText)]
+    pub fn example_text(name: &str) -> Result<String, JsValue> {
+        Ok(examples::find(name)?.text.to_string())
+    }
+
+    /// Names of the configuration profiles.
+    pub fn profiles() -> Vec<String> {
+        brlock_core::Profile::ALL
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    /// Runs `event` at `now` after the current step, dropping any later ones; returns its actions.
+    /// `event` is an object as in a trace (`{lock: {...}}`) or JSON text (`'"tick"'`, `'{"lock":…}'`);
+    /// JSON text keeps offsets above 2^53 exact.
+    pub fn step(&mut self, now: u64, event: JsValue) -> Result<JsValue, JsValue> {
+        let event: Event = from_js(&event, "event")?;
+        let actions = self.inner.step(now, event)?;
+        to_js(&actions)
+    }
+
+    /// Moves to just after step `position` (0 = before the first step).
+    pub fn seek(&mut self, position: u32) -> Result<(), JsValue> {
+        Ok(self.inner.seek(position as usize)?)
+    }
+
+    /// Steps forward one event; false at the end.
+    pub fn forward(&mut self) -> Result<bool, JsValue> {
+        if self.inner.position() == self.inner.len() {
+            return Ok(false);
+        }
+        self.inner.seek(self.inner.position() + 1)?;
+        Ok(true)
+    }
+
+    /// Steps back one event; false at the start.
+    pub fn back(&mut self) -> Result<bool, JsValue> {
+        if self.inner.position() == 0 {
+            return Ok(false);
+        }
+        self.inner.seek(self.inner.position() - 1)?;
+        Ok(true)
+    }
+
+    /// How many steps are applied (0 = none).
+    #[wasm_bindgen(getter)]
+    pub fn position(&self) -> u32 {
+        self.inner.position() as u32
+    }
+
+    /// How many steps the trace has.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    /// The latest `now` the core has seen, in ms.
+    pub fn now(&self) -> u64 {
+        self.inner.core().now()
+    }
+
+    /// When the core next wants a tick, if ever.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.inner.core().poll_timeout()
+    }
+
+    /// `[{now, event, actions, note}]` for every step of the trace, applied or not.
+    pub fn steps(&self) -> Result<JsValue, JsValue> {
+        let steps: Vec<StepView> = self
+            .inner
+            .steps()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepView {
+                now: s.now,
+                event: &s.event,
+                actions: self.inner.actions(i).unwrap_or(&[]),
+                note: self.inner.note(i),
+            })
+            .collect();
+        to_js(&steps)
+    }
+
+    /// The actions of building the core (a restore's persists), before the first step.
+    #[wasm_bindgen(js_name = initialActions)]
+    pub fn initial_actions(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.initial_actions())
+    }
+
+    /// The trace header: format version, config, epoch, start, restore.
+    pub fn header(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.header())
+    }
+
+    /// The comment lines before the trace header.
+    pub fn description(&self) -> String {
+        self.inner.description().to_string()
+    }
+
+    /// The whole trace in the JSON-lines format, comments included.
+    #[wasm_bindgen(js_name = toJsonl)]
+    pub fn to_jsonl(&self) -> String {
+        self.inner.to_jsonl()
+    }
+
+    /// Files with locks, waiters or shares, in name order.
+    pub fn files(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().files())
+    }
+
+    /// Those files and every file the steps so far named, in name order.
+    #[wasm_bindgen(js_name = filesSeen)]
+    pub fn files_seen(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.files_seen())
+    }
+
+    /// `[{client, owner, kind, range, unreclaimed}]` in range order.
+    #[wasm_bindgen(js_name = heldLocks)]
+    pub fn held_locks(&self, file: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().held_locks(&file_id(file)?))
+    }
+
+    /// `[{waiter, request, client, owner, kind, range, since}]` in queue order.
+    pub fn waiters(&self, file: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().waiters(&file_id(file)?))
+    }
+
+    /// Share reservations of a file.
+    pub fn shares(&self, file: &str) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().shares(&file_id(file)?))
+    }
+
+    /// Granted waiters whose GRANTED callback is not yet confirmed.
+    #[wasm_bindgen(js_name = pendingCallbacks)]
+    pub fn pending_callbacks(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().pending_callbacks())
+    }
+
+    /// `[{waiter, file, from: {client, owner}, to: {client, owner}}]`.
+    #[wasm_bindgen(js_name = waitForGraph)]
+    pub fn wait_for_graph(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().wait_for_graph())
+    }
+
+    /// `{ends_at, remaining, expected, pending}` during the grace period, else null.
+    pub fn grace(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().grace())
+    }
+
+    /// The core's counters and gauges.
+    pub fn stats(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.core().stats())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> Result<JsValue, JsValue> {
+        to_js(self.inner.core().config())
+    }
+}
+
+/// A file name as the page spells it: text, or `0x…` hex for binary handles (the ids' JSON form).
+fn file_id(name: &str) -> Result<FileId, JsValue> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|e| Error::new(format!("file {name:?}: {e}")).into())
+}
