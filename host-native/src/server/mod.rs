@@ -1,0 +1,896 @@
+//! brlockd's NLM server: transports, the core task and callbacks.
+//!
+//! The shape (quinn's `ConnectionDriver`, see STYLE.md): TCP connection tasks and the UDP task decode
+//! records (`intake`) and send each NLM call over an mpsc to the **one task that owns the `Core`**.
+//! That task turns the call into an `Event` (`dispatch`), calls `Core::handle`, and carries out the
+//! actions in order: persist batches go to the [`PersistSink`]; replies (found by `RequestId`) and
+//! GRANTED callbacks wait until their batch is durable; one timer armed from `poll_timeout()` sends
+//! `Event::Tick`. Time is monotonic milliseconds since the server started. The host decides no lock
+//! semantics; it only checks what the core cannot see: the source network, caller_name ↔ address
+//! binding and file handles.
+
+pub mod callbacks;
+pub mod dispatch;
+pub mod drc;
+pub mod intake;
+pub mod outbound;
+pub mod persist;
+pub mod tcp;
+pub mod udp;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use brlock_core::{
+    Action, CallbackResult, ClientId, Core, Event, FileId, Outcome, RequestId, Stats, WaiterId,
+    WaiterRemovedReason,
+};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::{ServerConfig, StatdSetting};
+use crate::metrics::Metrics;
+use crate::nlm::{
+    self, Lock, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, ShareRes, Stat, TestArgs,
+    TestRes,
+};
+use crate::portmap::Mapping;
+use crate::rpc::{AcceptStat, Reply, encode_reply};
+use dispatch::GrantCookie;
+use drc::Drc;
+use intake::CallCtx;
+use outbound::Transport;
+pub use persist::{Durable, MemorySink, PersistBatch, PersistSink};
+
+/// What a file handle names, as far as the host can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileHandleStatus {
+    Valid,
+    /// Not (or no longer) a file: NLM4_STALE_FH.
+    Stale,
+    /// A directory or other non-regular file: NLM4_FAILED (v1/v3: DENIED_NOLOCKS).
+    NotRegular,
+}
+
+/// Checks NLM file handles before the core sees them (an NFS server plugs in its export table here).
+pub trait FileHandleCheck: Send + Sync + 'static {
+    fn check(&self, fh: &[u8]) -> FileHandleStatus;
+}
+
+/// Accepts every handle as a regular file: brlockd alone knows no file system.
+#[derive(Debug, Default)]
+pub struct AcceptAllHandles;
+
+impl FileHandleCheck for AcceptAllHandles {
+    fn check(&self, _fh: &[u8]) -> FileHandleStatus {
+        FileHandleStatus::Valid
+    }
+}
+
+/// Messages to the core task.
+pub(crate) enum CoreMsg {
+    Call {
+        ctx: Box<CallCtx>,
+        call: NlmCall,
+    },
+    CallbackOutcome {
+        waiter: WaiterId,
+        result: CallbackResult,
+        attempt: u32,
+    },
+    GrantedMsgExpired {
+        waiter: WaiterId,
+        attempt: u32,
+    },
+    Durable {
+        batch: u64,
+        result: Result<(), String>,
+    },
+    Stats(oneshot::Sender<Stats>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What every task of one server shares.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub metrics: Arc<Metrics>,
+    pub core_tx: mpsc::UnboundedSender<CoreMsg>,
+    drc: Mutex<Drc>,
+}
+
+impl Shared {
+    pub(crate) fn drc_lock(&self) -> MutexGuard<'_, Drc> {
+        self.drc.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends an NLM result as the SUCCESS reply to `ctx`.
+    pub(crate) fn reply_nlm(&self, ctx: &CallCtx, reply: &NlmReply, status: &str) {
+        let mut results = Vec::new();
+        let rpc = match nlm::encode_reply(ctx.version, reply, &mut results) {
+            Ok(()) => Reply::success(ctx.xid, results),
+            Err(e) => {
+                warn!(peer = %ctx.peer, error = %e, "cannot encode NLM reply");
+                Reply::accepted(ctx.xid, AcceptStat::SystemErr)
+            }
+        };
+        let mut out = Vec::new();
+        if encode_reply(&rpc, &mut out).is_ok() {
+            self.send_reply(&ctx.reply_to, ctx.peer, ctx.drc.as_ref(), &out);
+        }
+        self.metrics.observe_request(
+            &format!("{:?}", ctx.procedure).to_lowercase(),
+            status,
+            ctx.received.elapsed(),
+        );
+    }
+}
+
+/// Resolves once `stop` says true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    done: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds, registers with rpcbind (if configured and present) and starts serving, with the memory
+    /// store and every file handle accepted.
+    pub async fn start(config: ServerConfig) -> std::io::Result<Server> {
+        Self::start_with(config, Box::new(MemorySink), Arc::new(AcceptAllHandles)).await
+    }
+
+    pub async fn start_with(
+        config: ServerConfig,
+        sink: Box<dyn PersistSink>,
+        handles: Arc<dyn FileHandleCheck>,
+    ) -> std::io::Result<Server> {
+        let (listener, udp) = bind_pair(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let udp = Arc::new(udp);
+        let metrics = Arc::new(Metrics::new());
+        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            drc: Mutex::new(Drc::new(config.drc_size)),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            core_tx: core_tx.clone(),
+        });
+
+        let metrics_task = match config.metrics {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await?;
+                let bound = l.local_addr()?;
+                let tx = core_tx.clone();
+                let source: crate::metrics::StatsSource = Arc::new(move || {
+                    let tx = tx.clone();
+                    Box::pin(async move {
+                        let (otx, orx) = oneshot::channel();
+                        tx.send(CoreMsg::Stats(otx)).ok()?;
+                        orx.await.ok()
+                    })
+                });
+                Some((
+                    bound,
+                    tokio::spawn(crate::metrics::serve(l, metrics, source)),
+                ))
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_task.as_ref().map(|(a, _)| *a);
+
+        let registered = match config.rpcbind {
+            Some(rpcbind) => register(rpcbind, local_addr.port(), true).await,
+            None => false,
+        };
+        let statd = match config.statd {
+            StatdSetting::Disabled => None,
+            StatdSetting::At(addr) => Some(addr),
+            StatdSetting::Discover => match config.rpcbind {
+                Some(rpcbind) => outbound::getport(
+                    rpcbind,
+                    crate::nsm::NSM_PROGRAM,
+                    crate::nsm::NSM_VERSION,
+                    Transport::Udp,
+                    Duration::from_secs(1),
+                )
+                .await
+                .ok()
+                .filter(|&p| p != 0)
+                .map(|p| SocketAddr::new(rpcbind.ip(), p)),
+                None => None,
+            },
+        };
+        if statd.is_none() {
+            info!("no statd: monitored locks are served, client reboots go unnoticed");
+        }
+
+        let core = Core::new(config.core.clone());
+        let task = CoreTask {
+            core,
+            start: Instant::now(),
+            shared: shared.clone(),
+            sink,
+            handles,
+            statd,
+            next_request: 1,
+            next_batch: 0,
+            pending: HashMap::new(),
+            held: VecDeque::new(),
+            callers: HashMap::new(),
+            monitored: HashMap::new(),
+            granted_msg: HashMap::new(),
+            out: Vec::new(),
+        };
+        let core_task = tokio::spawn(task.run(core_rx));
+        let (stop, stop_rx) = watch::channel(false);
+        let tcp_task = tokio::spawn(tcp::accept_loop(listener, shared.clone(), stop_rx.clone()));
+        let udp_task = tokio::spawn(udp::serve(udp, shared.clone(), stop_rx));
+        info!(%local_addr, profile = config.profile.name(), store = %config.store, "serving NLM v1, v3, v4 on tcp and udp");
+
+        let done = tokio::spawn(async move {
+            let _ = tcp_task.await;
+            let _ = udp_task.await;
+            let (dtx, drx) = oneshot::channel();
+            if core_tx.send(CoreMsg::Shutdown(dtx)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), drx).await;
+            }
+            let _ = core_task.await;
+            if let (true, Some(rpcbind)) = (registered, config.rpcbind) {
+                register(rpcbind, local_addr.port(), false).await;
+            }
+            if let Some((_, t)) = metrics_task {
+                t.abort();
+            }
+            info!("stopped");
+        });
+        Ok(Server {
+            local_addr,
+            metrics_addr,
+            stop,
+            done,
+        })
+    }
+
+    /// The bound address (TCP; UDP is on the same address and port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops accepting, finishes requests in flight, unregisters from rpcbind.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+/// A TCP listener and a UDP socket on the same address and port (for port 0, retried until a port
+/// free on both is found).
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+    let mut last = None;
+    for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        match UdpSocket::bind(bound).await {
+            Ok(udp) => return Ok((listener, udp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// PMAPPROC_SET (or UNSET) NLM v1, v3, v4 on tcp and udp. Returns whether rpcbind answered.
+async fn register(rpcbind: SocketAddr, port: u16, set: bool) -> bool {
+    for version in NlmVersion::ALL {
+        for transport in [Transport::Tcp, Transport::Udp] {
+            let mapping = Mapping {
+                prog: NLM_PROGRAM,
+                vers: version as u32,
+                prot: transport.ipproto(),
+                port: u32::from(port),
+            };
+            match outbound::pmap_set(rpcbind, mapping, set, Duration::from_secs(1)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!(%rpcbind, version = version as u32, transport = transport.name(), set, "rpcbind refused the mapping")
+                }
+                Err(e) => {
+                    info!(%rpcbind, error = %e, "rpcbind not reachable: serving without registration");
+                    return false;
+                }
+            }
+            if !set {
+                break; // UNSET removes every protocol of the version.
+            }
+        }
+    }
+    info!(%rpcbind, set, "rpcbind updated");
+    true
+}
+
+/// A request waiting for its `Action::Reply`.
+struct Pending {
+    ctx: CallCtx,
+    cookie: Vec<u8>,
+}
+
+/// One event's actions, held until their persist batch (and every earlier one) is durable.
+struct Held {
+    batch: u64,
+    actions: Vec<Action>,
+    ready: bool,
+}
+
+struct CoreTask {
+    core: Core,
+    start: Instant,
+    shared: Arc<Shared>,
+    sink: Box<dyn PersistSink>,
+    handles: Arc<dyn FileHandleCheck>,
+    statd: Option<SocketAddr>,
+    next_request: u64,
+    next_batch: u64,
+    pending: HashMap<RequestId, Pending>,
+    held: VecDeque<Held>,
+    /// caller_name → the address it first called from.
+    callers: HashMap<Vec<u8>, IpAddr>,
+    /// Clients with monitored locks → the NSM state they last sent.
+    monitored: HashMap<Vec<u8>, u32>,
+    /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
+    granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    out: Vec<Action>,
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn status_name(stat: Stat) -> String {
+    format!("{stat:?}").to_lowercase()
+}
+
+impl CoreTask {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+        let mut stopping: Option<oneshot::Sender<()>> = None;
+        loop {
+            if stopping.is_some() && self.held.is_empty() {
+                break;
+            }
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map(|at| tokio::time::Instant::from_std(self.start + Duration::from_millis(at)));
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    self.handle(Event::Tick);
+                    continue;
+                }
+            };
+            match msg {
+                None => break,
+                Some(CoreMsg::Shutdown(done)) => stopping = Some(done),
+                Some(CoreMsg::Stats(tx)) => {
+                    let _ = tx.send(self.core.stats());
+                }
+                Some(CoreMsg::Call { ctx, call }) => self.on_call(*ctx, call),
+                Some(CoreMsg::CallbackOutcome {
+                    waiter,
+                    result,
+                    attempt,
+                }) => {
+                    debug!(waiter = waiter.0, attempt, ?result, "callback outcome");
+                    self.handle(Event::CallbackOutcome { waiter, result })
+                }
+                Some(CoreMsg::GrantedMsgExpired { waiter, attempt }) => {
+                    if self
+                        .granted_msg
+                        .get(&waiter)
+                        .is_some_and(|(a, _)| *a == attempt)
+                    {
+                        self.granted_msg.remove(&waiter);
+                        info!(waiter = waiter.0, "no GRANTED_RES in time");
+                        self.handle(Event::CallbackOutcome {
+                            waiter,
+                            result: CallbackResult::Failed,
+                        });
+                    }
+                }
+                Some(CoreMsg::Durable { batch, result }) => {
+                    if let Err(e) = result {
+                        warn!(batch, error = %e, "persist failed; answering from memory");
+                    }
+                    if let Some(h) = self.held.iter_mut().find(|h| h.batch == batch) {
+                        h.ready = true;
+                    }
+                    self.drain_held();
+                }
+            }
+        }
+        if let Some(done) = stopping {
+            let _ = done.send(());
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = self.now();
+        let mut out = std::mem::take(&mut self.out);
+        self.core.handle(now, event, &mut out);
+        let actions = std::mem::take(&mut out);
+        self.out = out;
+        self.after_event(actions);
+    }
+
+    /// Persist first; everything else once durable, and never ahead of an earlier event's actions.
+    fn after_event(&mut self, actions: Vec<Action>) {
+        let ops: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Persist { epoch, seq, op } => Some((*epoch, *seq, op.clone())),
+                _ => None,
+            })
+            .collect();
+        if ops.is_empty() && self.held.is_empty() {
+            self.execute(actions);
+            return;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let mut ready = true;
+        if !ops.is_empty() {
+            let mut durable = self.sink.submit(PersistBatch { ops });
+            match durable
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => warn!(error = %e, "persist failed; answering from memory"),
+                Poll::Pending => {
+                    ready = false;
+                    let tx = self.shared.core_tx.clone();
+                    tokio::spawn(async move {
+                        let result = durable.await;
+                        let _ = tx.send(CoreMsg::Durable { batch, result });
+                    });
+                }
+            }
+        }
+        self.held.push_back(Held {
+            batch,
+            actions,
+            ready,
+        });
+        self.drain_held();
+    }
+
+    fn drain_held(&mut self) {
+        while self.held.front().is_some_and(|h| h.ready) {
+            let held = self.held.pop_front().expect("checked");
+            self.execute(held.actions);
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Persist { .. } => {}
+                Action::Reply { request, outcome } => self.reply(request, outcome),
+                Action::SendGranted {
+                    waiter,
+                    client,
+                    owner,
+                    file,
+                    range,
+                    kind,
+                    cookie,
+                    attempt,
+                    ..
+                } => {
+                    self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
+                }
+                Action::Released {
+                    client,
+                    file,
+                    range,
+                    reason,
+                    ..
+                } => debug!(%client, %file, %range, ?reason, "released"),
+                Action::WaiterRemoved {
+                    waiter,
+                    client,
+                    reason,
+                    ..
+                } => {
+                    self.granted_msg.remove(&waiter);
+                    // NLM has no message for an expired wait: the client's own retry finds out.
+                    if reason == WaiterRemovedReason::Expired {
+                        info!(waiter = waiter.0, %client, "blocked request expired");
+                    } else {
+                        debug!(waiter = waiter.0, %client, ?reason, "waiter removed");
+                    }
+                }
+                Action::ConnectionRefused {
+                    client,
+                    adapter,
+                    limit,
+                } => {
+                    info!(%client, %adapter, limit, "connection refused")
+                }
+                Action::GraceEnded { released } => info!(released, "grace period ended"),
+            }
+        }
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        id
+    }
+
+    /// Binds `caller_name` to the address of its first request; false when it comes from another.
+    fn admit(&mut self, caller: &[u8], peer: SocketAddr) -> bool {
+        let ip = canonical(peer.ip());
+        match self.callers.get(caller) {
+            Some(bound) if *bound != ip => {
+                debug!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound, "refused: caller_name bound to another address");
+                false
+            }
+            Some(_) => true,
+            None => {
+                self.callers.insert(caller.to_vec(), ip);
+                true
+            }
+        }
+    }
+
+    fn is_msg(p: NlmProc) -> bool {
+        matches!(
+            p,
+            NlmProc::TestMsg
+                | NlmProc::LockMsg
+                | NlmProc::CancelMsg
+                | NlmProc::UnlockMsg
+                | NlmProc::GrantedMsg
+        )
+    }
+
+    /// Answers `ctx` with `stat` without the core (a host-level refusal, or GRANTED).
+    fn answer(&mut self, ctx: CallCtx, cookie: Vec<u8>, stat: Stat, holder: Option<nlm::Holder>) {
+        if Self::is_msg(ctx.procedure) {
+            let res = match ctx.procedure {
+                NlmProc::TestMsg => NlmCall::TestRes(TestRes {
+                    cookie,
+                    stat,
+                    holder,
+                }),
+                NlmProc::LockMsg => NlmCall::LockRes(Res { cookie, stat }),
+                NlmProc::CancelMsg => NlmCall::CancelRes(Res { cookie, stat }),
+                NlmProc::UnlockMsg => NlmCall::UnlockRes(Res { cookie, stat }),
+                _ => NlmCall::GrantedRes(Res { cookie, stat }),
+            };
+            self.shared.metrics.observe_request(
+                &format!("{:?}", ctx.procedure).to_lowercase(),
+                &status_name(stat),
+                ctx.received.elapsed(),
+            );
+            tokio::spawn(callbacks::send_res(
+                self.shared.clone(),
+                ctx.peer.ip(),
+                ctx.version,
+                ctx.transport,
+                res,
+            ));
+            return;
+        }
+        let reply = match ctx.procedure.reply_shape() {
+            nlm::ReplyShape::Test => NlmReply::Test(TestRes {
+                cookie,
+                stat,
+                holder,
+            }),
+            nlm::ReplyShape::Res => NlmReply::Res(Res { cookie, stat }),
+            nlm::ReplyShape::Share => NlmReply::Share(ShareRes {
+                cookie,
+                stat,
+                sequence: 0,
+            }),
+            nlm::ReplyShape::Void => NlmReply::Void,
+        };
+        self.shared.reply_nlm(&ctx, &reply, &status_name(stat));
+    }
+
+    fn reply(&mut self, request: RequestId, outcome: Outcome) {
+        let Some(Pending { ctx, cookie }) = self.pending.remove(&request) else {
+            return;
+        };
+        let holder = match &outcome {
+            Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
+            _ => None,
+        };
+        let stat = dispatch::stat(&outcome);
+        self.answer(ctx, cookie, stat, holder);
+    }
+
+    /// Host-level checks every request naming a lock or share must pass: the caller_name ↔ address
+    /// binding and the file handle. `Some(stat)` refuses.
+    fn precheck(&mut self, caller: &[u8], fh: &[u8], peer: SocketAddr) -> Option<Stat> {
+        if !self.admit(caller, peer) {
+            return Some(Stat::Denied);
+        }
+        match self.handles.check(fh) {
+            FileHandleStatus::Valid => None,
+            FileHandleStatus::Stale => Some(Stat::StaleFh),
+            FileHandleStatus::NotRegular => Some(Stat::Failed),
+        }
+    }
+
+    fn submit(&mut self, ctx: CallCtx, cookie: Vec<u8>, event: impl FnOnce(RequestId) -> Event) {
+        let request = self.next_request();
+        self.pending.insert(request, Pending { ctx, cookie });
+        self.handle(event(request));
+    }
+
+    fn on_call(&mut self, ctx: CallCtx, call: NlmCall) {
+        // A *_MSG call is answered at once with an empty reply; its result goes out as *_RES
+        // (Linux lockd's nlmsvc_callback: the _MSG procedures encode void).
+        if Self::is_msg(ctx.procedure) {
+            self.shared.reply_nlm(&ctx, &NlmReply::Void, "accepted");
+        }
+        let client = |caller: &[u8]| ClientId::new(caller.to_vec());
+        let file = |fh: &[u8]| FileId::new(fh.to_vec());
+        match call {
+            NlmCall::Null => self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok"),
+            NlmCall::Test(a) | NlmCall::TestMsg(a) => {
+                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                    return self.answer(ctx, a.cookie, stat, None);
+                }
+                let l = a.lock;
+                self.submit(ctx, a.cookie, |request| Event::Test {
+                    request,
+                    client: client(&l.caller_name),
+                    owner: dispatch::owner_id(&l.caller_name, l.svid, &l.oh),
+                    file: file(&l.fh),
+                    range: dispatch::range(l.offset, l.len),
+                    kind: dispatch::kind(a.exclusive),
+                });
+            }
+            NlmCall::Lock(a) | NlmCall::LockMsg(a) | NlmCall::NmLock(a) => {
+                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                    return self.answer(ctx, a.cookie, stat, None);
+                }
+                let monitored = ctx.procedure != NlmProc::NmLock;
+                if monitored {
+                    let first = self
+                        .monitored
+                        .insert(a.lock.caller_name.clone(), a.state)
+                        .is_none();
+                    if first && let Some(statd) = self.statd {
+                        tokio::spawn(callbacks::sm_mon(
+                            self.shared.clone(),
+                            statd,
+                            a.lock.caller_name.clone(),
+                        ));
+                    }
+                }
+                let grant = GrantCookie {
+                    version: ctx.version,
+                    transport: ctx.transport,
+                    msg: ctx.procedure == NlmProc::LockMsg,
+                    nlm_cookie: a.cookie.clone(),
+                };
+                let l = a.lock;
+                self.submit(ctx, a.cookie, |request| Event::Lock {
+                    request,
+                    client: client(&l.caller_name),
+                    owner: dispatch::owner_id(&l.caller_name, l.svid, &l.oh),
+                    file: file(&l.fh),
+                    range: dispatch::range(l.offset, l.len),
+                    kind: dispatch::kind(a.exclusive),
+                    wait: a.block,
+                    reclaim: a.reclaim,
+                    cookie: grant.encode(),
+                });
+            }
+            NlmCall::Cancel(a) | NlmCall::CancelMsg(a) => {
+                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                    return self.answer(ctx, a.cookie, stat, None);
+                }
+                let l = a.lock;
+                self.submit(ctx, a.cookie, |request| Event::Cancel {
+                    request,
+                    client: client(&l.caller_name),
+                    owner: dispatch::owner_id(&l.caller_name, l.svid, &l.oh),
+                    file: file(&l.fh),
+                    range: dispatch::range(l.offset, l.len),
+                    kind: dispatch::kind(a.exclusive),
+                });
+            }
+            NlmCall::Unlock(a) | NlmCall::UnlockMsg(a) => {
+                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                    return self.answer(ctx, a.cookie, stat, None);
+                }
+                let l = a.lock;
+                self.submit(ctx, a.cookie, |request| Event::Unlock {
+                    request,
+                    client: client(&l.caller_name),
+                    owner: dispatch::owner_id(&l.caller_name, l.svid, &l.oh),
+                    file: file(&l.fh),
+                    range: dispatch::range(l.offset, l.len),
+                });
+            }
+            // GRANTED is the client's procedure (a server tells a client its lock is granted); a
+            // server has no blocked request of its own to match, so it answers DENIED.
+            NlmCall::Granted(a) | NlmCall::GrantedMsg(a) => {
+                debug!(peer = %ctx.peer, "GRANTED sent to a server: denied");
+                self.answer(ctx, a.cookie, Stat::Denied, None)
+            }
+            NlmCall::GrantedRes(res) => {
+                match dispatch::parse_waiter_cookie(&res.cookie)
+                    .and_then(|w| self.granted_msg.remove(&w).map(|(_, t)| (w, t)))
+                {
+                    Some((waiter, sent)) => {
+                        let result = if res.stat == Stat::Granted {
+                            CallbackResult::Delivered
+                        } else {
+                            CallbackResult::Refused
+                        };
+                        self.shared.metrics.observe_callback(
+                            &format!("{result:?}").to_lowercase(),
+                            sent.elapsed(),
+                        );
+                        self.handle(Event::CallbackOutcome { waiter, result });
+                    }
+                    None => debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG"),
+                }
+                self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
+            }
+            // We send no TEST_MSG/LOCK_MSG/…: their results have nothing to match.
+            NlmCall::TestRes(_)
+            | NlmCall::LockRes(_)
+            | NlmCall::CancelRes(_)
+            | NlmCall::UnlockRes(_) => self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok"),
+            NlmCall::NsmNotify(notice) => {
+                // Only the local statd may say a host rebooted.
+                if canonical(ctx.peer.ip()).is_loopback() {
+                    let name = notice.mon_name.clone();
+                    match self.monitored.get(&name) {
+                        Some(&state) if state != notice.state => {
+                            info!(host = %String::from_utf8_lossy(&name), state = notice.state, "client rebooted: freeing its locks");
+                            self.monitored.remove(&name);
+                            self.callers.remove(&name);
+                            self.handle(Event::FreeAll {
+                                client: client(&name),
+                            });
+                        }
+                        _ => {
+                            debug!(host = %String::from_utf8_lossy(&name), "reboot notice ignored (not monitored or same state)")
+                        }
+                    }
+                } else {
+                    debug!(peer = %ctx.peer, "reboot notice from a remote address ignored");
+                }
+                self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
+            }
+            NlmCall::Share(a) | NlmCall::Unshare(a) => {
+                let s = &a.share;
+                if let Some(stat) = self.precheck(&s.caller_name, &s.fh, ctx.peer) {
+                    return self.answer(ctx, a.cookie, stat, None);
+                }
+                let owner = dispatch::owner_id(&s.caller_name, 0, &s.oh);
+                let (client, file) = (client(&s.caller_name), file(&s.fh));
+                if ctx.procedure == NlmProc::Share {
+                    let (access, deny) = dispatch::share_modes(s.access, s.mode);
+                    let reclaim = a.reclaim;
+                    self.submit(ctx, a.cookie, |request| Event::Share {
+                        request,
+                        client,
+                        owner,
+                        file,
+                        access,
+                        deny,
+                        reclaim,
+                    });
+                } else {
+                    self.submit(ctx, a.cookie, |request| Event::Unshare {
+                        request,
+                        client,
+                        owner,
+                        file,
+                    });
+                }
+            }
+            NlmCall::FreeAll(n) => {
+                if self.admit(&n.name, ctx.peer) {
+                    info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
+                    self.callers.remove(&n.name);
+                    self.monitored.remove(&n.name);
+                    self.handle(Event::FreeAll {
+                        client: client(&n.name),
+                    });
+                }
+                self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_granted(
+        &mut self,
+        waiter: WaiterId,
+        client: &ClientId,
+        owner: &brlock_core::OwnerId,
+        file: FileId,
+        range: brlock_core::Range,
+        kind: brlock_core::LockKind,
+        cookie: &[u8],
+        attempt: u32,
+    ) {
+        let (Some(grant), Some(&ip)) = (
+            GrantCookie::decode(cookie),
+            self.callers.get(client.as_bytes()),
+        ) else {
+            info!(waiter = waiter.0, %client, "cannot call back: client address unknown");
+            let _ = self.shared.core_tx.send(CoreMsg::CallbackOutcome {
+                waiter,
+                result: CallbackResult::Failed,
+                attempt,
+            });
+            return;
+        };
+        let (svid, oh) = dispatch::parse_owner(owner)
+            .map(|(_, svid, oh)| (svid, oh))
+            .unwrap_or_else(|| (0, owner.as_bytes().to_vec()));
+        let args = TestArgs {
+            cookie: Vec::new(),
+            exclusive: kind == brlock_core::LockKind::Exclusive,
+            lock: Lock {
+                caller_name: self.shared.config.hostname.as_bytes().to_vec(),
+                fh: file.0,
+                oh,
+                svid,
+                offset: range.offset,
+                len: range.length,
+            },
+        };
+        if grant.msg {
+            self.granted_msg.insert(waiter, (attempt, Instant::now()));
+        }
+        debug!(waiter = waiter.0, %client, attempt, msg = grant.msg, "sending GRANTED");
+        tokio::spawn(callbacks::send_granted(
+            self.shared.clone(),
+            ip,
+            waiter,
+            attempt,
+            grant,
+            args,
+        ));
+    }
+}

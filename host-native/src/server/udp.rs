@@ -1,0 +1,30 @@
+//! UDP: one datagram is one call; replies go back to the sender from the same socket.
+
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::debug;
+
+use super::Shared;
+use super::intake::{ReplyTo, on_record};
+use super::outbound::Transport;
+
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let reply_to = ReplyTo::Udp(socket.clone());
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        tokio::select! {
+            _ = super::stopped(&mut stop) => break,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok((n, peer)) => on_record(&shared, &buf[..n], peer, Transport::Udp, &reply_to),
+                // E.g. ICMP errors from an earlier send surface here on some systems.
+                Err(e) => debug!(error = %e, "UDP receive failed"),
+            },
+        }
+    }
+}

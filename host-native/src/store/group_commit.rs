@@ -1,0 +1,256 @@
+//! Group commit: the writes of many requests in one transaction.
+//!
+//! The server loop handles one event at a time. For each event it hands the event's `Persist`
+//! writes to [`GroupCommit::submit`] — which queues them and returns at once with a [`Ticket`] — and
+//! holds back the replies and callbacks that follow them until the ticket resolves. Meanwhile it goes
+//! on with the next events. A committer task takes everything waiting in the queue (up to
+//! [`GroupCommitOptions::max_writes`]), applies it in submission order in one transaction, and
+//! resolves every ticket of that transaction once it has committed — so one fsync serves every
+//! request that arrived while the previous transaction was committing.
+//!
+//! ```text
+//! let (epoch, records) = store.begin_epoch().await?;
+//! let (core, actions) = Core::restore(config, now, epoch, records)?;
+//! let commits = GroupCommit::spawn(store.clone(), epoch, GroupCommitOptions::default());
+//! // per event:
+//! let writes = /* its Action::Persist { seq, op, .. } as Write { seq, op } */;
+//! let ticket = commits.submit(writes).await;
+//! // later (e.g. in a task per event): send the replies once the writes are durable
+//! match ticket.await {
+//!     Ok(()) => send(replies),
+//!     Err(StoreError::Fenced { .. }) => shut down: another instance owns the store,
+//!     Err(_) => answer NLM4_FAILED / NLM4_DENIED_NOLOCKS,
+//! }
+//! ```
+//!
+//! Guarantees:
+//! - Writes reach the store in submission order; a ticket resolves only after every write submitted
+//!   before it has been committed or has failed, so tickets resolve in submission order. A ticket
+//!   with no writes is an ordering barrier and costs no transaction.
+//! - A failed transaction fails every ticket in it with the same error and writes none of it; the
+//!   committer goes on with the next submissions, so the server serves again as soon as the store
+//!   answers. (The core still believes in the failed writes: the server decides how to bring the two
+//!   back together.)
+//! - [`StoreError::Fenced`] is final: every later ticket fails with it without touching the store.
+//! - Failures are logged (`tracing`) and counted ([`GroupCommit::stats`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Store, StoreError, Write};
+
+#[derive(Clone, Copy, Debug)]
+pub struct GroupCommitOptions {
+    /// A transaction takes no more writes than this from the queue, so that one transaction cannot
+    /// grow without bound under load. A single submission larger than this is never split.
+    pub max_writes: usize,
+    /// Submissions that may wait for the committer before `submit` itself waits (backpressure).
+    pub queue: usize,
+}
+
+impl Default for GroupCommitOptions {
+    fn default() -> Self {
+        Self {
+            max_writes: 4096,
+            queue: 16384,
+        }
+    }
+}
+
+/// What the committer has done so far.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GroupCommitStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Writes in those transactions.
+    pub writes: u64,
+    /// Submissions resolved (including barriers and failed ones).
+    pub submissions: u64,
+    /// Transactions that failed (each failure is also logged).
+    pub failures: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    submissions: AtomicU64,
+    failures: AtomicU64,
+}
+
+struct Submission {
+    writes: Vec<Write>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The handle to a committer task. Dropping it lets the task finish what is queued and stop.
+pub struct GroupCommit {
+    queue: mpsc::Sender<Submission>,
+    counters: Arc<Counters>,
+    task: JoinHandle<()>,
+}
+
+/// Resolves once the submission's writes are durable (`Ok`) or cannot be (`Err`).
+#[must_use = "a reply may go out only once its ticket resolves"]
+pub struct Ticket(TicketState);
+
+enum TicketState {
+    Waiting(oneshot::Receiver<Result<(), StoreError>>),
+    Failed(Option<StoreError>),
+}
+
+impl Future for Ticket {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            TicketState::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(stopped()))),
+            TicketState::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(stopped))),
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the group commit task has stopped".into())
+}
+
+impl GroupCommit {
+    /// Starts the committer on the current tokio runtime. `epoch` is the one `begin_epoch` returned:
+    /// every transaction is fenced on it.
+    pub fn spawn(store: Arc<Store>, epoch: u64, options: GroupCommitOptions) -> GroupCommit {
+        let (queue, rx) = mpsc::channel(options.queue.max(1));
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(run(
+            store,
+            epoch,
+            options.max_writes.max(1),
+            rx,
+            counters.clone(),
+        ));
+        GroupCommit {
+            queue,
+            counters,
+            task,
+        }
+    }
+
+    /// Queues `writes` (one event's persists, in order) behind everything submitted before. Waits
+    /// only when the queue is full.
+    pub async fn submit(&self, writes: Vec<Write>) -> Ticket {
+        let (done, rx) = oneshot::channel();
+        match self.queue.send(Submission { writes, done }).await {
+            Ok(()) => Ticket(TicketState::Waiting(rx)),
+            Err(_) => Ticket(TicketState::Failed(None)),
+        }
+    }
+
+    /// `submit` and wait for the ticket.
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.submit(writes).await.await
+    }
+
+    pub fn stats(&self) -> GroupCommitStats {
+        let c = &self.counters;
+        GroupCommitStats {
+            transactions: c.transactions.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            submissions: c.submissions.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commits what is queued, resolves every ticket, and stops the committer.
+    pub async fn shutdown(self) {
+        drop(self.queue);
+        // The task only ends by running out of submissions; a panic in it has been reported already.
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    store: Arc<Store>,
+    epoch: u64,
+    max_writes: usize,
+    mut rx: mpsc::Receiver<Submission>,
+    counters: Arc<Counters>,
+) {
+    let mut fenced: Option<StoreError> = None;
+    let mut batch: Vec<Write> = Vec::new();
+    let mut waiters: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(s) => s,
+            None => match rx.recv().await {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        take(first, &mut batch, &mut waiters);
+        // Everything already waiting joins this transaction, up to `max_writes`.
+        while batch.len() < max_writes {
+            match rx.try_recv() {
+                Ok(s) if !batch.is_empty() && batch.len() + s.writes.len() > max_writes => {
+                    next = Some(s);
+                    break;
+                }
+                Ok(s) => take(s, &mut batch, &mut waiters),
+                Err(_) => break,
+            }
+        }
+        let result = if let Some(e) = &fenced {
+            Err(e.clone())
+        } else if batch.is_empty() {
+            Ok(())
+        } else {
+            let result = store.apply(epoch, &batch).await;
+            match &result {
+                Ok(()) => {
+                    counters.transactions.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .writes
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        error = %e,
+                        writes = batch.len(),
+                        requests = waiters.len(),
+                        backend = store.backend(),
+                        "store transaction failed"
+                    );
+                    if matches!(e, StoreError::Fenced { .. }) {
+                        fenced = Some(e.clone());
+                    }
+                }
+            }
+            result
+        };
+        counters
+            .submissions
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        for done in waiters.drain(..) {
+            // A submitter that stopped waiting does not care about the answer.
+            let _ = done.send(result.clone());
+        }
+        batch.clear();
+    }
+}
+
+fn take(
+    s: Submission,
+    batch: &mut Vec<Write>,
+    waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+) {
+    batch.extend(s.writes);
+    waiters.push(s.done);
+}

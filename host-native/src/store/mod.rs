@@ -1,0 +1,403 @@
+//! The durable lock store: where the core's `Action::Persist` writes go, and where a restart finds
+//! the locks that were held.
+//!
+//! `--store` picks the backend: `sqlite://PATH` (the embedded default, `sqlite://./brlock.db`),
+//! `postgres://…` / `postgresql://…` for a PostgreSQL shared by several instances, or `memory` for
+//! throwaway use (nothing survives a restart).
+//!
+//! The host uses a store in three steps:
+//! 1. [`Store::open`] connects and applies the embedded, versioned migrations
+//!    (`host-native/migrations/{sqlite,postgres}`).
+//! 2. [`Store::begin_epoch`] bumps the epoch in one transaction and returns the records of the earlier
+//!    epochs, which go to `Core::restore` with the new epoch.
+//! 3. [`Store::apply`] writes the `Persist` actions, in order, in one transaction per batch — usually
+//!    through [`GroupCommit`], which gathers the writes of many requests into one transaction and
+//!    says when each request's writes are durable.
+//!
+//! # Rows
+//! One row per lock record; the key is (file, client, owner, offset) and a `Put` replaces the row
+//! with that key (`LockRecord`'s contract). Files, clients and owners are stored as raw bytes
+//! (BLOB / BYTEA). Offsets, lengths, epochs and sequence numbers are `u64`s stored as the same 64
+//! bits in a signed 64-bit column ([`to_db`] / [`from_db`]): exact, compact and indexable, at the
+//! price that SQL sees values ≥ 2^63 as negative — SQL here only compares them for equality.
+//! A row the core could not have written (a kind other than 0 or 1) is [`StoreError::Corrupt`].
+//!
+//! # Fencing
+//! Every write transaction first reads the single `server` row and goes on only if its epoch is the
+//! one the writer passes (the epoch its `begin_epoch` returned); otherwise it fails with
+//! [`StoreError::Fenced`] and writes nothing. PostgreSQL: the read is `FOR SHARE`, so a concurrent
+//! `begin_epoch` (an `UPDATE` of that row) waits for in-flight writes to commit and then sees them,
+//! and every write after it is fenced. SQLite: write transactions are `BEGIN IMMEDIATE`, so they run
+//! one at a time. Either way two instances on one database can never both acknowledge conflicting
+//! locks: the one started later has loaded everything the other committed, and the other cannot
+//! commit anything more. A fenced process must stop serving.
+//!
+//! # Durability
+//! `apply` returns `Ok` only once its transaction has committed durably: SQLite runs in WAL mode with
+//! `synchronous = FULL` (a commit survives a process kill and a power loss; `NORMAL` would only
+//! survive the former), PostgreSQL with `synchronous_commit = on`.
+
+/// `SELECT` of a record's columns, in the order `record_from_row` takes them, plus a condition.
+macro_rules! select {
+    ($condition:literal) => {
+        concat!(
+            "SELECT file, client, owner, kind, range_offset, range_length FROM lock_record ",
+            $condition
+        )
+    };
+}
+
+mod group_commit;
+mod memory;
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+
+use brlock_core::{ClientId, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range};
+
+pub use group_commit::{GroupCommit, GroupCommitOptions, GroupCommitStats, Ticket};
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The `--store` default.
+pub const DEFAULT_URL: &str = "sqlite://./brlock.db";
+
+/// One `Action::Persist` for [`Store::apply`]: its sequence number and what to write. (Its epoch is
+/// the one `apply` is called with.)
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Write {
+    pub seq: u64,
+    pub op: PersistOp,
+}
+
+/// Which records [`Store::records`] lists.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum RecordFilter {
+    All,
+    File(FileId),
+    Client(ClientId),
+    Owner(ClientId, OwnerId),
+}
+
+impl RecordFilter {
+    fn matches(&self, record: &LockRecord) -> bool {
+        match self {
+            RecordFilter::All => true,
+            RecordFilter::File(file) => record.file == *file,
+            RecordFilter::Client(client) => record.client == *client,
+            RecordFilter::Owner(client, owner) => {
+                record.client == *client && record.owner == *owner
+            }
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `--store` is not a URL this build understands.
+    #[error("bad store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// Another instance has started on this database since this one did (its epoch is `current`).
+    /// Nothing was written; this process must stop serving.
+    #[error("fenced: this instance writes as epoch {mine}, the store is at epoch {current}")]
+    Fenced { mine: u64, current: u64 },
+    /// The database did not answer or refused the transaction; nothing of it was written. Later
+    /// calls may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The database holds something brlock could not have written.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::migrate::MigrateError;
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::RowNotFound => StoreError::Corrupt(e.to_string()),
+            sqlx::Error::Migrate(m) => match *m {
+                e @ (MigrateError::VersionMissing(_)
+                | MigrateError::VersionMismatch(_)
+                | MigrateError::Dirty(_)) => StoreError::Corrupt(format!("schema migrations: {e}")),
+                e => StoreError::Unavailable(format!("schema migrations: {e}")),
+            },
+            e => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// A store, whichever the backend. Cheap to share behind an `Arc`; every method takes `&self`.
+pub enum Store {
+    Memory(MemoryStore),
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Store({})", self.backend())
+    }
+}
+
+impl Store {
+    /// Opens (creating it if need be) the store `url` names and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if url == "memory" {
+            return Ok(Store::Memory(MemoryStore::new()));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(invalid(
+                "expected memory, sqlite://PATH, postgres://… or postgresql://…",
+            ));
+        };
+        match scheme {
+            "sqlite" if rest.is_empty() => Err(invalid("sqlite:// needs a file path")),
+            "sqlite" => Ok(Store::Sqlite(SqliteStore::open(url).await?)),
+            "postgres" | "postgresql" => Ok(Store::Postgres(PostgresStore::open(url).await?)),
+            _ => Err(invalid(
+                "unknown scheme (expected memory, sqlite://, postgres:// or postgresql://)",
+            )),
+        }
+    }
+
+    /// `"memory"`, `"sqlite"` or `"postgres"`, for logs and metrics labels.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Starts a new epoch: in one transaction, bumps the stored epoch and reads every record (all of
+    /// earlier epochs). From now on only writes with the returned epoch are accepted — any other
+    /// instance on this database is fenced. Records come sorted (`LockRecord`'s order), so the
+    /// restored core does not depend on the backend.
+    pub async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
+        let (epoch, mut records) = match self {
+            Store::Memory(s) => s.begin_epoch(),
+            Store::Sqlite(s) => s.begin_epoch().await?,
+            Store::Postgres(s) => s.begin_epoch().await?,
+        };
+        records.sort_unstable();
+        Ok((epoch, records))
+    }
+
+    /// Applies `batch` in order in one transaction, if the store is still at `epoch`. `Ok` means the
+    /// transaction has committed durably; on `Err` nothing of `batch` was written.
+    pub async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.apply(epoch, batch),
+            Store::Sqlite(s) => s.apply(epoch, batch).await,
+            Store::Postgres(s) => s.apply(epoch, batch).await,
+        }
+    }
+
+    /// The stored records `filter` selects, sorted. For tools and tests; the server keeps its locks in
+    /// the core.
+    pub async fn records(&self, filter: &RecordFilter) -> Result<Vec<LockRecord>, StoreError> {
+        let mut records = match self {
+            Store::Memory(s) => s.records(filter),
+            Store::Sqlite(s) => s.records(filter).await?,
+            Store::Postgres(s) => s.records(filter).await?,
+        };
+        records.sort_unstable();
+        Ok(records)
+    }
+
+    /// The stored epoch (0 before the first `begin_epoch`).
+    pub async fn epoch(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.epoch()),
+            Store::Sqlite(s) => s.epoch().await,
+            Store::Postgres(s) => s.epoch().await,
+        }
+    }
+
+    /// Closes the connections, waiting for them to shut down cleanly. Committed writes are durable
+    /// whether or not the store is closed.
+    pub async fn close(&self) {
+        match self {
+            Store::Memory(_) => {}
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// A `u64` as the signed 64-bit column holds it: the same bits.
+pub(crate) fn to_db(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// The inverse of [`to_db`].
+pub(crate) fn from_db(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+pub(crate) fn kind_to_db(kind: LockKind) -> i16 {
+    match kind {
+        LockKind::Shared => 0,
+        LockKind::Exclusive => 1,
+    }
+}
+
+/// Builds a record from a row's columns, checking what the schema cannot.
+pub(crate) fn record_from_row(
+    file: Vec<u8>,
+    client: Vec<u8>,
+    owner: Vec<u8>,
+    kind: i64,
+    offset: i64,
+    length: i64,
+) -> Result<LockRecord, StoreError> {
+    let kind = match kind {
+        0 => LockKind::Shared,
+        1 => LockKind::Exclusive,
+        k => {
+            return Err(StoreError::Corrupt(format!(
+                "lock record (file {}, client {}, owner {}, offset {}) has kind {k}, not 0 or 1",
+                FileId(file),
+                ClientId(client),
+                OwnerId(owner),
+                from_db(offset)
+            )));
+        }
+    };
+    Ok(LockRecord {
+        file: FileId(file),
+        client: ClientId(client),
+        owner: OwnerId(owner),
+        kind,
+        range: Range::new(from_db(offset), from_db(length)),
+    })
+}
+
+/// The fencing decision every write transaction makes once it has read the stored epoch.
+pub(crate) fn check_fence(mine: u64, current: u64) -> Result<(), StoreError> {
+    if mine == current {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced { mine, current })
+    }
+}
+
+/// Embedded migrations. Files follow sqlx-cli's `<VERSION>_<DESCRIPTION>.sql` naming and checksums,
+/// so `sqlx migrate info` agrees; a test checks this list matches the folders.
+pub(crate) mod migrations {
+    use std::borrow::Cow;
+
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+    pub(crate) type Embedded = &'static [(i64, &'static str, &'static str)];
+
+    pub(crate) const SQLITE: Embedded = &[(
+        1,
+        "lock records",
+        include_str!("../../migrations/sqlite/0001_lock_records.sql"),
+    )];
+
+    pub(crate) const POSTGRES: Embedded = &[(
+        1,
+        "lock records",
+        include_str!("../../migrations/postgres/0001_lock_records.sql"),
+    )];
+
+    pub(crate) fn migrator(embedded: Embedded) -> Migrator {
+        Migrator::with_migrations(
+            embedded
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u64_round_trips_through_the_signed_column() {
+        for v in [0, 1, i64::MAX as u64, 1 << 63, u64::MAX - 1, u64::MAX] {
+            assert_eq!(from_db(to_db(v)), v);
+        }
+        assert_eq!(to_db(u64::MAX), -1);
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_kind_is_corrupt() {
+        let row = |kind| record_from_row(b"f".to_vec(), b"c".to_vec(), b"o".to_vec(), kind, 0, 0);
+        assert_eq!(row(0).unwrap().kind, LockKind::Shared);
+        assert_eq!(row(1).unwrap().kind, LockKind::Exclusive);
+        assert!(matches!(row(2), Err(StoreError::Corrupt(m)) if m.contains("kind 2")));
+        assert!(matches!(row(-1), Err(StoreError::Corrupt(_))));
+    }
+
+    /// Adding a migration file without embedding it (or the reverse) would ship a binary whose schema
+    /// differs from the repository's.
+    #[test]
+    fn embedded_migrations_match_the_migration_folders() {
+        for (dir, embedded) in [
+            ("sqlite", migrations::SQLITE),
+            ("postgres", migrations::POSTGRES),
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let mut files: Vec<(i64, String)> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().into_string().unwrap();
+                    let version = name.split('_').next().unwrap().parse().unwrap();
+                    (version, std::fs::read_to_string(e.path()).unwrap())
+                })
+                .collect();
+            files.sort();
+            let embedded: Vec<(i64, String)> = embedded
+                .iter()
+                .map(|&(v, _, sql)| (v, sql.to_owned()))
+                .collect();
+            assert_eq!(
+                embedded, files,
+                "migrations/{dir} and the embedded list differ"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_urls_are_refused_with_the_reason() {
+        for url in [
+            "",
+            "brlock.db",
+            "mysql://localhost/x",
+            "sqlite://",
+            "redis://x",
+        ] {
+            let err = Store::open(url).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::InvalidUrl { url: u, .. } if u == url),
+                "{url:?}: {err}"
+            );
+        }
+    }
+}

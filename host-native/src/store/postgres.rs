@@ -1,0 +1,243 @@
+//! `--store postgres://…`: a PostgreSQL database that several instances may share (one serving at a
+//! time: the one with the newest epoch; see the fencing notes in `store/mod.rs`).
+//!
+//! Transactions run at READ COMMITTED. `begin_epoch`'s `UPDATE` of the server row waits for any
+//! write transaction holding that row `FOR SHARE`, and its `SELECT` then sees what they committed.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use brlock_core::{LockRecord, PersistOp};
+use futures_util::TryStreamExt;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+use super::{
+    RecordFilter, StoreError, Write, check_fence, from_db, kind_to_db, migrations, record_from_row,
+    to_db,
+};
+
+/// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
+const MAX_CONNECTIONS: u32 = 4;
+/// How long a request waits for a connection before the store is Unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .application_name("brlockd")
+            // The server's default, made explicit: `apply` promises a durable commit.
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        // sqlx takes an advisory lock while migrating, so instances starting together are safe.
+        migrations::migrator(migrations::POSTGRES)
+            .run(&pool)
+            .await
+            .map_err(sqlx::Error::from)?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let epoch: Option<i64> =
+            sqlx::query_scalar("UPDATE server SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        let mut records = Vec::new();
+        {
+            let mut rows = sqlx::query(select!("")).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                records.push(record(&row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok((from_db(epoch), records))
+    }
+
+    pub(super) async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE: a concurrent epoch bump waits until this transaction is over.
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM server WHERE id = 1 FOR SHARE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let current =
+            current.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        // Dropping `tx` on an error rolls it back.
+        check_fence(epoch, from_db(current))?;
+        // One transaction's effect is, per key, that of its last write: two statements carry it
+        // instead of a round trip per write.
+        let (puts, deletes) = net_effect(batch);
+        if !deletes.is_empty() {
+            let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in deletes {
+                cols.0.push(r.file.as_bytes());
+                cols.1.push(r.client.as_bytes());
+                cols.2.push(r.owner.as_bytes());
+                cols.3.push(to_db(r.range.offset));
+            }
+            sqlx::query(
+                "DELETE FROM lock_record USING \
+                 UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
+                 AS d(file, client, owner, range_offset) \
+                 WHERE lock_record.file = d.file AND lock_record.client = d.client \
+                 AND lock_record.owner = d.owner AND lock_record.range_offset = d.range_offset",
+            )
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(cols.3)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !puts.is_empty() {
+            let mut cols = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for (seq, r) in puts {
+                cols.0.push(r.file.as_bytes());
+                cols.1.push(r.client.as_bytes());
+                cols.2.push(r.owner.as_bytes());
+                cols.3.push(to_db(r.range.offset));
+                cols.4.push(to_db(r.range.length));
+                cols.5.push(kind_to_db(r.kind));
+                cols.6.push(to_db(seq));
+            }
+            sqlx::query(
+                "INSERT INTO lock_record \
+                 (file, client, owner, range_offset, range_length, kind, epoch, seq) \
+                 SELECT file, client, owner, range_offset, range_length, kind, $8, seq FROM \
+                 UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[], \
+                 $6::int2[], $7::int8[]) \
+                 AS p(file, client, owner, range_offset, range_length, kind, seq) \
+                 ON CONFLICT (file, client, owner, range_offset) DO UPDATE SET \
+                 range_length = excluded.range_length, kind = excluded.kind, \
+                 epoch = excluded.epoch, seq = excluded.seq",
+            )
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(cols.3)
+            .bind(cols.4)
+            .bind(cols.5)
+            .bind(cols.6)
+            .bind(to_db(epoch))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn records(
+        &self,
+        filter: &RecordFilter,
+    ) -> Result<Vec<LockRecord>, StoreError> {
+        let query = match filter {
+            RecordFilter::All => sqlx::query(select!("")),
+            RecordFilter::File(file) => {
+                sqlx::query(select!("WHERE file = $1")).bind(file.as_bytes())
+            }
+            RecordFilter::Client(client) => {
+                sqlx::query(select!("WHERE client = $1")).bind(client.as_bytes())
+            }
+            RecordFilter::Owner(client, owner) => {
+                sqlx::query(select!("WHERE client = $1 AND owner = $2"))
+                    .bind(client.as_bytes())
+                    .bind(owner.as_bytes())
+            }
+        };
+        let mut records = Vec::new();
+        let mut rows = query.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            records.push(record(&row)?);
+        }
+        Ok(records)
+    }
+
+    pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM server WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        epoch
+            .map(from_db)
+            .ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A record's store key: (file, client, owner, offset).
+type Key<'a> = (&'a [u8], &'a [u8], &'a [u8], u64);
+
+fn key(r: &LockRecord) -> Key<'_> {
+    (
+        r.file.as_bytes(),
+        r.client.as_bytes(),
+        r.owner.as_bytes(),
+        r.range.offset,
+    )
+}
+
+/// What `batch` leaves behind, key by key: the records its last write per key puts (with that
+/// write's sequence number) and the records whose last write deletes them. Applying these instead of
+/// the writes in order gives the same rows, since keys do not interact.
+fn net_effect(batch: &[Write]) -> (Vec<(u64, &LockRecord)>, Vec<&LockRecord>) {
+    let mut last: HashMap<Key<'_>, &Write> = HashMap::with_capacity(batch.len());
+    for write in batch {
+        let (PersistOp::Put(r) | PersistOp::Delete(r)) = &write.op;
+        last.insert(key(r), write);
+    }
+    let (mut puts, mut deletes) = (Vec::new(), Vec::new());
+    for write in last.into_values() {
+        match &write.op {
+            PersistOp::Put(r) => puts.push((write.seq, r)),
+            PersistOp::Delete(r) => deletes.push(r),
+        }
+    }
+    // A fixed row order: two concurrent transactions touching the same keys wait, never deadlock.
+    let key = |r: &LockRecord| {
+        (
+            r.file.clone(),
+            r.client.clone(),
+            r.owner.clone(),
+            r.range.offset,
+        )
+    };
+    puts.sort_unstable_by_key(|(_, r)| key(r));
+    deletes.sort_unstable_by_key(|r| key(r));
+    (puts, deletes)
+}
+
+fn record(row: &PgRow) -> Result<LockRecord, StoreError> {
+    record_from_row(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        i64::from(row.try_get::<i16, _>(3)?),
+        row.try_get(4)?,
+        row.try_get(5)?,
+    )
+}

@@ -1,0 +1,171 @@
+//! `--store sqlite://PATH`: the embedded store. One connection, WAL journal, `synchronous = FULL`.
+//!
+//! One connection is enough: SQLite runs one write transaction at a time anyway, and group commit
+//! makes each of them carry many requests. Write transactions are `BEGIN IMMEDIATE` so that another
+//! process on the same file (a second instance) waits for the write lock at the start instead of
+//! failing half-way.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use brlock_core::{LockRecord, PersistOp};
+use futures_util::TryStreamExt;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use super::{
+    RecordFilter, StoreError, Write, check_fence, from_db, kind_to_db, migrations, record_from_row,
+    to_db,
+};
+
+/// How long a transaction waits for another process's write lock before the store is Unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            // Rows cross from SQLite's worker thread in chunks this big: start-up loads them all.
+            .row_buffer_size(4096);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        migrations::migrator(migrations::SQLITE)
+            .run(&pool)
+            .await
+            .map_err(sqlx::Error::from)?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let epoch: Option<i64> =
+            sqlx::query_scalar("UPDATE server SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        let mut records = Vec::new();
+        {
+            let mut rows = sqlx::query(select!("")).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                records.push(record(&row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok((from_db(epoch), records))
+    }
+
+    pub(super) async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM server WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let current =
+            current.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        // Dropping `tx` on an error rolls it back.
+        check_fence(epoch, from_db(current))?;
+        for write in batch {
+            match &write.op {
+                PersistOp::Put(r) => {
+                    sqlx::query(
+                        "INSERT INTO lock_record \
+                         (file, client, owner, range_offset, range_length, kind, epoch, seq) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (file, client, owner, range_offset) DO UPDATE SET \
+                         range_length = excluded.range_length, kind = excluded.kind, \
+                         epoch = excluded.epoch, seq = excluded.seq",
+                    )
+                    .bind(r.file.as_bytes())
+                    .bind(r.client.as_bytes())
+                    .bind(r.owner.as_bytes())
+                    .bind(to_db(r.range.offset))
+                    .bind(to_db(r.range.length))
+                    .bind(kind_to_db(r.kind))
+                    .bind(to_db(epoch))
+                    .bind(to_db(write.seq))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                PersistOp::Delete(r) => {
+                    sqlx::query(
+                        "DELETE FROM lock_record \
+                         WHERE file = ? AND client = ? AND owner = ? AND range_offset = ?",
+                    )
+                    .bind(r.file.as_bytes())
+                    .bind(r.client.as_bytes())
+                    .bind(r.owner.as_bytes())
+                    .bind(to_db(r.range.offset))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn records(
+        &self,
+        filter: &RecordFilter,
+    ) -> Result<Vec<LockRecord>, StoreError> {
+        let query = match filter {
+            RecordFilter::All => sqlx::query(select!("")),
+            RecordFilter::File(file) => {
+                sqlx::query(select!("WHERE file = ?")).bind(file.as_bytes())
+            }
+            RecordFilter::Client(client) => {
+                sqlx::query(select!("WHERE client = ?")).bind(client.as_bytes())
+            }
+            RecordFilter::Owner(client, owner) => {
+                sqlx::query(select!("WHERE client = ? AND owner = ?"))
+                    .bind(client.as_bytes())
+                    .bind(owner.as_bytes())
+            }
+        };
+        let mut records = Vec::new();
+        let mut rows = query.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            records.push(record(&row)?);
+        }
+        Ok(records)
+    }
+
+    pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
+        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM server WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        epoch
+            .map(from_db)
+            .ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record(row: &SqliteRow) -> Result<LockRecord, StoreError> {
+    record_from_row(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+    )
+}

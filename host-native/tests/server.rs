@@ -1,0 +1,411 @@
+//! brlockd in-process on 127.0.0.1:0, driven over TCP and UDP by the codec-based test client.
+
+use std::time::Duration;
+
+use brlock_native::client::{NlmCallbackListener, NlmClient, TestPortmapper, lock_of};
+use brlock_native::config::ServerConfig;
+use brlock_native::nlm::{
+    NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, Share, ShareAccess, ShareMode, Stat, TestArgs,
+};
+use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, ReplyBody, encode_record};
+use brlock_native::server::Server;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn server_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
+    let mut config = ServerConfig::for_tests();
+    f(&mut config);
+    Server::start(config).await.expect("server starts")
+}
+
+async fn server() -> Server {
+    server_with(|_| {}).await
+}
+
+fn stat_of(reply: &ReplyBody) -> Option<&AcceptStat> {
+    match reply {
+        ReplyBody::Accepted { stat, .. } => Some(stat),
+        ReplyBody::Denied(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn lock_test_unlock_over_tcp_v4_and_a_conflict_is_denied() {
+    let s = server().await;
+    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    a.null().await.unwrap();
+    let la = lock_of("host-a", "fh1", 1, 0, 100);
+    let lb = lock_of("host-b", "fh1", 2, 50, 10);
+    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
+    assert_eq!(b.lock(&lb, true, false).await.unwrap().stat, Stat::Denied);
+    let t = b.test(&lb, false).await.unwrap();
+    assert_eq!(t.stat, Stat::Denied);
+    let h = t.holder.unwrap();
+    assert_eq!(
+        (h.svid, h.oh.as_slice(), h.offset, h.len, h.exclusive),
+        (1, &b"host-a-1"[..], 0, 100, true)
+    );
+    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
+    assert_eq!(b.test(&lb, true).await.unwrap().stat, Stat::Granted);
+    assert_eq!(b.lock(&lb, true, false).await.unwrap().stat, Stat::Granted);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn v1_over_udp_speaks_32_bit_and_length_zero_is_to_eof() {
+    let s = server().await;
+    let mut a = NlmClient::connect_udp(s.local_addr(), NlmVersion::V1)
+        .await
+        .unwrap();
+    let mut b = NlmClient::connect_udp(s.local_addr(), NlmVersion::V1)
+        .await
+        .unwrap();
+    let whole = lock_of("host-a", "fh", 7, 10, 0);
+    assert_eq!(
+        a.lock(&whole, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    let far = lock_of("host-b", "fh", 8, 4_000_000_000, 1);
+    let t = b.test(&far, true).await.unwrap();
+    assert_eq!(t.stat, Stat::Denied);
+    let h = t.holder.unwrap();
+    assert_eq!((h.svid, h.offset, h.len), (7, 10, 0));
+    assert_eq!(a.unlock(&whole).await.unwrap().stat, Stat::Granted);
+    assert_eq!(
+        b.lock(&far, false, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_blocked_lock_is_granted_by_callback_and_cancel_withdraws_a_waiter() {
+    let pmap = TestPortmapper::start().await.unwrap();
+    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
+    pmap.register_nlm(&listener);
+    let s = server_with(|c| c.portmap_port = pmap.port()).await;
+    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let la = lock_of("host-a", "fh", 1, 0, 0);
+    let lb = lock_of("host-b", "fh", 2, 0, 10);
+    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
+    assert_eq!(b.lock(&lb, true, true).await.unwrap().stat, Stat::Blocked);
+    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
+    let Some(NlmCall::Granted(g)) = listener.recv_proc(NlmProc::Granted, WAIT).await else {
+        panic!("no GRANTED callback");
+    };
+    assert_eq!(
+        (g.lock.svid, g.lock.fh.as_slice(), g.lock.len),
+        (2, &b"fh"[..], 10)
+    );
+    assert_eq!(g.cookie, b"lock");
+    // b now holds it: a conflicts.
+    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Denied);
+    // a queues and cancels; b's unlock then grants nothing to a.
+    assert_eq!(a.lock(&la, true, true).await.unwrap().stat, Stat::Blocked);
+    assert_eq!(a.cancel(&la, true, true).await.unwrap().stat, Stat::Granted);
+    assert_eq!(b.unlock(&lb).await.unwrap().stat, Stat::Granted);
+    assert!(
+        listener
+            .recv_proc(NlmProc::Granted, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    assert_eq!(b.test(&la, true).await.unwrap().stat, Stat::Granted);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn lock_msg_is_answered_by_lock_res_and_granted_msg_by_granted_res() {
+    let pmap = TestPortmapper::start().await.unwrap();
+    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
+    pmap.register_nlm(&listener);
+    let s = server_with(|c| c.portmap_port = pmap.port()).await;
+    let mut a = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let mut b = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let la = lock_of("host-a", "fh", 1, 0, 0);
+    let lb = lock_of("host-b", "fh", 2, 0, 0);
+    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
+    let args = NlmClient::lock_args(&lb, true, true);
+    // The _MSG call itself gets an empty reply; the result arrives as LOCK_RES.
+    let void = b.call(&NlmCall::LockMsg(args)).await.unwrap();
+    assert_eq!(void, brlock_native::nlm::NlmReply::Void);
+    let Some(NlmCall::LockRes(res)) = listener.recv_proc(NlmProc::LockRes, WAIT).await else {
+        panic!("no LOCK_RES");
+    };
+    assert_eq!(
+        res,
+        Res {
+            cookie: b"lock".to_vec(),
+            stat: Stat::Blocked
+        }
+    );
+    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
+    let Some(NlmCall::GrantedMsg(g)) = listener.recv_proc(NlmProc::GrantedMsg, WAIT).await else {
+        panic!("no GRANTED_MSG");
+    };
+    b.call(&NlmCall::GrantedRes(Res {
+        cookie: g.cookie.clone(),
+        stat: Stat::Granted,
+    }))
+    .await
+    .unwrap();
+    // Delivered: the lock stays with b.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.test(&la, true).await.unwrap().stat, Stat::Denied);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn free_all_releases_everything_of_a_host() {
+    let s = server().await;
+    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let la = lock_of("host-a", "fh", 1, 0, 10);
+    let lb = lock_of("host-b", "fh", 2, 0, 10);
+    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
+    assert_eq!(a.test(&lb, true).await.unwrap().stat, Stat::Denied);
+    a.free_all("host-a", 3).await.unwrap();
+    assert_eq!(a.test(&lb, true).await.unwrap().stat, Stat::Granted);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn share_reservations_conflict_and_unshare_releases() {
+    let s = server().await;
+    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
+        .await
+        .unwrap();
+    let share = |caller: &str, access, mode| Share {
+        caller_name: caller.as_bytes().to_vec(),
+        fh: b"fh".to_vec(),
+        oh: b"oh".to_vec(),
+        mode,
+        access,
+    };
+    let a = share("host-a", ShareAccess::Write, ShareMode::DenyWrite);
+    let b = share("host-b", ShareAccess::ReadWrite, ShareMode::DenyNone);
+    assert_eq!(c.share(&a).await.unwrap().stat, Stat::Granted);
+    assert_eq!(c.share(&b).await.unwrap().stat, Stat::Denied);
+    assert_eq!(c.unshare(&a).await.unwrap().stat, Stat::Granted);
+    assert_eq!(c.share(&b).await.unwrap().stat, Stat::Granted);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn rpc_errors_are_answered_as_rfc_5531_says() {
+    let s = server().await;
+    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let r = c.call_rpc(100_003, 3, 0, &[]).await.unwrap();
+    assert_eq!(stat_of(&r.body), Some(&AcceptStat::ProgUnavail));
+    let r = c.call_rpc(NLM_PROGRAM, 2, 0, &[]).await.unwrap();
+    assert_eq!(
+        stat_of(&r.body),
+        Some(&AcceptStat::ProgMismatch { low: 1, high: 4 })
+    );
+    let r = c.call_rpc(NLM_PROGRAM, 4, 17, &[]).await.unwrap();
+    assert_eq!(stat_of(&r.body), Some(&AcceptStat::ProcUnavail));
+    let r = c.call_rpc(NLM_PROGRAM, 1, 20, &[]).await.unwrap();
+    assert_eq!(
+        stat_of(&r.body),
+        Some(&AcceptStat::ProcUnavail),
+        "SHARE is not in v1"
+    );
+    let r = c.call_rpc(NLM_PROGRAM, 4, 2, &[0, 0, 0]).await.unwrap();
+    assert_eq!(stat_of(&r.body), Some(&AcceptStat::GarbageArgs));
+    c.cred = Auth::Other {
+        flavor: 6,
+        body: vec![1, 2, 3, 4],
+    };
+    let r = c.call_rpc(NLM_PROGRAM, 4, 0, &[]).await.unwrap();
+    assert_eq!(
+        r.body,
+        ReplyBody::Denied(RejectStat::AuthError(AuthStat::BadCred))
+    );
+    c.cred = Auth::None;
+    // rpcvers 3.
+    let mut rec = c.call_record(77, NLM_PROGRAM, 4, 0, &[]);
+    rec[11] = 3;
+    let mut framed = Vec::new();
+    encode_record(&rec, &mut framed);
+    c.send_raw(&framed).await.unwrap();
+    let r = c.recv_reply().await.unwrap();
+    assert_eq!(
+        (r.xid, r.body),
+        (
+            77,
+            ReplyBody::Denied(RejectStat::RpcMismatch { low: 2, high: 2 })
+        )
+    );
+    c.null().await.unwrap();
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn callers_outside_the_allowed_networks_get_auth_tooweak() {
+    let s = server_with(|c| c.allow = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let mut c = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let r = c.call_rpc(NLM_PROGRAM, 4, 0, &[]).await.unwrap();
+    assert_eq!(
+        r.body,
+        ReplyBody::Denied(RejectStat::AuthError(AuthStat::TooWeak))
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_record_closes_only_its_connection() {
+    let s = server_with(|c| c.max_record_bytes = 1024).await;
+    let mut bad = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let mut good = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    bad.send_raw(&[0x80, 0x10, 0, 0, 1, 2, 3, 4]).await.unwrap();
+    assert!(bad.recv_reply().await.is_err(), "the connection is closed");
+    good.null().await.unwrap();
+    let l = lock_of("host-a", "fh", 1, 0, 1);
+    assert_eq!(
+        good.lock(&l, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    // Garbage that is not even an RPC header is dropped; the connection stays usable.
+    let mut framed = Vec::new();
+    encode_record(&[1, 2, 3], &mut framed);
+    good.send_raw(&framed).await.unwrap();
+    good.null().await.unwrap();
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retransmitted_udp_xid_is_replayed_not_rerun() {
+    let s = server().await;
+    let mut c = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let l = lock_of("host-a", "fh", 1, 0, 1);
+    let mut args = Vec::new();
+    brlock_native::nlm::encode_call(
+        NlmVersion::V4,
+        &NlmCall::Lock(NlmClient::lock_args(&l, true, false)),
+        &mut args,
+    )
+    .unwrap();
+    let first = c
+        .call_with_xid(4242, NLM_PROGRAM, 4, 2, &args)
+        .await
+        .unwrap();
+    // Unlock, then retransmit the LOCK: the cached GRANTED comes back and nothing is locked again.
+    assert_eq!(c.unlock(&l).await.unwrap().stat, Stat::Granted);
+    let again = c
+        .call_with_xid(4242, NLM_PROGRAM, 4, 2, &args)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let other = lock_of("host-b", "fh", 2, 0, 1);
+    assert_eq!(c.test(&other, true).await.unwrap().stat, Stat::Granted);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_caller_name_from_another_address_is_refused() {
+    let s = server().await;
+    let mut v4 = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let l = lock_of("host-a", "fh", 1, 0, 1);
+    assert_eq!(v4.lock(&l, true, false).await.unwrap().stat, Stat::Granted);
+    // 127.0.0.2 is loopback too (allowed), but not where host-a first called from.
+    let other = std::net::SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
+    let mut spoof = NlmClient::connect_udp_from(other, s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    assert_eq!(spoof.unlock(&l).await.unwrap().stat, Stat::Denied);
+    assert_eq!(
+        spoof
+            .test(&lock_of("host-z", "fh", 9, 0, 1), true)
+            .await
+            .unwrap()
+            .stat,
+        Stat::Denied
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn granted_to_a_server_is_denied() {
+    let s = server().await;
+    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let r = c
+        .call(&NlmCall::Granted(TestArgs {
+            cookie: b"c".to_vec(),
+            exclusive: true,
+            lock: lock_of("h", "fh", 1, 0, 1),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        brlock_native::nlm::NlmReply::Res(Res {
+            cookie: b"c".to_vec(),
+            stat: Stat::Denied
+        })
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text() {
+    let s = server_with(|c| c.metrics = Some("127.0.0.1:0".parse().unwrap())).await;
+    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    c.lock(&lock_of("host-a", "fh", 1, 0, 1), true, false)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = tokio::net::TcpStream::connect(s.metrics_addr().unwrap())
+        .await
+        .unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("brlock_held_locks 1"), "{body}");
+    assert!(
+        body.contains("brlock_lock_replies_total{outcome=\"granted\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("brlock_rpc_requests_total{procedure=\"lock\",status=\"granted\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("brlock_rpc_request_duration_seconds_bucket"),
+        "{body}"
+    );
+    s.shutdown().await;
+}
