@@ -1,1 +1,23 @@
-//! `brlock-tests`: end-to-end tests that start the real `brlockd`.
+//! `brlock-tests`: everything that proves `brlockd` from the outside.
+//!
+//! - [`brlockd`]: finds (building it if needed) and runs the real binary on 127.0.0.1 with
+//!   port 0; a guard kills it on drop.
+//! - [`client`]: a blocking ONC RPC / NLM client over TCP or UDP, on `brlock_native`'s codec.
+//! - [`callback`]: a test portmapper and NLM listener, the client host's side of NLM_GRANTED
+//!   and `*_RES` callbacks.
+//! - [`script`]: scenario scripts in `conformance/rpcgen`'s command language, so one scenario
+//!   runs through this client and through the independent rpcgen client alike.
+//!
+//! The end-to-end tests are in `tests/` (`e2e`, `rpcgen_client`, `tshark`); the load
+//! generator is `src/bin/brlock-bench.rs` (figures in `BENCH.md`).
+//!
+//! Running: `tests/install-tools.sh` (tshark, rpcgen, libtirpc-dev; idempotent), then
+//! `cargo test -p brlock-tests` as root (tshark captures on `lo`). `brlockd` is built by the
+//! tests themselves into the same target dir and profile; set `BRLOCKD=/path/to/brlockd` to
+//! test a prebuilt binary instead.
+
+pub mod brlockd;
+pub mod callback;
+pub mod client;
+pub mod scenarios;
+pub mod script;

@@ -1,0 +1,301 @@
+//! Calls from brlockd to the client host: NLM_GRANTED for a blocked lock, and the `*_RES`
+//! answers to `*_MSG` calls. Each test runs a simulated client host ([`ClientHost`]: an NLM
+//! listener and a portmapper that maps NLM to it) and points `--portmap-port` at it.
+
+use std::time::Duration;
+
+use brlock_native::nlm::{
+    CancelArgs, NlmCall, NlmProc, NlmVersion, Res, Stat, TestArgs, TestRes, UnlockArgs,
+};
+use brlock_native::portmap::Mapping;
+use brlock_tests::brlockd::{Brlockd, Options};
+use brlock_tests::callback::{ClientHost, Received};
+use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
+
+use super::assert_still_serves;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn start(host: &ClientHost) -> Brlockd {
+    Brlockd::start_with(Options {
+        portmap_port: Some(host.portmapper.port()),
+        ..Options::default()
+    })
+}
+
+fn is_grant(call: &NlmCall) -> bool {
+    matches!(call, NlmCall::Granted(_) | NlmCall::GrantedMsg(_))
+}
+
+fn granted_args(r: &Received) -> &TestArgs {
+    match &r.call {
+        NlmCall::Granted(a) | NlmCall::GrantedMsg(a) => a,
+        other => panic!("not a grant: {other:?}"),
+    }
+}
+
+/// BLOCKED now, NLM_GRANTED (or GRANTED_MSG) to the client's NLM port when the holder lets
+/// go, naming exactly the lock that was asked for; the waiter then holds it.
+fn blocked_lock_is_granted_by_callback(version: NlmVersion, transport: Transport) {
+    let host = ClientHost::spawn().unwrap();
+    let server = start(&host);
+    host.listener.answer_granted_msg_to(server.addr);
+    let fh = b"fh-callback".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    let mut ca = NlmClient::connect(transport, server.addr, version).unwrap();
+    let mut cb = NlmClient::connect(transport, server.addr, version).unwrap();
+
+    assert_eq!(
+        ca.lock(&a, &fh, true, 0, 100, false).unwrap(),
+        Stat::Granted
+    );
+    assert_eq!(cb.lock(&b, &fh, true, 10, 20, true).unwrap(), Stat::Blocked);
+    // Nothing is granted while A holds the range.
+    let (early, _) = host.listener.wait_for(Duration::from_millis(300), is_grant);
+    assert!(
+        early.is_none(),
+        "granted while the conflicting lock was held: {early:?}"
+    );
+
+    assert_eq!(ca.unlock(&a, &fh, 0, 100).unwrap(), Stat::Granted);
+    let (grant, others) = host.listener.wait_for(WAIT, is_grant);
+    let grant = grant.unwrap_or_else(|| {
+        panic!(
+            "no NLM_GRANTED within {WAIT:?} after the holder unlocked; portmapper queries: {:?}; \
+             other calls: {others:?}",
+            host.portmapper.queries()
+        )
+    });
+    let args = granted_args(&grant);
+    assert_eq!(
+        grant.version, version as u32,
+        "callback in another NLM version"
+    );
+    assert!(args.exclusive);
+    // The client matches a grant to its waiter by fh, oh, svid and range; caller_name is
+    // the server's own name there (Linux lockd sends utsname()->nodename).
+    let want = b.lock(&fh, 10, 20);
+    assert_eq!(
+        (
+            &args.lock.fh,
+            &args.lock.oh,
+            args.lock.svid,
+            args.lock.offset,
+            args.lock.len
+        ),
+        (&want.fh, &want.oh, want.svid, want.offset, want.len),
+        "GRANTED names another lock: {:?}",
+        args.lock
+    );
+
+    // The callback was found through the portmapper, asking for NLM.
+    let queries = host.portmapper.queries();
+    assert!(
+        queries
+            .iter()
+            .any(|(_, m): &(Transport, Mapping)| m.prog == 100_021),
+        "no GETPORT for NLM: {queries:?}"
+    );
+
+    // B now holds the range: A sees B as the holder.
+    match ca.test(&a, &fh, true, 0, 100).unwrap() {
+        TestOutcome::Denied(h) => {
+            assert_eq!((h.svid, h.offset, h.len, h.exclusive), (7, 10, 20, true));
+            assert_eq!(h.oh, b"ownerB");
+        }
+        other => panic!("after the grant, TEST by the old holder said {other:?}"),
+    }
+    assert_still_serves(server.addr);
+}
+
+#[test]
+fn blocked_lock_granted_by_callback_v4_tcp() {
+    blocked_lock_is_granted_by_callback(NlmVersion::V4, Transport::Tcp);
+}
+
+#[test]
+fn blocked_lock_granted_by_callback_v4_udp() {
+    blocked_lock_is_granted_by_callback(NlmVersion::V4, Transport::Udp);
+}
+
+#[test]
+fn blocked_lock_granted_by_callback_v3_tcp() {
+    blocked_lock_is_granted_by_callback(NlmVersion::V3, Transport::Tcp);
+}
+
+#[test]
+fn blocked_lock_granted_by_callback_v1_udp() {
+    blocked_lock_is_granted_by_callback(NlmVersion::V1, Transport::Udp);
+}
+
+/// A cancelled waiter is never called back, even when the range becomes free.
+#[test]
+fn cancelled_waiter_gets_no_callback() {
+    let host = ClientHost::spawn().unwrap();
+    let server = start(&host);
+    let fh = b"fh-cancel".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    assert_eq!(c.lock(&a, &fh, true, 0, 0, false).unwrap(), Stat::Granted);
+    assert_eq!(c.lock(&b, &fh, false, 5, 5, true).unwrap(), Stat::Blocked);
+    assert_eq!(c.cancel(&b, &fh, false, 5, 5, true).unwrap(), Stat::Granted);
+    assert_eq!(c.unlock(&a, &fh, 0, 0).unwrap(), Stat::Granted);
+    let (grant, _) = host.listener.wait_for(Duration::from_secs(1), is_grant);
+    assert!(
+        grant.is_none(),
+        "a cancelled request was granted: {grant:?}"
+    );
+    assert_eq!(c.test(&a, &fh, true, 0, 0).unwrap(), TestOutcome::Granted);
+}
+
+/// GRANTED_RES (the asynchronous answer to GRANTED_MSG) is accepted with a void reply,
+/// whether or not a grant is outstanding, and the waiter keeps its lock.
+#[test]
+fn granted_res_is_accepted() {
+    let host = ClientHost::spawn().unwrap();
+    let server = start(&host);
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    let res = Res {
+        cookie: b"no-such-grant".to_vec(),
+        stat: Stat::Granted,
+    };
+    c.res_call(NlmProc::GrantedRes, res)
+        .expect("GRANTED_RES with an unknown cookie");
+
+    // A real grant, answered the asynchronous way if the server used GRANTED_MSG.
+    host.listener.answer_granted_msg_to(server.addr);
+    let fh = b"fh-granted-res".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    assert_eq!(c.lock(&a, &fh, true, 0, 10, false).unwrap(), Stat::Granted);
+    assert_eq!(c.lock(&b, &fh, true, 0, 10, true).unwrap(), Stat::Blocked);
+    assert_eq!(c.unlock(&a, &fh, 0, 10).unwrap(), Stat::Granted);
+    let (grant, _) = host.listener.wait_for(WAIT, is_grant);
+    let grant = grant.expect("no grant callback");
+    let cookie = granted_args(&grant).cookie.clone();
+    c.res_call(
+        NlmProc::GrantedRes,
+        Res {
+            cookie,
+            stat: Stat::Granted,
+        },
+    )
+    .expect("GRANTED_RES for the grant just received");
+    match c.test(&a, &fh, true, 0, 10).unwrap() {
+        TestOutcome::Denied(h) => assert_eq!(h.svid, 7),
+        other => panic!("the granted waiter lost its lock after GRANTED_RES: {other:?}"),
+    }
+    assert_still_serves(server.addr);
+}
+
+fn res_of(r: &Received) -> Option<(NlmProc, Res)> {
+    match &r.call {
+        NlmCall::LockRes(res) => Some((NlmProc::LockRes, res.clone())),
+        NlmCall::UnlockRes(res) => Some((NlmProc::UnlockRes, res.clone())),
+        NlmCall::CancelRes(res) => Some((NlmProc::CancelRes, res.clone())),
+        _ => None,
+    }
+}
+
+/// `*_MSG` calls are answered by `*_RES` calls to the client's NLM port, carrying the
+/// request's cookie and the status the synchronous procedure would have given.
+fn msg_answered_by_res(transport: Transport) {
+    let host = ClientHost::spawn().unwrap();
+    let server = start(&host);
+    let fh = b"fh-msg".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    let mut c = NlmClient::connect(transport, server.addr, NlmVersion::V4).unwrap();
+
+    let expect_res = |what: &str, want: NlmProc, cookie: &[u8], stat: Stat| {
+        let (got, others) = host
+            .listener
+            .wait_for(WAIT, |call| call.procedure() == want);
+        let got = got.unwrap_or_else(|| {
+            panic!("{what}: no {want:?} within {WAIT:?}; other calls: {others:?}")
+        });
+        let (_, res) = res_of(&got).expect("a *_RES");
+        assert_eq!(res.cookie, cookie, "{what}: {want:?} with another cookie");
+        assert_eq!(res.stat, stat, "{what}: {want:?} status");
+    };
+
+    // LOCK_MSG → LOCK_RES granted
+    let args = c.lock_args(&a, &fh, true, 0, 100, false);
+    let cookie = args.cookie.clone();
+    c.send(&NlmCall::LockMsg(args)).unwrap();
+    expect_res("LOCK_MSG", NlmProc::LockRes, &cookie, Stat::Granted);
+
+    // TEST_MSG → TEST_RES denied with the holder
+    let cookie = c.cookie();
+    c.send(&NlmCall::TestMsg(TestArgs {
+        cookie: cookie.clone(),
+        exclusive: true,
+        lock: b.lock(&fh, 50, 1),
+    }))
+    .unwrap();
+    let (got, others) = host
+        .listener
+        .wait_for(WAIT, |call| matches!(call, NlmCall::TestRes(_)));
+    match got.map(|r| r.call) {
+        Some(NlmCall::TestRes(TestRes {
+            cookie: c2,
+            stat: Stat::Denied,
+            holder: Some(h),
+        })) => {
+            assert_eq!(c2, cookie);
+            assert_eq!((h.svid, h.offset, h.len), (1, 0, 100));
+        }
+        other => panic!(
+            "TEST_MSG: expected TEST_RES denied with holder, got {other:?} (others {others:?})"
+        ),
+    }
+
+    // LOCK_MSG with block → LOCK_RES blocked; CANCEL_MSG → CANCEL_RES granted
+    let args = c.lock_args(&b, &fh, true, 50, 10, true);
+    let cookie = args.cookie.clone();
+    c.send(&NlmCall::LockMsg(args)).unwrap();
+    expect_res(
+        "blocking LOCK_MSG",
+        NlmProc::LockRes,
+        &cookie,
+        Stat::Blocked,
+    );
+    let cookie = c.cookie();
+    c.send(&NlmCall::CancelMsg(CancelArgs {
+        cookie: cookie.clone(),
+        block: true,
+        exclusive: true,
+        lock: b.lock(&fh, 50, 10),
+    }))
+    .unwrap();
+    expect_res("CANCEL_MSG", NlmProc::CancelRes, &cookie, Stat::Granted);
+
+    // UNLOCK_MSG → UNLOCK_RES granted
+    let cookie = c.cookie();
+    c.send(&NlmCall::UnlockMsg(UnlockArgs {
+        cookie: cookie.clone(),
+        lock: a.lock(&fh, 0, 100),
+    }))
+    .unwrap();
+    expect_res("UNLOCK_MSG", NlmProc::UnlockRes, &cookie, Stat::Granted);
+
+    // The cancelled waiter was not granted; the range is free.
+    let mut fresh = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    assert_eq!(
+        fresh.test(&a, &fh, true, 0, 0).unwrap(),
+        TestOutcome::Granted
+    );
+    assert_still_serves(server.addr);
+}
+
+#[test]
+fn msg_calls_answered_by_res_calls_udp() {
+    msg_answered_by_res(Transport::Udp);
+}
+
+#[test]
+fn msg_calls_answered_by_res_calls_tcp() {
+    msg_answered_by_res(Transport::Tcp);
+}

@@ -1,0 +1,32 @@
+//! End-to-end tests: the real `brlockd` on 127.0.0.1 with port 0, driven over TCP and UDP by
+//! `brlock_tests::client` (NLM v1, v3 and v4). Every server is a `Brlockd` guard, killed on
+//! drop; every test starts its own, so tests run in parallel and share no state.
+//!
+//! - `locking`: LOCK/TEST/UNLOCK/CANCEL, SHARE/UNSHARE, NM_LOCK, FREE_ALL scenarios as
+//!   scripts, per version and transport.
+//! - `callbacks`: blocking locks granted by NLM_GRANTED, `*_MSG` answered by `*_RES`, to a
+//!   test NLM listener found through a test portmapper.
+//! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
+//!   still serves afterwards.
+//! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
+
+mod callbacks;
+mod cli;
+mod locking;
+mod malformed;
+
+use std::net::SocketAddr;
+
+use brlock_native::nlm::NlmVersion;
+use brlock_tests::client::{NlmClient, Transport};
+
+/// Asserts the server at `addr` answers NULL on a new TCP connection and a new UDP socket:
+/// whatever the test did before did not take it down.
+pub fn assert_still_serves(addr: SocketAddr) {
+    for transport in Transport::ALL {
+        let mut c = NlmClient::connect(transport, addr, NlmVersion::V4)
+            .unwrap_or_else(|e| panic!("cannot connect over {transport:?} to {addr}: {e}"));
+        c.null()
+            .unwrap_or_else(|e| panic!("NULL over {transport:?} after the test: {e}"));
+    }
+}
