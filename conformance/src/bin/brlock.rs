@@ -1,0 +1,192 @@
+//! `brlock`: tools around the core. For now one command:
+//!
+//! ```text
+//! brlock replay [--format json|postcard] [--check EXPECTED] TRACE
+//! ```
+//!
+//! Runs the core over TRACE (JSON lines or postcard, told apart by content; `-` reads standard input)
+//! and prints each event's actions: JSON lines `{"step":N,"actions":[...]}` by default, postcard with
+//! `--format postcard`. With `--check`, compares with the recorded EXPECTED (in the `--format`'s form)
+//! instead and names the first difference.
+//!
+//! Exit codes: 0 done (or all matches), 1 a difference from EXPECTED, 2 a bad trace, a bad EXPECTED
+//! file or bad arguments.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use brlock_conformance::{
+    Expected, StepOutput, compare, decode_outputs, decode_trace, encode_outputs, parse_expected,
+    parse_jsonl_lines, write_outputs_jsonl,
+};
+use brlock_core::{Replay, Trace};
+
+const USAGE: &str = "usage: brlock replay [--format json|postcard] [--check EXPECTED] TRACE";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Postcard,
+}
+
+struct Args {
+    format: Format,
+    check: Option<String>,
+    trace: String,
+}
+
+/// A failure to report: the message and the exit code.
+struct Failure(String, u8);
+
+fn bad(message: String) -> Failure {
+    Failure(message, 2)
+}
+
+fn parse_args(args: &[String]) -> Result<Args, Failure> {
+    let mut rest = args.iter();
+    match rest.next().map(String::as_str) {
+        Some("replay") => {}
+        Some("-h" | "--help") | None => return Err(bad(USAGE.into())),
+        Some(other) => return Err(bad(format!("unknown command `{other}`\n{USAGE}"))),
+    }
+    let (mut format, mut check, mut trace) = (Format::Json, None, None);
+    while let Some(arg) = rest.next() {
+        let mut value = |flag: &str| {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| bad(format!("{flag} needs a value\n{USAGE}")))
+        };
+        match arg.as_str() {
+            "--format" => {
+                format = match value("--format")?.as_str() {
+                    "json" | "jsonl" => Format::Json,
+                    "postcard" => Format::Postcard,
+                    other => {
+                        return Err(bad(format!("unknown format `{other}` (json or postcard)")));
+                    }
+                }
+            }
+            "--check" => check = Some(value("--check")?),
+            "-h" | "--help" => return Err(bad(USAGE.into())),
+            flag if flag.starts_with("--") => {
+                return Err(bad(format!("unknown option `{flag}`\n{USAGE}")));
+            }
+            path if trace.is_none() => trace = Some(path.to_string()),
+            extra => return Err(bad(format!("unexpected argument `{extra}`\n{USAGE}"))),
+        }
+    }
+    let trace = trace.ok_or_else(|| bad(format!("no TRACE given\n{USAGE}")))?;
+    Ok(Args {
+        format,
+        check,
+        trace,
+    })
+}
+
+fn read(path: &str) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    let result = if path == "-" {
+        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+    } else {
+        std::fs::read(path).map(|b| bytes = b)
+    };
+    result.map_err(|e| bad(format!("{path}: {e}")))?;
+    Ok(bytes)
+}
+
+/// A text trace starts (after blanks) with `{` or a `#` comment; anything else is postcard.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'#') | None
+    )
+}
+
+/// Reads and replays TRACE. Every error names the line (text) or the event (postcard).
+fn run_trace(path: &str) -> Result<Vec<StepOutput>, Failure> {
+    let bytes = read(path)?;
+    let (trace, lines): (Trace, Option<Vec<usize>>) = if looks_like_text(&bytes) {
+        let text = String::from_utf8(bytes).map_err(|e| bad(format!("{path}: not UTF-8: {e}")))?;
+        let (trace, lines) = parse_jsonl_lines(&text).map_err(|e| bad(format!("{path}: {e}")))?;
+        (trace, Some(lines))
+    } else {
+        (
+            decode_trace(&bytes).map_err(|e| bad(format!("{path}: {e}")))?,
+            None,
+        )
+    };
+    let where_ = |step: usize| match &lines {
+        Some(lines) => format!("line {}", lines[step]),
+        None if step == 0 => "header".to_string(),
+        None => format!("event {step}"),
+    };
+    let error =
+        |e: brlock_core::TraceError| bad(format!("{path}: {}: {}", where_(e.step), e.message));
+    let mut replay = Replay::start(&trace.header).map_err(error)?;
+    let mut outputs = Vec::with_capacity(trace.steps.len() + 1);
+    if !replay.initial.is_empty() {
+        outputs.push(StepOutput {
+            step: 0,
+            actions: std::mem::take(&mut replay.initial),
+        });
+    }
+    for (i, step) in trace.steps.iter().enumerate() {
+        let actions = replay.step(step).map_err(error)?;
+        outputs.push(StepOutput {
+            step: i as u64 + 1,
+            actions,
+        });
+    }
+    Ok(outputs)
+}
+
+fn read_expected(path: &str, format: Format) -> Result<Vec<Expected>, Failure> {
+    let bytes = read(path)?;
+    match format {
+        Format::Json => {
+            let text =
+                String::from_utf8(bytes).map_err(|e| bad(format!("{path}: not UTF-8: {e}")))?;
+            parse_expected(&text).map_err(|e| bad(format!("{path}: {e}")))
+        }
+        Format::Postcard => Ok(decode_outputs(&bytes)
+            .map_err(|e| bad(format!("{path}: {e}")))?
+            .into_iter()
+            .map(|output| Expected { line: None, output })
+            .collect()),
+    }
+}
+
+fn main_inner(args: &[String]) -> Result<(), Failure> {
+    let args = parse_args(args)?;
+    // EXPECTED is read first: a bad recording is an error (2) even when the trace is bad too.
+    let expected = args
+        .check
+        .as_deref()
+        .map(|path| read_expected(path, args.format))
+        .transpose()?;
+    let outputs = run_trace(&args.trace)?;
+    if let (Some(expected), Some(path)) = (expected, &args.check) {
+        compare(&expected, &outputs).map_err(|d| Failure(format!("{path}: {d}"), 1))?;
+        eprintln!("{path}: all {} outputs match", outputs.len());
+        return Ok(());
+    }
+    let bytes = match args.format {
+        Format::Json => write_outputs_jsonl(&outputs).into_bytes(),
+        Format::Postcard => encode_outputs(&outputs),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(&bytes)
+        .map_err(|e| bad(format!("stdout: {e}")))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match main_inner(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, code)) => {
+            eprintln!("brlock: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
