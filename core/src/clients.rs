@@ -111,7 +111,7 @@ impl Core {
             }
         }
         for &ok in &owners {
-            let files: Vec<_> = self.owners.get(ok).files.keys().copied().collect();
+            let files: Vec<_> = self.owners.get(ok).files.iter().map(|(fk, _)| fk).collect();
             for fk in files {
                 let plan = self.files.get(fk).locks.plan_release_owner(ok);
                 self.release_plan(fk, &plan, reason, out);

@@ -1,6 +1,7 @@
 //! Identifiers the host hands in. Files, owners and clients are opaque bytes: the core compares them,
 //! never parses them, so owners of different protocols (NLM, SMB, NFSv4) conflict like any two owners.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -10,27 +11,38 @@ pub type Millis = u64;
 macro_rules! opaque_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// The bytes are shared: cloning an id (into an action, a record, an index) copies a pointer.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        pub struct $name(pub Vec<u8>);
+        pub struct $name(Arc<[u8]>);
 
         impl $name {
             pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-                Self(bytes.into())
+                Self(Arc::from(bytes.into()))
             }
             pub fn as_bytes(&self) -> &[u8] {
                 &self.0
+            }
+            pub fn to_vec(&self) -> Vec<u8> {
+                self.0.to_vec()
             }
         }
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.as_bytes().to_vec())
+                Self(Arc::from(s.as_bytes()))
             }
         }
 
         impl From<&[u8]> for $name {
             fn from(b: &[u8]) -> Self {
-                Self(b.to_vec())
+                Self(Arc::from(b))
+            }
+        }
+
+        impl From<Vec<u8>> for $name {
+            fn from(b: Vec<u8>) -> Self {
+                Self(Arc::from(b))
             }
         }
 
@@ -56,7 +68,7 @@ macro_rules! opaque_id {
         #[cfg(feature = "serde")]
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                crate::ids::deserialize_bytes(d).map(Self)
+                crate::ids::deserialize_bytes(d).map(Self::new)
             }
         }
     };

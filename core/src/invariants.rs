@@ -113,12 +113,12 @@ impl Core {
             {
                 return Err(format!("owner {id}: client link broken"));
             }
-            for (&fk, &count) in &owner.files {
+            for (fk, count) in owner.files.iter() {
                 if owner_counts.get(&(ok, fk)).copied().unwrap_or(0) != count || count == 0 {
                     return Err(format!("owner {id}: lock count for a file is wrong"));
                 }
             }
-            let listed: u64 = owner.files.values().sum();
+            let listed: u64 = owner.files.iter().map(|(_, c)| c).sum();
             let held: u64 = owner_counts
                 .range((ok, 0)..=(ok, u32::MAX))
                 .map(|(_, c)| c)

@@ -55,12 +55,40 @@ pub(crate) struct ClientState {
 pub(crate) struct OwnerState {
     pub client: ClientKey,
     /// Held lock records per file.
-    pub files: BTreeMap<FileKey, u64>,
+    pub files: FileCounts,
     /// Queued waiters and granted ones whose callback is pending.
     pub waiters: BTreeSet<WaiterId>,
     pub shares: BTreeSet<FileKey>,
     /// Files where this owner still has restored locks to reclaim.
     pub unreclaimed: BTreeSet<FileKey>,
+}
+
+/// Lock counts per file, sorted by file: an owner usually locks in one or two files, and a vector of
+/// pairs costs far less than a tree node per owner.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileCounts(Vec<(FileKey, u64)>);
+
+impl FileCounts {
+    pub fn add(&mut self, file: FileKey, delta: i64) {
+        match self.0.binary_search_by_key(&file, |&(f, _)| f) {
+            Ok(i) => {
+                self.0[i].1 = self.0[i].1.saturating_add_signed(delta);
+                if self.0[i].1 == 0 {
+                    self.0.remove(i);
+                }
+            }
+            Err(i) if delta > 0 => self.0.insert(i, (file, delta as u64)),
+            Err(_) => {}
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FileKey, u64)> + '_ {
+        self.0.iter().copied()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,21 +376,21 @@ impl Core {
     /// Applies a plan to a file's table and keeps every count in step; persists nothing.
     pub(crate) fn apply_counts(&mut self, file: FileKey, plan: &Plan) {
         self.files.get_mut(file).locks.apply(plan);
-        let mut per_owner: BTreeMap<OwnerKey, i64> = BTreeMap::new();
-        for lock in &plan.removed {
-            *per_owner.entry(lock.owner).or_default() -= 1;
-        }
-        for lock in &plan.added {
-            *per_owner.entry(lock.owner).or_default() += 1;
-        }
-        for (owner, delta) in per_owner {
+        // A plan changes one owner's locks (a release of several owners is several plans).
+        let Some(owner) = plan.removed.first().or(plan.added.first()).map(|l| l.owner) else {
+            return;
+        };
+        debug_assert!(
+            plan.removed
+                .iter()
+                .chain(&plan.added)
+                .all(|l| l.owner == owner)
+        );
+        let delta = plan.delta();
+        {
             let state = self.owners.get_mut(owner);
             let ck = state.client;
-            let count = state.files.entry(file).or_default();
-            *count = count.saturating_add_signed(delta);
-            if *count == 0 {
-                state.files.remove(&file);
-            }
+            state.files.add(file, delta);
             let client = self.clients.get_mut(ck);
             client.locks = client.locks.saturating_add_signed(delta);
             self.total_locks = self.total_locks.saturating_add_signed(delta);

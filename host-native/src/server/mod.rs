@@ -873,7 +873,7 @@ impl CoreTask {
             exclusive: kind == brlock_core::LockKind::Exclusive,
             lock: Lock {
                 caller_name: self.shared.config.hostname.as_bytes().to_vec(),
-                fh: file.0,
+                fh: file.to_vec(),
                 oh,
                 svid,
                 offset: range.offset,

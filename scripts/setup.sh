@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh machine of this project's kind, idempotently:
+# rustup targets, PostgreSQL running, and the tools the wire, browser and wasm tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_targets=()
+for t in wasm32-unknown-unknown thumbv7em-none-eabi; do
+  rustup target list --installed | grep -qx "$t" || need_targets+=("$t")
+done
+[ ${#need_targets[@]} -eq 0 ] || rustup target add "${need_targets[@]}"
+
+# PostgreSQL for the store tests (trust auth on 127.0.0.1:5432).
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
+fi
+
+# Debian packages: rpcgen + libtirpc (independent NLM client), tshark (wire decode check).
+missing=()
+command -v rpcgen >/dev/null || missing+=(rpcsvc-proto)
+[ -f /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
+command -v tshark >/dev/null || missing+=(tshark)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
