@@ -189,6 +189,26 @@ impl Core {
         }
     }
 
+    /// The checks UNLOCK, TEST and CANCEL share: the range must fit, and during grace the profile must
+    /// allow the request. A refusal is answered here.
+    fn admit(
+        &mut self,
+        request: RequestId,
+        range: Range,
+        allowed_in_grace: bool,
+        out: &mut Vec<Action>,
+    ) -> Option<Span> {
+        let Some(span) = range.span(self.config.max_offset) else {
+            self.reply(request, Outcome::TooBig, false, out);
+            return None;
+        };
+        if self.in_grace() && !allowed_in_grace {
+            self.reply(request, Outcome::DeniedGrace, false, out);
+            return None;
+        }
+        Some(span)
+    }
+
     pub(crate) fn unlock(
         &mut self,
         request: RequestId,
@@ -198,12 +218,10 @@ impl Core {
         range: Range,
         out: &mut Vec<Action>,
     ) {
-        let Some(span) = range.span(self.config.max_offset) else {
-            return self.reply(request, Outcome::TooBig, false, out);
+        let allowed = self.config.unlock_in_grace;
+        let Some(span) = self.admit(request, range, allowed, out) else {
+            return;
         };
-        if self.in_grace() && !self.config.unlock_in_grace {
-            return self.reply(request, Outcome::DeniedGrace, false, out);
-        }
         // Unlocking what is not held succeeds.
         let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner))
         else {
@@ -250,12 +268,10 @@ impl Core {
         kind: LockKind,
         out: &mut Vec<Action>,
     ) {
-        let Some(span) = range.span(self.config.max_offset) else {
-            return self.reply(request, Outcome::TooBig, false, out);
+        let allowed = self.config.test_in_grace;
+        let Some(span) = self.admit(request, range, allowed, out) else {
+            return;
         };
-        if self.in_grace() && !self.config.test_in_grace {
-            return self.reply(request, Outcome::DeniedGrace, false, out);
-        }
         let Some(fk) = self.files.lookup(file) else {
             return self.reply(request, Outcome::Granted, false, out);
         };
@@ -284,12 +300,10 @@ impl Core {
         kind: LockKind,
         out: &mut Vec<Action>,
     ) {
-        let Some(span) = range.span(self.config.max_offset) else {
-            return self.reply(request, Outcome::TooBig, false, out);
+        let allowed = self.config.cancel_in_grace;
+        let Some(span) = self.admit(request, range, allowed, out) else {
+            return;
         };
-        if self.in_grace() && !self.config.cancel_in_grace {
-            return self.reply(request, Outcome::DeniedGrace, false, out);
-        }
         let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner))
         else {
             return self.reply(request, Outcome::Granted, false, out);

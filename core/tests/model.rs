@@ -16,20 +16,6 @@ const BYTES: u64 = 48; // max_offset = BYTES - 1: "to end of file" is small enou
 const OWNERS: [&str; 5] = ["c0/a", "c0/b", "c1/c", "c1/d", "c2/e"];
 const FILES: [&str; 2] = ["f", "g"];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Waiter {
     owner: usize,

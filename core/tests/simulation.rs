@@ -11,24 +11,9 @@
 
 use std::collections::BTreeMap;
 
+mod common;
 use brlock_core::*;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+use common::Rng;
 
 /// The store the host would keep: key (file, client, owner, offset) → record.
 type Store = BTreeMap<(FileId, ClientId, OwnerId, u64), LockRecord>;

@@ -1,10 +1,31 @@
 //! A small driver for rule tests: names instead of byte vectors, one call per request, and
 //! `check_invariants` after every event.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use brlock_core::*;
 
 pub use brlock_core::LockKind::{Exclusive as X, Shared as S};
+
+/// splitmix64: the seeded generator of the randomised suites (same seed, same run, everywhere).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
 
 pub struct T {
     pub core: Core,
