@@ -53,31 +53,113 @@ pub fn parse_jsonl(text: &str) -> Result<Trace, ParseError> {
 /// [`parse_jsonl`], also giving the line number of the header and of each step (for error messages
 /// about steps found later, at replay).
 pub fn parse_jsonl_lines(text: &str) -> Result<(Trace, Vec<usize>), ParseError> {
-    let mut lines = content_lines(text);
-    let Some((header_line, header_text)) = lines.next() else {
+    parse(text).map(|(annotated, lines)| (annotated.trace, lines))
+}
+
+/// A trace with the comments that explain it: the comment lines before the header describe the trace,
+/// those before a step annotate that step. The visualiser shows them and writes them back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotatedTrace {
+    pub trace: Trace,
+    /// The comment lines before the header, joined with newlines.
+    pub description: String,
+    /// For each step, the comment lines just before it (empty when none).
+    pub notes: Vec<String>,
+}
+
+/// [`parse_jsonl`], keeping the comments.
+pub fn parse_jsonl_annotated(text: &str) -> Result<AnnotatedTrace, ParseError> {
+    parse(text).map(|(annotated, _)| annotated)
+}
+
+/// Writes a trace as JSON lines with its comments, each comment line prefixed with `# `.
+pub fn write_jsonl_annotated(annotated: &AnnotatedTrace) -> String {
+    let comment = |out: &mut String, text: &str| {
+        for line in text.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    };
+    let mut out = String::new();
+    comment(&mut out, &annotated.description);
+    let mut plain = write_jsonl(&annotated.trace)
+        .lines()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+        .into_iter();
+    out.push_str(&plain.next().unwrap_or_default());
+    out.push('\n');
+    for (index, line) in plain.enumerate() {
+        comment(
+            &mut out,
+            annotated.notes.get(index).map_or("", String::as_str),
+        );
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn parse(text: &str) -> Result<(AnnotatedTrace, Vec<usize>), ParseError> {
+    let mut header: Option<TraceHeader> = None;
+    let (mut description, mut pending) = (String::new(), String::new());
+    let (mut steps, mut notes, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_now = 0;
+    for (index, line) in text.lines().enumerate() {
+        let (number, line) = (index + 1, line.trim());
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            let comment = comment.strip_prefix(' ').unwrap_or(comment);
+            let target = if header.is_none() {
+                &mut description
+            } else {
+                &mut pending
+            };
+            if !target.is_empty() {
+                target.push('\n');
+            }
+            target.push_str(comment);
+            continue;
+        }
+        numbers.push(number);
+        match &header {
+            None => {
+                check_version(number, line)?;
+                let parsed: TraceHeader = parse_line(number, line)?;
+                last_now = parsed.start;
+                header = Some(parsed);
+            }
+            Some(_) => {
+                let step: TraceStep = parse_line(number, line)?;
+                if step.now < last_now {
+                    return Err(ParseError {
+                        line: number,
+                        message: format!("time goes backwards: now {} after {last_now}", step.now),
+                    });
+                }
+                last_now = step.now;
+                steps.push(step);
+                notes.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    let Some(header) = header else {
         return Err(ParseError {
             line: 1,
             message: "empty trace: the first line must be the trace header".into(),
         });
     };
-    check_version(header_line, header_text)?;
-    let header: TraceHeader = parse_line(header_line, header_text)?;
-    let mut numbers = vec![header_line];
-    let mut steps = Vec::new();
-    let mut last_now = header.start;
-    for (line, text) in lines {
-        let step: TraceStep = parse_line(line, text)?;
-        if step.now < last_now {
-            return Err(ParseError {
-                line,
-                message: format!("time goes backwards: now {} after {last_now}", step.now),
-            });
-        }
-        last_now = step.now;
-        numbers.push(line);
-        steps.push(step);
-    }
-    Ok((Trace { header, steps }, numbers))
+    Ok((
+        AnnotatedTrace {
+            trace: Trace { header, steps },
+            description,
+            notes,
+        },
+        numbers,
+    ))
 }
 
 /// The version is checked before the rest of the header, so a trace of another version is reported as

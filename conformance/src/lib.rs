@@ -20,5 +20,8 @@ pub use binary::{
     replay_postcard,
 };
 pub use check::{Difference, Expected, compare, parse_expected};
-pub use jsonl::{ParseError, parse_jsonl, parse_jsonl_lines, write_jsonl, write_outputs_jsonl};
+pub use jsonl::{
+    AnnotatedTrace, ParseError, parse_jsonl, parse_jsonl_annotated, parse_jsonl_lines, write_jsonl,
+    write_jsonl_annotated, write_outputs_jsonl,
+};
 pub use replay::{Replayed, StepOutput, replay};

@@ -274,6 +274,6 @@ fn refusals_are_errors_with_a_message_not_panics() {
         format!("{header}\n{{\"now\":5,\"event\":\"tick\"}}\n{{\"now\":1,\"event\":\"tick\"}}\n");
     assert_eq!(
         Simulator::from_jsonl(&backwards).unwrap_err().message,
-        "trace event 2: time goes backwards: 1 after 5"
+        "line 3: time goes backwards: now 1 after 5"
     );
 }
