@@ -22,7 +22,7 @@ pub fn owner_id(caller_name: &[u8], svid: u32, oh: &[u8]) -> OwnerId {
     b.extend_from_slice(&svid.to_be_bytes());
     b.extend_from_slice(&(oh.len() as u32).to_be_bytes());
     b.extend_from_slice(oh);
-    OwnerId(b)
+    OwnerId::new(b)
 }
 
 /// (caller_name, svid, oh) of an owner made by [`owner_id`]; `None` for any other owner.

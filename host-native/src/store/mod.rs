@@ -266,17 +266,17 @@ pub(crate) fn record_from_row(
         k => {
             return Err(StoreError::Corrupt(format!(
                 "lock record (file {}, client {}, owner {}, offset {}) has kind {k}, not 0 or 1",
-                FileId(file),
-                ClientId(client),
-                OwnerId(owner),
+                FileId::new(file),
+                ClientId::new(client),
+                OwnerId::new(owner),
                 from_db(offset)
             )));
         }
     };
     Ok(LockRecord {
-        file: FileId(file),
-        client: ClientId(client),
-        owner: OwnerId(owner),
+        file: FileId::new(file),
+        client: ClientId::new(client),
+        owner: OwnerId::new(owner),
         kind,
         range: Range::new(from_db(offset), from_db(length)),
     })
