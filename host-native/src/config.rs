@@ -36,8 +36,9 @@ pub struct Args {
     /// (the same one for UDP). 0.0.0.0 / [::] must be given explicitly.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
-    /// Where held locks are persisted [default: memory]. Only `memory` (nothing survives a
-    /// restart) is served by this build; the string is handed to the store unchanged.
+    /// Where held locks are persisted [default: sqlite://./brlock.db]: `sqlite://PATH` (embedded),
+    /// `postgres://USER@HOST:PORT/DB` (shared; a newer instance fences an older one), or `memory`
+    /// (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port). Off unless given.
@@ -172,11 +173,12 @@ fn invalid(setting: &'static str, error: impl ToString) -> ConfigError {
 }
 
 impl ServerConfig {
-    /// A configuration for tests and embedding: everything default except `listen`, no rpcbind,
-    /// no statd, no metrics.
+    /// A configuration for tests and embedding: everything default except `listen`, the memory
+    /// store, no rpcbind, no statd, no metrics.
     pub fn for_tests() -> Self {
         let mut config = Self::from_args(Args {
             listen: Some("127.0.0.1:0".into()),
+            store: Some("memory".into()),
             rpcbind: Some("none".into()),
             statd: Some("none".into()),
             ..Args::default()
@@ -304,7 +306,10 @@ impl ServerConfig {
             .unwrap_or_else(system_hostname);
         Ok(ServerConfig {
             listen,
-            store: args.store.or(file.store).unwrap_or_else(|| "memory".into()),
+            store: args
+                .store
+                .or(file.store)
+                .unwrap_or_else(|| crate::store::DEFAULT_URL.into()),
             metrics,
             profile,
             core,
@@ -395,7 +400,7 @@ mod tests {
         assert_eq!(c.callback_timeout, Duration::from_millis(5000));
         assert_eq!(c.drc_size, 4096);
         assert_eq!(c.max_record_bytes, 1 << 20);
-        assert_eq!(c.store, "memory");
+        assert_eq!(c.store, "sqlite://./brlock.db");
     }
 
     #[test]

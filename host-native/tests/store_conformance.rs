@@ -487,6 +487,7 @@ async fn group_commit_respects_max_writes_and_order(b: Backend) {
     let options = GroupCommitOptions {
         max_writes: 4,
         queue: 64,
+        ..GroupCommitOptions::default()
     };
     let commits = GroupCommit::spawn(store.clone(), epoch, options);
     let r = rec(b"f", b"c", b"o", X, 0, 1);

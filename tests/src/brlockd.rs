@@ -125,6 +125,10 @@ pub struct Options {
     pub portmap_port: Option<u16>,
     /// Pass `--metrics 127.0.0.1:0` and wait for the `metrics on` line too.
     pub metrics: bool,
+    /// `--store`; `memory` if unset.
+    pub store: Option<String>,
+    /// `--grace` in seconds; 0 if unset.
+    pub grace: Option<u64>,
     pub extra: Vec<String>,
 }
 
@@ -151,13 +155,15 @@ impl Brlockd {
 
     pub fn start_binary(binary: &Path, options: Options) -> Self {
         let portmap_port = options.portmap_port.unwrap_or(DEAD_PORT).to_string();
+        let store = options.store.clone().unwrap_or_else(|| "memory".into());
+        let grace = options.grace.unwrap_or(0).to_string();
         let mut args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
             "--store",
-            "memory",
+            &store,
             "--grace",
-            "0",
+            &grace,
             "--portmap-port",
             &portmap_port,
             "--rpcbind",
@@ -258,6 +264,24 @@ impl Brlockd {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL, no goodbye (a crash), and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits up to `within` for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {

@@ -1,11 +1,22 @@
 //! `brlockd`: the NLM server. Flags: `brlockd --help`. Prints `listening on ADDR:PORT` once serving
 //! (and `metrics on ADDR:PORT` when enabled); SIGTERM or Ctrl-C stops it gracefully with exit 0.
+//!
+//! At start-up it opens the store (`--store`, default `sqlite://./brlock.db`), begins a new epoch,
+//! restores the previous epoch's locks and serves them in a grace period. Exit codes: 0 after
+//! SIGTERM/Ctrl-C, 1 when it cannot start (store unreachable or corrupt, address in use), 2 for a
+//! bad configuration, 3 when fenced (another instance took over the store).
 
 use std::process::ExitCode;
 
 use brlock_native::config::{ParseOutcome, ServerConfig};
-use brlock_native::server::Server;
+use brlock_native::server::startup::{self, StartError};
+use brlock_native::server::{AcceptAllHandles, Server};
+use brlock_native::store::StoreError;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+
+/// Exit code of an instance whose store was taken over by a newer one.
+const EXIT_FENCED: u8 = 3;
 
 fn main() -> ExitCode {
     let config = match ServerConfig::parse_from(std::env::args_os()) {
@@ -26,13 +37,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if config.store != "memory" {
-        eprintln!(
-            "brlockd: --store: {:?} is not supported by this build (use memory)",
-            config.store
-        );
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,7 +48,39 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::start(config).await {
+        // Before anything can print `listening on`: a SIGTERM right after that line must find the
+        // handler installed (and end in a clean exit, not death by signal 15).
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("brlockd: cannot install the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let restored = match startup::restore(&config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("brlockd: --store {}: {e}", startup::redacted(&config.store));
+                let code = match e {
+                    StartError::Store(StoreError::InvalidUrl { .. }) => 2,
+                    _ => 1,
+                };
+                return ExitCode::from(code);
+            }
+        };
+        let store = restored.store.clone();
+        let server = match Server::start_restored(
+            config,
+            restored.core,
+            restored.actions,
+            restored.sink,
+            std::sync::Arc::new(AcceptAllHandles),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("brlockd: cannot listen: {e}");
@@ -55,18 +91,20 @@ fn main() -> ExitCode {
         if let Some(m) = server.metrics_addr() {
             println!("metrics on {m}");
         }
-        wait_for_signal().await;
+        let code = tokio::select! {
+            _ = term.recv() => ExitCode::SUCCESS,
+            _ = int.recv() => ExitCode::SUCCESS,
+            reason = server.fatal() => {
+                tracing::error!("{reason}");
+                eprintln!("brlockd: {reason}");
+                ExitCode::from(EXIT_FENCED)
+            }
+        };
         tracing::info!("shutting down");
         server.shutdown().await;
-        ExitCode::SUCCESS
+        if let Some(store) = store {
+            store.close().await;
+        }
+        code
     })
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

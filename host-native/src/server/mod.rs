@@ -8,6 +8,10 @@
 //! `Event::Tick`. Time is monotonic milliseconds since the server started. The host decides no lock
 //! semantics; it only checks what the core cannot see: the source network, caller_name ↔ address
 //! binding and file handles.
+//!
+//! A failed persist batch makes the task rebuild its core from the store (see `persist.rs`); a
+//! fenced one (another instance took the store over) makes it refuse everything and report
+//! [`Server::fatal`], on which brlockd exits.
 
 pub mod callbacks;
 pub mod dispatch;
@@ -15,23 +19,24 @@ pub mod drc;
 pub mod intake;
 pub mod outbound;
 pub mod persist;
+pub mod startup;
 pub mod tcp;
 pub mod udp;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use brlock_core::{
-    Action, CallbackResult, ClientId, Core, Event, FileId, Outcome, RequestId, Stats, WaiterId,
-    WaiterRemovedReason,
+    Action, CallbackResult, ClientId, Core, Event, FileId, LockKind, LockRecord, Outcome, OwnerId,
+    Range, RequestId, Stats, WaiterId, WaiterRemovedReason,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{ServerConfig, StatdSetting};
 use crate::metrics::Metrics;
@@ -45,7 +50,10 @@ use dispatch::GrantCookie;
 use drc::Drc;
 use intake::CallCtx;
 use outbound::Transport;
-pub use persist::{Durable, MemorySink, PersistBatch, PersistSink};
+pub use persist::{Durable, MemorySink, PersistBatch, PersistSink, Recovered, StorePersistSink};
+pub use startup::{Restored, StartError};
+
+use crate::store::StoreError;
 
 /// What a file handle names, as far as the host can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +97,12 @@ pub(crate) enum CoreMsg {
     },
     Durable {
         batch: u64,
-        result: Result<(), String>,
+        result: Result<(), StoreError>,
     },
+    /// What `PersistSink::recover` read back.
+    Recovered(Result<Vec<LockRecord>, StoreError>),
+    /// Time to call `PersistSink::recover` again.
+    RetryRecover,
     Stats(oneshot::Sender<Stats>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -147,6 +159,7 @@ pub struct Server {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+    fatal: watch::Receiver<Option<String>>,
     done: JoinHandle<()>,
 }
 
@@ -159,6 +172,19 @@ impl Server {
 
     pub async fn start_with(
         config: ServerConfig,
+        sink: Box<dyn PersistSink>,
+        handles: Arc<dyn FileHandleCheck>,
+    ) -> std::io::Result<Server> {
+        let core = Core::new(config.core.clone());
+        Self::start_restored(config, core, Vec::new(), sink, handles).await
+    }
+
+    /// Serves `core` (usually from [`startup::restore`]), first carrying out `actions` (the
+    /// restore's own), with persist batches going to `sink`.
+    pub async fn start_restored(
+        config: ServerConfig,
+        core: Core,
+        actions: Vec<Action>,
         sink: Box<dyn PersistSink>,
         handles: Arc<dyn FileHandleCheck>,
     ) -> std::io::Result<Server> {
@@ -222,8 +248,8 @@ impl Server {
             info!("no statd: monitored locks are served, client reboots go unnoticed");
         }
 
-        let core = Core::new(config.core.clone());
-        let task = CoreTask {
+        let (fatal_tx, fatal) = watch::channel(None);
+        let mut task = CoreTask {
             core,
             start: Instant::now(),
             shared: shared.clone(),
@@ -238,12 +264,19 @@ impl Server {
             monitored: HashMap::new(),
             granted_msg: HashMap::new(),
             out: Vec::new(),
+            failed_from: None,
+            recovering: false,
+            fenced: None,
+            fatal: fatal_tx,
+            reclaims: Vec::new(),
+            store_failures: 0,
         };
+        task.after_event(actions);
         let core_task = tokio::spawn(task.run(core_rx));
         let (stop, stop_rx) = watch::channel(false);
         let tcp_task = tokio::spawn(tcp::accept_loop(listener, shared.clone(), stop_rx.clone()));
         let udp_task = tokio::spawn(udp::serve(udp, shared.clone(), stop_rx));
-        info!(%local_addr, profile = config.profile.name(), store = %config.store, "serving NLM v1, v3, v4 on tcp and udp");
+        info!(%local_addr, profile = config.profile.name(), store = %startup::redacted(&config.store), "serving NLM v1, v3, v4 on tcp and udp");
 
         let done = tokio::spawn(async move {
             let _ = tcp_task.await;
@@ -265,6 +298,7 @@ impl Server {
             local_addr,
             metrics_addr,
             stop,
+            fatal,
             done,
         })
     }
@@ -276,6 +310,21 @@ impl Server {
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Resolves with the reason once the server can no longer serve (its store was taken over by
+    /// another instance: fenced). It then refuses every request; the caller should shut it down
+    /// and exit non-zero. Never resolves otherwise.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.clone();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Stops accepting, finishes requests in flight, unregisters from rpcbind.
@@ -333,6 +382,8 @@ async fn register(rpcbind: SocketAddr, port: u16, set: bool) -> bool {
 struct Pending {
     ctx: CallCtx,
     cookie: Vec<u8>,
+    /// A reclaim's lock, to replay should the core be rebuilt during grace.
+    reclaim: Option<LockRecord>,
 }
 
 /// One event's actions, held until their persist batch (and every earlier one) is durable.
@@ -341,6 +392,9 @@ struct Held {
     actions: Vec<Action>,
     ready: bool,
 }
+
+/// How long to wait before asking a store that failed again.
+const RECOVER_RETRY: Duration = Duration::from_millis(500);
 
 struct CoreTask {
     core: Core,
@@ -360,12 +414,39 @@ struct CoreTask {
     /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
     granted_msg: HashMap<WaiterId, (u32, Instant)>,
     out: Vec<Action>,
+    /// The first batch that failed: its event's and every later event's replies become failures,
+    /// until the core is rebuilt from the store.
+    failed_from: Option<u64>,
+    /// Rebuilding the core from the store: events are not handed to the core meanwhile.
+    recovering: bool,
+    /// Another instance took the store over: nothing is served any more.
+    fenced: Option<StoreError>,
+    fatal: watch::Sender<Option<String>>,
+    /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
+    reclaims: Vec<LockRecord>,
+    store_failures: u64,
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
+    }
+}
+
+fn record(
+    client: &ClientId,
+    owner: &OwnerId,
+    file: &FileId,
+    range: Range,
+    kind: LockKind,
+) -> LockRecord {
+    LockRecord {
+        file: file.clone(),
+        client: client.clone(),
+        owner: owner.clone(),
+        kind,
+        range,
     }
 }
 
@@ -390,7 +471,7 @@ impl CoreTask {
                 .map(|at| tokio::time::Instant::from_std(self.start + Duration::from_millis(at)));
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && self.serving() => {
                     self.handle(Event::Tick);
                     continue;
                 }
@@ -402,6 +483,16 @@ impl CoreTask {
                     let _ = tx.send(self.core.stats());
                 }
                 Some(CoreMsg::Call { ctx, call }) => self.on_call(*ctx, call),
+                // The core these belong to is being replaced (its waiters are gone) or retired.
+                Some(
+                    CoreMsg::CallbackOutcome { waiter, .. }
+                    | CoreMsg::GrantedMsgExpired { waiter, .. },
+                ) if !self.serving() => {
+                    debug!(
+                        waiter = waiter.0,
+                        "callback outcome dropped: the core is being rebuilt"
+                    );
+                }
                 Some(CoreMsg::CallbackOutcome {
                     waiter,
                     result,
@@ -426,13 +517,15 @@ impl CoreTask {
                 }
                 Some(CoreMsg::Durable { batch, result }) => {
                     if let Err(e) = result {
-                        warn!(batch, error = %e, "persist failed; answering from memory");
+                        self.persist_failed(batch, e);
                     }
                     if let Some(h) = self.held.iter_mut().find(|h| h.batch == batch) {
                         h.ready = true;
                     }
                     self.drain_held();
                 }
+                Some(CoreMsg::Recovered(result)) => self.recovered(result),
+                Some(CoreMsg::RetryRecover) => self.start_recovery(),
             }
         }
         if let Some(done) = stopping {
@@ -441,6 +534,13 @@ impl CoreTask {
     }
 
     fn handle(&mut self, event: Event) {
+        if !self.serving() {
+            debug!(
+                ?event,
+                "event dropped: the core is being rebuilt from the store, or fenced"
+            );
+            return;
+        }
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
         self.core.handle(now, event, &mut out);
@@ -472,7 +572,7 @@ impl CoreTask {
                 .poll(&mut Context::from_waker(Waker::noop()))
             {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => warn!(error = %e, "persist failed; answering from memory"),
+                Poll::Ready(Err(e)) => self.persist_failed(batch, e),
                 Poll::Pending => {
                     ready = false;
                     let tx = self.shared.core_tx.clone();
@@ -494,7 +594,158 @@ impl CoreTask {
     fn drain_held(&mut self) {
         while self.held.front().is_some_and(|h| h.ready) {
             let held = self.held.pop_front().expect("checked");
-            self.execute(held.actions);
+            if self.failed_from.is_some_and(|f| held.batch >= f) {
+                self.execute_failed(held.actions);
+            } else {
+                self.execute(held.actions);
+            }
+        }
+        if self.held.is_empty()
+            && self.failed_from.is_some()
+            && self.fenced.is_none()
+            && !self.recovering
+        {
+            self.recovering = true;
+            self.start_recovery();
+        }
+    }
+
+    /// Whether events go to the core (not while it is rebuilt, nor once fenced).
+    fn serving(&self) -> bool {
+        self.failed_from.is_none() && self.fenced.is_none()
+    }
+
+    /// Batch `batch` will never be durable. From it on, withheld replies become failures; once every
+    /// submitted batch has resolved the core is rebuilt from the store (`drain_held`).
+    fn persist_failed(&mut self, batch: u64, e: StoreError) {
+        self.store_failures += 1;
+        if let StoreError::Fenced { mine, current } = e {
+            if self.fenced.is_none() {
+                let reason = format!(
+                    "fenced: another brlockd started on this store (it writes as epoch {current}, \
+                     this one as epoch {mine}); refusing every request and stopping"
+                );
+                error!(mine, current, "{reason}");
+                self.fenced = Some(e);
+                let _ = self.fatal.send(Some(reason));
+            }
+        } else if self.failed_from.is_none() {
+            error!(batch, error = %e, store_failures = self.store_failures,
+                "persist failed: refusing the requests that needed it (NLM4_FAILED / DENIED_NOLOCKS) \
+                 and rebuilding the core from the store");
+        }
+        self.failed_from = Some(self.failed_from.map_or(batch, |f| f.min(batch)));
+    }
+
+    fn start_recovery(&mut self) {
+        if !self.recovering {
+            return;
+        }
+        let recovered = self.sink.recover();
+        let tx = self.shared.core_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(CoreMsg::Recovered(recovered.await));
+        });
+    }
+
+    fn recovered(&mut self, result: Result<Vec<LockRecord>, StoreError>) {
+        if self.fenced.is_some() {
+            return;
+        }
+        let records = match result {
+            Ok(records) => records,
+            Err(e) => {
+                if matches!(e, StoreError::Fenced { .. }) {
+                    return self.persist_failed(self.next_batch, e);
+                }
+                warn!(error = %e, "store still unavailable; asking again");
+                let tx = self.shared.core_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RECOVER_RETRY).await;
+                    let _ = tx.send(CoreMsg::RetryRecover);
+                });
+                return;
+            }
+        };
+        self.rebuild(records);
+    }
+
+    /// Replaces the core by one holding exactly `records` (what the store has), in the same grace
+    /// state as before: restore, then reclaim at once every lock nobody still has to reclaim (during
+    /// grace, replaying the reclaims already granted), which ends the restore's grace when none was
+    /// running. Queued waiters, pending callbacks and share reservations are not in the store and
+    /// are lost: NLM clients retry blocked locks on their own.
+    fn rebuild(&mut self, records: Vec<LockRecord>) {
+        let now = self.now();
+        let grace = self.core.grace();
+        let mut config = self.core.config().clone();
+        // Long enough that the restore's grace cannot end (and release) before the reclaims below.
+        config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
+        let count = records.len();
+        let (core, actions) = match Core::restore(config, now, self.core.epoch(), records) {
+            Ok(restored) => restored,
+            Err(e) => {
+                // Cannot happen with records the core wrote; keep refusing rather than guess.
+                error!(error = %e, "cannot rebuild the core from the store; refusing requests");
+                self.fenced = Some(StoreError::Corrupt(e.to_string()));
+                let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
+                return;
+            }
+        };
+        self.core = core;
+        self.failed_from = None;
+        self.recovering = false;
+        self.granted_msg.clear();
+        self.after_event(actions);
+        let still_reclaiming: BTreeSet<ClientId> = grace
+            .map(|g| g.pending.into_iter().collect())
+            .unwrap_or_default();
+        let mut replay: Vec<LockRecord> = self
+            .core
+            .records()
+            .into_iter()
+            .filter(|r| !still_reclaiming.contains(&r.client))
+            .collect();
+        replay.extend(self.reclaims.iter().cloned());
+        for r in replay {
+            let request = self.next_request();
+            self.handle(Event::Lock {
+                request,
+                client: r.client,
+                owner: r.owner,
+                file: r.file,
+                range: r.range,
+                kind: r.kind,
+                wait: false,
+                reclaim: true,
+                cookie: Vec::new(),
+            });
+        }
+        info!(
+            locks = count,
+            store_failures = self.store_failures,
+            "store answers again: core rebuilt from its {count} lock records; serving"
+        );
+    }
+
+    /// A withheld event's actions after its batch (or an earlier one) failed: its replies say so,
+    /// its callbacks are not sent (the grant was never durable and is undone by the rebuild).
+    fn execute_failed(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Reply { request, .. } => self.refuse(request),
+                Action::SendGranted { waiter, client, .. } => {
+                    info!(waiter = waiter.0, %client, "GRANTED not sent: its grant was not persisted")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers `request` NLM4_FAILED (v1/v3: DENIED_NOLOCKS): the store did not take it.
+    fn refuse(&mut self, request: RequestId) {
+        if let Some(Pending { ctx, cookie, .. }) = self.pending.remove(&request) {
+            self.answer(ctx, cookie, Stat::Failed, None);
         }
     }
 
@@ -544,7 +795,10 @@ impl CoreTask {
                 } => {
                     info!(%client, %adapter, limit, "connection refused")
                 }
-                Action::GraceEnded { released } => info!(released, "grace period ended"),
+                Action::GraceEnded { released } => {
+                    self.reclaims.clear();
+                    info!(released, "grace period ended")
+                }
             }
         }
     }
@@ -628,9 +882,19 @@ impl CoreTask {
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
-        let Some(Pending { ctx, cookie }) = self.pending.remove(&request) else {
+        let Some(Pending {
+            ctx,
+            cookie,
+            reclaim,
+        }) = self.pending.remove(&request)
+        else {
             return;
         };
+        if let (Some(lock), Outcome::Granted) = (reclaim, &outcome)
+            && self.core.grace().is_some()
+        {
+            self.reclaims.push(lock);
+        }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
             _ => None,
@@ -654,8 +918,32 @@ impl CoreTask {
 
     fn submit(&mut self, ctx: CallCtx, cookie: Vec<u8>, event: impl FnOnce(RequestId) -> Event) {
         let request = self.next_request();
-        self.pending.insert(request, Pending { ctx, cookie });
-        self.handle(event(request));
+        let event = event(request);
+        let reclaim = match &event {
+            Event::Lock {
+                reclaim: true,
+                client,
+                owner,
+                file,
+                range,
+                kind,
+                ..
+            } => Some(record(client, owner, file, *range, *kind)),
+            _ => None,
+        };
+        self.pending.insert(
+            request,
+            Pending {
+                ctx,
+                cookie,
+                reclaim,
+            },
+        );
+        if !self.serving() {
+            // Rebuilding from the store, or fenced: the core must not decide anything now.
+            return self.refuse(request);
+        }
+        self.handle(event);
     }
 
     fn on_call(&mut self, ctx: CallCtx, call: NlmCall) {

@@ -1,11 +1,25 @@
 //! The one seam where persistence goes: the core task hands each event's `Action::Persist` ops to a
 //! [`PersistSink`] and holds back that event's replies and callbacks until the sink says the ops are
-//! durable (the host contract in `brlock_core`). The SQLite/PostgreSQL store implements this trait.
+//! durable (the host contract in `brlock_core`). [`StorePersistSink`] puts them in the store through
+//! group commit; [`MemorySink`] keeps nothing.
+//!
+//! # When a batch fails
+//! The core has already applied what the failed batch would have written, so the core task brings
+//! the core back in line with the store, the simplest way that is obviously correct: it stops
+//! handing events to the core, answers every withheld reply from the failed batch on with
+//! NLM4_FAILED (v1/v3: DENIED_NOLOCKS) and drops the withheld callbacks, waits until every batch
+//! submitted so far has resolved, then calls [`PersistSink::recover`] (retrying while the store is
+//! still down) and rebuilds the core from the records the store holds. The store never takes a batch
+//! computed from the failed one: the sink fails every later batch until `recover` (group commit's
+//! `halt_on_failure`). So the core and the store agree on every acknowledged lock at all times.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use brlock_core::PersistOp;
+use brlock_core::{LockRecord, PersistOp};
+
+use crate::store::{GroupCommit, GroupCommitOptions, RecordFilter, Store, StoreError, Write};
 
 /// One event's persist actions, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,14 +29,22 @@ pub struct PersistBatch {
 }
 
 /// Resolves once the batch (and every batch submitted before it) is durable, or with the reason it
-/// never will be.
-pub type Durable = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// never will be. [`StoreError::Fenced`] means another instance owns the store: stop serving.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Resolves with every record the store holds, once later batches are accepted again.
+pub type Recovered = Pin<Box<dyn Future<Output = Result<Vec<LockRecord>, StoreError>> + Send>>;
 
 /// Where persist batches go. `submit` is called from the core task and must not block: queue the
 /// batch (e.g. for a group-commit task) and return a future for its durability. Batches become durable
-/// in submission order.
+/// in submission order; after a failed batch every later one fails too, until `recover`.
 pub trait PersistSink: Send + 'static {
     fn submit(&mut self, batch: PersistBatch) -> Durable;
+
+    /// Called after a failure, once every submitted batch has resolved and before any new one:
+    /// accept batches again and read back every record the store holds (the core is rebuilt from
+    /// them). May be called again if it fails.
+    fn recover(&mut self) -> Recovered;
 }
 
 /// Keeps nothing: every batch is "durable" at once (`--store memory`; locks do not survive a restart).
@@ -32,5 +54,52 @@ pub struct MemorySink;
 impl PersistSink for MemorySink {
     fn submit(&mut self, _batch: PersistBatch) -> Durable {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn recover(&mut self) -> Recovered {
+        // Never called: nothing here fails.
+        Box::pin(std::future::ready(Err(StoreError::Unavailable(
+            "the memory sink keeps no records".into(),
+        ))))
+    }
+}
+
+/// A [`Store`] behind group commit: the writes of every event that arrives while a transaction
+/// commits go into the next one.
+pub struct StorePersistSink {
+    store: Arc<Store>,
+    commits: GroupCommit,
+}
+
+impl StorePersistSink {
+    /// Starts the committer (on the current runtime) for `epoch`, the one `begin_epoch` returned.
+    pub fn spawn(store: Arc<Store>, epoch: u64) -> Self {
+        let options = GroupCommitOptions {
+            halt_on_failure: true,
+            ..GroupCommitOptions::default()
+        };
+        let commits = GroupCommit::spawn(store.clone(), epoch, options);
+        Self { store, commits }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl PersistSink for StorePersistSink {
+    fn submit(&mut self, batch: PersistBatch) -> Durable {
+        let writes = batch
+            .ops
+            .into_iter()
+            .map(|(_, seq, op)| Write { seq, op })
+            .collect();
+        Box::pin(self.commits.submit_now(writes))
+    }
+
+    fn recover(&mut self) -> Recovered {
+        self.commits.resume();
+        let store = self.store.clone();
+        Box::pin(async move { store.records(&RecordFilter::All).await })
     }
 }

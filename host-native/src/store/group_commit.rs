@@ -33,6 +33,10 @@
 //!   back together.)
 //! - [`StoreError::Fenced`] is final: every later ticket fails with it without touching the store.
 //! - Failures are logged (`tracing`) and counted ([`GroupCommit::stats`]).
+//! - With [`GroupCommitOptions::halt_on_failure`], a failed transaction also fails every later
+//!   submission, without touching the store, until [`GroupCommit::resume`]: writes computed by a
+//!   core that believed in the failed ones never reach the store, so the server can rebuild its core
+//!   from what the store holds (brlockd does; see `server/persist.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Store, StoreError, Write};
@@ -50,8 +54,12 @@ pub struct GroupCommitOptions {
     /// A transaction takes no more writes than this from the queue, so that one transaction cannot
     /// grow without bound under load. A single submission larger than this is never split.
     pub max_writes: usize,
-    /// Submissions that may wait for the committer before `submit` itself waits (backpressure).
+    /// Submissions that may wait for the committer before `submit` itself waits (backpressure;
+    /// [`GroupCommit::submit_now`] never waits).
     pub queue: usize,
+    /// After a failed transaction (other than fencing, which is final anyway), fail every later
+    /// submission until [`GroupCommit::resume`].
+    pub halt_on_failure: bool,
 }
 
 impl Default for GroupCommitOptions {
@@ -59,6 +67,7 @@ impl Default for GroupCommitOptions {
         Self {
             max_writes: 4096,
             queue: 16384,
+            halt_on_failure: false,
         }
     }
 }
@@ -87,11 +96,20 @@ struct Counters {
 struct Submission {
     writes: Vec<Write>,
     done: oneshot::Sender<Result<(), StoreError>>,
+    /// Held while queued: `submit`'s backpressure.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+enum Msg {
+    Submit(Submission),
+    /// Ends a halt (see [`GroupCommitOptions::halt_on_failure`]).
+    Resume,
 }
 
 /// The handle to a committer task. Dropping it lets the task finish what is queued and stop.
 pub struct GroupCommit {
-    queue: mpsc::Sender<Submission>,
+    queue: mpsc::UnboundedSender<Msg>,
+    permits: Arc<Semaphore>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
 }
@@ -126,17 +144,19 @@ impl GroupCommit {
     /// Starts the committer on the current tokio runtime. `epoch` is the one `begin_epoch` returned:
     /// every transaction is fenced on it.
     pub fn spawn(store: Arc<Store>, epoch: u64, options: GroupCommitOptions) -> GroupCommit {
-        let (queue, rx) = mpsc::channel(options.queue.max(1));
+        let (queue, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(run(
             store,
             epoch,
             options.max_writes.max(1),
+            options.halt_on_failure,
             rx,
             counters.clone(),
         ));
         GroupCommit {
             queue,
+            permits: Arc::new(Semaphore::new(options.queue.max(1))),
             counters,
             task,
         }
@@ -145,11 +165,34 @@ impl GroupCommit {
     /// Queues `writes` (one event's persists, in order) behind everything submitted before. Waits
     /// only when the queue is full.
     pub async fn submit(&self, writes: Vec<Write>) -> Ticket {
+        let permit = self.permits.clone().acquire_owned().await.ok();
+        self.enqueue(writes, permit)
+    }
+
+    /// `submit` without waiting, for a caller that cannot wait (brlockd's core task, whose own input
+    /// is the backpressure): the queue may grow past [`GroupCommitOptions::queue`].
+    pub fn submit_now(&self, writes: Vec<Write>) -> Ticket {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        self.enqueue(writes, permit)
+    }
+
+    fn enqueue(&self, writes: Vec<Write>, permit: Option<OwnedSemaphorePermit>) -> Ticket {
         let (done, rx) = oneshot::channel();
-        match self.queue.send(Submission { writes, done }).await {
+        let submission = Submission {
+            writes,
+            done,
+            _permit: permit,
+        };
+        match self.queue.send(Msg::Submit(submission)) {
             Ok(()) => Ticket(TicketState::Waiting(rx)),
             Err(_) => Ticket(TicketState::Failed(None)),
         }
+    }
+
+    /// Ends a halt after a failure: submissions queued after this call are committed again. Those
+    /// queued before it fail. Does nothing when not halted.
+    pub fn resume(&self) {
+        let _ = self.queue.send(Msg::Resume);
     }
 
     /// `submit` and wait for the ticket.
@@ -179,10 +222,12 @@ async fn run(
     store: Arc<Store>,
     epoch: u64,
     max_writes: usize,
-    mut rx: mpsc::Receiver<Submission>,
+    halt_on_failure: bool,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
     counters: Arc<Counters>,
 ) {
     let mut fenced: Option<StoreError> = None;
+    let mut halted: Option<StoreError> = None;
     let mut batch: Vec<Write> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
     let mut next = None;
@@ -190,19 +235,32 @@ async fn run(
         let first = match next.take() {
             Some(s) => s,
             None => match rx.recv().await {
-                Some(s) => s,
+                Some(Msg::Submit(s)) => s,
+                Some(Msg::Resume) => {
+                    halted = None;
+                    continue;
+                }
                 None => return,
             },
         };
+        if let Some(e) = &halted {
+            counters.submissions.fetch_add(1, Ordering::Relaxed);
+            let _ = first.done.send(Err(e.clone()));
+            continue;
+        }
         take(first, &mut batch, &mut waiters);
-        // Everything already waiting joins this transaction, up to `max_writes`.
+        // Everything already waiting joins this transaction, up to `max_writes`. (A `Resume` here
+        // finds nothing halted: it was sent after an earlier halt's submissions had all failed.)
         while batch.len() < max_writes {
             match rx.try_recv() {
-                Ok(s) if !batch.is_empty() && batch.len() + s.writes.len() > max_writes => {
+                Ok(Msg::Submit(s))
+                    if !batch.is_empty() && batch.len() + s.writes.len() > max_writes =>
+                {
                     next = Some(s);
                     break;
                 }
-                Ok(s) => take(s, &mut batch, &mut waiters),
+                Ok(Msg::Submit(s)) => take(s, &mut batch, &mut waiters),
+                Ok(Msg::Resume) => {}
                 Err(_) => break,
             }
         }
@@ -230,6 +288,10 @@ async fn run(
                     );
                     if matches!(e, StoreError::Fenced { .. }) {
                         fenced = Some(e.clone());
+                    } else if halt_on_failure {
+                        halted = Some(StoreError::Unavailable(format!(
+                            "not attempted: an earlier transaction failed ({e})"
+                        )));
                     }
                 }
             }

@@ -23,6 +23,8 @@ fn key(r: &LockRecord) -> Key {
 struct State {
     epoch: u64,
     records: BTreeMap<Key, LockRecord>,
+    /// Fault injection: while set, writes and reads fail with `Unavailable(reason)`.
+    unavailable: Option<String>,
 }
 
 #[derive(Default)]
@@ -40,6 +42,19 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Fault injection for tests: makes every later `apply` and `records` fail with
+    /// [`StoreError::Unavailable`] (`Some(reason)`) or succeed again (`None`).
+    pub fn set_unavailable(&self, reason: Option<&str>) {
+        self.state().unavailable = reason.map(str::to_owned);
+    }
+
+    fn check_available(state: &State) -> Result<(), StoreError> {
+        match &state.unavailable {
+            Some(reason) => Err(StoreError::Unavailable(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn begin_epoch(&self) -> (u64, Vec<LockRecord>) {
         let mut state = self.state();
         state.epoch += 1;
@@ -48,6 +63,7 @@ impl MemoryStore {
 
     pub(super) fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
         let mut state = self.state();
+        Self::check_available(&state)?;
         check_fence(epoch, state.epoch)?;
         for write in batch {
             match &write.op {
@@ -62,14 +78,15 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(super) fn records(&self, filter: &RecordFilter) -> Vec<LockRecord> {
+    pub(super) fn records(&self, filter: &RecordFilter) -> Result<Vec<LockRecord>, StoreError> {
         let state = self.state();
-        state
+        Self::check_available(&state)?;
+        Ok(state
             .records
             .values()
             .filter(|r| filter.matches(r))
             .cloned()
-            .collect()
+            .collect())
     }
 
     pub(super) fn epoch(&self) -> u64 {

@@ -206,7 +206,7 @@ impl Store {
     /// the core.
     pub async fn records(&self, filter: &RecordFilter) -> Result<Vec<LockRecord>, StoreError> {
         let mut records = match self {
-            Store::Memory(s) => s.records(filter),
+            Store::Memory(s) => s.records(filter)?,
             Store::Sqlite(s) => s.records(filter).await?,
             Store::Postgres(s) => s.records(filter).await?,
         };

@@ -1,0 +1,147 @@
+//! The server over a real store pipeline (`StorePersistSink` → group commit → `Store::Memory` with
+//! fault injection): a store failure refuses the requests that needed it, the core is rebuilt from
+//! the store, and serving resumes; a fenced server refuses everything and reports it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brlock_core::{ClientId, Core, FileId, LockKind, LockRecord, Range};
+use brlock_native::client::{NlmClient, lock_of};
+use brlock_native::config::ServerConfig;
+use brlock_native::nlm::{NlmVersion, Stat};
+use brlock_native::server::dispatch::owner_id;
+use brlock_native::server::{AcceptAllHandles, Server, StorePersistSink};
+use brlock_native::store::{MemoryStore, RecordFilter, Store};
+
+async fn serve(store: &Arc<Store>) -> Server {
+    let (epoch, records) = store.begin_epoch().await.unwrap();
+    let config = ServerConfig::for_tests();
+    let (core, actions) = Core::restore(config.core.clone(), 0, epoch, records).unwrap();
+    let sink = StorePersistSink::spawn(store.clone(), epoch);
+    Server::start_restored(
+        config,
+        core,
+        actions,
+        Box::new(sink),
+        Arc::new(AcceptAllHandles),
+    )
+    .await
+    .unwrap()
+}
+
+fn memory(store: &Store) -> &MemoryStore {
+    match store {
+        Store::Memory(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn record(caller: &str, svid: u32, fh: &str, offset: u64, len: u64) -> LockRecord {
+    let l = lock_of(caller, fh, svid, offset, len);
+    LockRecord {
+        file: FileId::from(fh),
+        client: ClientId::from(caller),
+        owner: owner_id(&l.caller_name, l.svid, &l.oh),
+        kind: LockKind::Exclusive,
+        range: Range::new(offset, len),
+    }
+}
+
+async fn stored(store: &Store) -> Vec<LockRecord> {
+    store.records(&RecordFilter::All).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store() {
+    let store = Arc::new(Store::Memory(MemoryStore::new()));
+    let s = serve(&store).await;
+    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
+        .await
+        .unwrap();
+    let held = lock_of("host-a", "fh", 1, 0, 100);
+    assert_eq!(
+        a.lock(&held, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    assert_eq!(
+        stored(&store).await,
+        vec![record("host-a", 1, "fh", 0, 100)]
+    );
+
+    memory(&store).set_unavailable(Some("disk on fire"));
+    // v4 says NLM4_FAILED, v1/v3 DENIED_NOLOCKS; neither lock nor unlock happened.
+    let lost = lock_of("host-a", "fh", 1, 200, 10);
+    assert_eq!(a.lock(&lost, true, false).await.unwrap().stat, Stat::Failed);
+    let lb = lock_of("host-b", "fh", 2, 300, 10);
+    assert_eq!(
+        b.lock(&lb, true, false).await.unwrap().stat,
+        Stat::DeniedNolocks
+    );
+    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Failed);
+
+    memory(&store).set_unavailable(None);
+    // Serving resumes once the core is rebuilt: b's TEST over a's lock stops failing.
+    let probe = lock_of("host-b", "fh", 2, 50, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stat = loop {
+        let stat = b.test(&probe, true).await.unwrap().stat;
+        if stat != Stat::DeniedNolocks || Instant::now() > deadline {
+            break stat;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The failed unlock did not happen (a still holds [0, 100)); the failed lock is not held.
+    assert_eq!(stat, Stat::Denied);
+    assert_eq!(
+        stored(&store).await,
+        vec![record("host-a", 1, "fh", 0, 100)]
+    );
+    let over_lost = lock_of("host-b", "fh", 2, 200, 10);
+    assert_eq!(
+        b.lock(&over_lost, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Granted);
+    assert_eq!(
+        stored(&store).await,
+        vec![record("host-b", 2, "fh", 200, 10)]
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fenced_server_refuses_everything_and_says_so() {
+    let store = Arc::new(Store::Memory(MemoryStore::new()));
+    let s = serve(&store).await;
+    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.lock(&lock_of("host-a", "fh", 1, 0, 10), true, false)
+            .await
+            .unwrap()
+            .stat,
+        Stat::Granted
+    );
+    // Another instance begins a newer epoch on the same store.
+    let (newer, _) = store.begin_epoch().await.unwrap();
+    let refused = lock_of("host-a", "fh", 1, 100, 10);
+    assert_eq!(
+        a.lock(&refused, true, false).await.unwrap().stat,
+        Stat::Failed
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(5), s.fatal())
+        .await
+        .unwrap();
+    assert!(
+        reason.contains("fenced") && reason.contains(&format!("epoch {newer}")),
+        "{reason}"
+    );
+    // Even a request that writes nothing is refused now.
+    assert_eq!(a.test(&refused, true).await.unwrap().stat, Stat::Failed);
+    assert_eq!(stored(&store).await, vec![record("host-a", 1, "fh", 0, 10)]);
+    s.shutdown().await;
+}
