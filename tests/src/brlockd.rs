@@ -259,6 +259,21 @@ impl Brlockd {
         String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
+    /// Waits up to `within` for `needle` to appear in the server's log: lines are read by another
+    /// thread, and a line logged just before a reply may not have been read when the reply arrives.
+    pub fn log_contains(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.stderr_text().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `within` for the exit.
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.

@@ -216,8 +216,11 @@ fn crash_and_reclaim(url: &str) {
 
     // Restart into a long grace period: only reclaims get through.
     let server = start(url, 60);
-    let log = server.stderr_text();
-    assert!(log.contains("restored"), "no restore line:\n{log}");
+    assert!(
+        server.log_contains("restored", Duration::from_secs(5)),
+        "no restore line:\n{}",
+        server.stderr_text()
+    );
     let newcomer = Owner::new("host-new", 7, "oh-new");
     let mut n = client(&server);
     assert_eq!(
@@ -274,7 +277,7 @@ fn crash_and_reclaim(url: &str) {
         "grace should have ended once everything was reclaimed; log:\n{}",
         server.stderr_text()
     );
-    assert!(server.stderr_text().contains("grace period ended"));
+    assert!(server.log_contains("grace period ended", Duration::from_secs(5)));
     // And the reclaimed locks are held: fh-b [0, 10) is owner 0's.
     assert_eq!(
         n.lock(&newcomer, b"fh-b", true, 0, 1, false).unwrap(),
@@ -345,7 +348,7 @@ fn postgres_older_instance_is_fenced_and_exits() {
         old.stderr_text()
     );
     assert!(
-        old.stderr_text().contains("fenced"),
+        old.log_contains("fenced", Duration::from_secs(5)),
         "{}",
         old.stderr_text()
     );
