@@ -7,7 +7,7 @@
 //!   drops its own database), with 1, 16 and 256 requests (one pair each) waiting per transaction.
 //!
 //! `BRLOCK_BENCH_RECORDS` overrides the record count; `BRLOCK_BENCH_SECONDS` the time per
-//! throughput figure (default 2).
+//! throughput figure (default 2); `BRLOCK_BENCH_ONLY=recovery` skips the group-commit figures.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -189,6 +189,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         recovery(records).await;
+        if std::env::var("BRLOCK_BENCH_ONLY").is_ok_and(|v| v == "recovery") {
+            return;
+        }
         let dir = std::env::temp_dir().join(format!(
             "brlock-bench-gc-{:x}",
             RandomState::new().hash_one(std::process::id())

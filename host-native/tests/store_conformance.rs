@@ -707,6 +707,87 @@ mod sqlite_only {
         );
     }
 
+    /// `begin_epoch` reads SQLite's rows with the C API (store/sqlite_load.rs); `records` still goes
+    /// through sqlx. Both must decode every value exactly.
+    #[tokio::test]
+    async fn begin_epoch_loads_10000_extreme_records_exactly() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = db.open().await;
+        let (epoch, _) = store.begin_epoch().await.unwrap();
+        let records: Vec<LockRecord> = (0..10_000u64)
+            .map(|i| {
+                // 1024-byte handles (the NLM maximum) with NULs and 0xff bytes in them.
+                let mut file = vec![0u8; 1024];
+                file[..8].copy_from_slice(&i.to_be_bytes());
+                file[1023] = 0xff;
+                let (client, owner) = if i == 0 {
+                    (Vec::new(), Vec::new())
+                } else {
+                    (
+                        format!("client-{}", i % 97).into_bytes(),
+                        vec![0, 0xff, (i % 251) as u8],
+                    )
+                };
+                LockRecord {
+                    file: FileId::new(file),
+                    client: ClientId::new(client),
+                    owner: OwnerId::new(owner),
+                    kind: if i % 2 == 0 { S } else { X },
+                    range: Range::new(u64::MAX - i % 3, u64::MAX - i),
+                }
+            })
+            .collect();
+        let batch: Vec<Write> = (1..).zip(&records).map(|(seq, r)| put(seq, r)).collect();
+        store.apply(epoch, &batch).await.unwrap();
+        store.close().await;
+
+        let store = db.open().await;
+        let (epoch, loaded) = store.begin_epoch().await.unwrap();
+        assert_eq!(epoch, 2);
+        assert_eq!(loaded.len(), 10_000);
+        assert_eq!(loaded, sorted(records));
+        assert_eq!(loaded, all(&store).await);
+    }
+
+    /// A bad row among good ones fails `begin_epoch` with `Corrupt`, and the epoch bump is rolled
+    /// back with it.
+    #[tokio::test]
+    async fn begin_epoch_reports_a_corrupt_row_among_many_and_keeps_the_epoch() {
+        for (bad_row, expected) in [
+            (
+                "PRAGMA ignore_check_constraints = ON; \
+                 INSERT INTO lock_record VALUES (x'6666', x'63', x'6f', 0, 0, 9, 1, 1)",
+                "kind 9",
+            ),
+            (
+                "INSERT INTO lock_record VALUES (x'6666', x'63', x'6f', 0.5, 0, 1, 1, 1)",
+                "column range_offset holds a value of type REAL",
+            ),
+            (
+                "INSERT INTO lock_record VALUES (42, x'63', x'6f', 0, 0, 1, 1, 1)",
+                "column file holds a value of type INTEGER",
+            ),
+        ] {
+            let db = TestDb::new(Backend::Sqlite).await;
+            let store = db.open().await;
+            let (epoch, _) = store.begin_epoch().await.unwrap();
+            let batch: Vec<Write> = (0..1000u64)
+                .map(|i| put(i + 1, &rec(b"f", b"c", b"o", X, i * 10, 10)))
+                .collect();
+            store.apply(epoch, &batch).await.unwrap();
+            db.raw(bad_row).await;
+            let err = store.begin_epoch().await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(m) if m.contains(expected)),
+                "{bad_row}: {err}"
+            );
+            // Rolled back: still this instance's epoch, and the connection still serves.
+            assert_eq!(store.epoch().await.unwrap(), epoch);
+            let first = rec(b"f", b"c", b"o", X, 0, 10);
+            store.apply(epoch, &[del(1001, &first)]).await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_path_in_a_missing_directory_is_unavailable() {
         let err = Store::open("sqlite:///nonexistent-brlock-dir/x/brlock.db")

@@ -51,6 +51,7 @@ mod group_commit;
 mod memory;
 mod postgres;
 mod sqlite;
+mod sqlite_load;
 
 use std::fmt;
 

@@ -4,6 +4,10 @@
 //! makes each of them carry many requests. Write transactions are `BEGIN IMMEDIATE` so that another
 //! process on the same file (a second instance) waits for the write lock at the start instead of
 //! failing half-way.
+//!
+//! `begin_epoch` reads its rows with SQLite's C API on the same connection, in the same transaction
+//! (`sqlite_load`): start-up with a million records would otherwise wait seconds on sqlx's
+//! row-by-row hand-over.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use sqlx::sqlite::{
 
 use super::{
     RecordFilter, StoreError, Write, check_fence, from_db, kind_to_db, migrations, record_from_row,
-    to_db,
+    sqlite_load, to_db,
 };
 
 /// How long a transaction waits for another process's write lock before the store is Unavailable.
@@ -39,7 +43,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            // Rows cross from SQLite's worker thread in chunks this big: start-up loads them all.
+            // `records` gets rows from SQLite's worker thread in chunks this big. (Start-up does not:
+            // `begin_epoch` reads its rows itself, see `sqlite_load`.)
             .row_buffer_size(4096);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -59,13 +64,13 @@ impl SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
-        let mut records = Vec::new();
-        {
-            let mut rows = sqlx::query(select!("")).fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                records.push(record(&row)?);
-            }
-        }
+        let records = {
+            // Borrow the connection from sqlx's worker thread and read the rows on this one: see
+            // `sqlite_load`. The handle is released before the commit below.
+            let mut handle = tx.lock_handle().await?;
+            off_the_runtime(|| sqlite_load::all_records(&mut handle))?
+        };
+        // Dropping `tx` on an error above rolls the epoch bump back.
         tx.commit().await?;
         Ok((from_db(epoch), records))
     }
@@ -156,6 +161,16 @@ impl SqliteStore {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Runs `f`, which blocks on SQLite, so that a multi-threaded runtime moves its other tasks to
+/// other threads meanwhile. (A current-thread runtime, as in tests and benches, simply waits.)
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
