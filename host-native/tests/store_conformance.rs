@@ -788,6 +788,105 @@ mod sqlite_only {
         }
     }
 
+    /// `apply` writes with the C API (store/sqlite_write.rs): every column exactly, including the
+    /// epoch and sequence number `records` does not show, the ops of a batch in order.
+    #[tokio::test]
+    async fn apply_writes_every_column_exactly_and_in_order() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = db.open().await;
+        let (epoch, _) = store.begin_epoch().await.unwrap();
+        let handle: Vec<u8> = (0..1024).map(|i| (i * 13 % 256) as u8).collect();
+        let a = rec(&handle, b"\0c", b"o\xff", X, u64::MAX, u64::MAX);
+        let a_shared = rec(&handle, b"\0c", b"o\xff", S, u64::MAX, 1);
+        let b = rec(b"f", b"c", b"o", S, 0, 0);
+        let gone = rec(b"f", b"c", b"o", X, 1 << 63, 5);
+        store
+            .apply(
+                epoch,
+                &[
+                    // Put then Delete of one key, then Put again: the last one stays.
+                    put(1, &a),
+                    del(2, &a),
+                    put(3, &a),
+                    // Replaced within the batch.
+                    put(4, &a_shared),
+                    put(5, &gone),
+                    del(6, &gone),
+                    // Delete then Put of one key.
+                    del(u64::MAX - 1, &b),
+                    put(u64::MAX, &b),
+                ],
+            )
+            .await
+            .unwrap();
+        let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+        type Row = (Vec<u8>, Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT file, client, owner, range_offset, range_length, kind, epoch, seq \
+             FROM lock_record ORDER BY seq",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+        // Signed columns: u64::MAX is -1, so ORDER BY seq puts b (seq u64::MAX) first.
+        let e = epoch as i64;
+        assert_eq!(
+            rows,
+            vec![
+                (b"f".to_vec(), b"c".to_vec(), b"o".to_vec(), 0, 0, 0, e, -1),
+                (
+                    handle.clone(),
+                    b"\0c".to_vec(),
+                    b"o\xff".to_vec(),
+                    -1,
+                    1,
+                    0,
+                    e,
+                    4
+                ),
+            ]
+        );
+        assert_eq!(all(&store).await, sorted(vec![a_shared, b]));
+    }
+
+    /// A write that fails half-way through a batch fails `apply` as Unavailable and rolls back the
+    /// writes before it; the connection serves the next batch. A missing server row is corrupt.
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_its_batch() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = db.open().await;
+        let (epoch, _) = store.begin_epoch().await.unwrap();
+        let kept = rec(b"f", b"c", b"o", X, 0, 1);
+        store.apply(epoch, &[put(1, &kept)]).await.unwrap();
+        db.raw(
+            "CREATE TRIGGER refuse BEFORE INSERT ON lock_record WHEN NEW.range_offset = 666 \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .await;
+        let first = rec(b"f", b"c", b"o", X, 10, 1);
+        let refused = rec(b"f", b"c", b"o", X, 666, 1);
+        let err = store
+            .apply(epoch, &[put(2, &first), del(3, &kept), put(4, &refused)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("refused by the test")),
+            "{err}"
+        );
+        assert_eq!(all(&store).await, vec![kept.clone()]);
+        store.apply(epoch, &[put(5, &first)]).await.unwrap();
+        assert_eq!(all(&store).await, sorted(vec![kept.clone(), first.clone()]));
+
+        db.raw("DELETE FROM server").await;
+        let err = store.apply(epoch, &[del(6, &kept)]).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("server row is missing")),
+            "{err}"
+        );
+        assert_eq!(all(&store).await, sorted(vec![kept, first]));
+    }
+
     #[tokio::test]
     async fn a_path_in_a_missing_directory_is_unavailable() {
         let err = Store::open("sqlite:///nonexistent-brlock-dir/x/brlock.db")

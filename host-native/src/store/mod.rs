@@ -51,7 +51,9 @@ mod group_commit;
 mod memory;
 mod postgres;
 mod sqlite;
+mod sqlite_ffi;
 mod sqlite_load;
+mod sqlite_write;
 
 use std::fmt;
 
