@@ -2,6 +2,7 @@
 //! what only the host sees (RPC requests by procedure and status, their latency, open connections,
 //! callback latency), served as text at `GET /metrics` by a minimal HTTP/1.1 responder.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,11 @@ pub struct Metrics {
     pub open_connections: Gauge,
     pub callback_seconds: Family<CallbackLabels, Histogram>,
     core: Arc<CoreStats>,
+    /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
+    request_cache: Mutex<RequestCache>,
 }
+
+type RequestCache = HashMap<String, HashMap<String, (Counter, Histogram)>>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -94,18 +99,33 @@ impl Metrics {
             open_connections,
             callback_seconds,
             core,
+            request_cache: Mutex::default(),
         }
     }
 
     pub fn observe_request(&self, procedure: &str, status: &str, elapsed: Duration) {
-        let labels = RpcLabels {
-            procedure: procedure.to_string(),
-            status: status.to_string(),
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.request_seconds
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        // Fast path: the (counter, histogram) pair of a label set already seen, found by `&str`
+        // without building the two label `String`s and hashing them into both families. The
+        // cached handles share their values with the families' entries (they are `Arc`s).
+        let mut cache = self.request_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache.contains_key(procedure) {
+            cache.insert(procedure.to_string(), HashMap::new());
+        }
+        let by_status = cache.get_mut(procedure).expect("just inserted");
+        if !by_status.contains_key(status) {
+            let labels = RpcLabels {
+                procedure: procedure.to_string(),
+                status: status.to_string(),
+            };
+            let pair = (
+                self.requests.get_or_create(&labels).clone(),
+                self.request_seconds.get_or_create(&labels).clone(),
+            );
+            by_status.insert(status.to_string(), pair);
+        }
+        let (count, seconds) = &by_status[status];
+        count.inc();
+        seconds.observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_callback(&self, result: &str, elapsed: Duration) {

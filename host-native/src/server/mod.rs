@@ -134,11 +134,8 @@ impl Shared {
         if encode_reply(&rpc, &mut out).is_ok() {
             self.send_reply(&ctx.reply_to, ctx.peer, ctx.drc.as_ref(), &out);
         }
-        self.metrics.observe_request(
-            &format!("{:?}", ctx.procedure).to_lowercase(),
-            status,
-            ctx.received.elapsed(),
-        );
+        self.metrics
+            .observe_request(proc_label(ctx.procedure), status, ctx.received.elapsed());
     }
 }
 
@@ -450,8 +447,35 @@ fn record(
     }
 }
 
-fn status_name(stat: Stat) -> String {
-    format!("{stat:?}").to_lowercase()
+/// `stat`'s metrics label (`{stat:?}` in lower case), formatted once per process rather than per
+/// reply.
+fn status_name(stat: Stat) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<(Stat, String)>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        Stat::ALL
+            .iter()
+            .map(|&s| (s, format!("{s:?}").to_lowercase()))
+            .collect()
+    });
+    names
+        .iter()
+        .find(|(s, _)| *s == stat)
+        .map_or("unknown", |(_, n)| n)
+}
+
+/// `procedure`'s metrics label (`{procedure:?}` in lower case), formatted once per process.
+pub(crate) fn proc_label(procedure: NlmProc) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<(NlmProc, String)>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        NlmProc::ALL
+            .iter()
+            .map(|&p| (p, format!("{p:?}").to_lowercase()))
+            .collect()
+    });
+    names
+        .iter()
+        .find(|(p, _)| *p == procedure)
+        .map_or("unknown", |(_, n)| n)
 }
 
 impl CoreTask {
@@ -851,8 +875,8 @@ impl CoreTask {
                 _ => NlmCall::GrantedRes(Res { cookie, stat }),
             };
             self.shared.metrics.observe_request(
-                &format!("{:?}", ctx.procedure).to_lowercase(),
-                &status_name(stat),
+                proc_label(ctx.procedure),
+                status_name(stat),
                 ctx.received.elapsed(),
             );
             tokio::spawn(callbacks::send_res(
@@ -878,7 +902,7 @@ impl CoreTask {
             }),
             nlm::ReplyShape::Void => NlmReply::Void,
         };
-        self.shared.reply_nlm(&ctx, &reply, &status_name(stat));
+        self.shared.reply_nlm(&ctx, &reply, status_name(stat));
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
