@@ -1,7 +1,9 @@
-//! Duplicate request cache: a retransmitted call (same client address, xid, program, version and
-//! procedure) gets the reply already sent instead of running again, so a retried LOCK or UNLOCK cannot
-//! act twice. Keyed by IP without the port, as Linux's `rpc_cmp_addr`, so a retry over a new TCP
-//! connection is caught too. Bounded, oldest entry first out.
+//! Duplicate request cache: a retransmitted call (same client address, xid, program, version,
+//! procedure and argument bytes) gets the reply already sent instead of running again, so a retried
+//! LOCK or UNLOCK cannot act twice. Keyed by IP without the port, as Linux's `rpc_cmp_addr`, so a
+//! retry over a new TCP connection is caught too; and, like Linux nfsd's reply cache, by a checksum of
+//! the arguments, so two clients behind one address that happen to pick the same xid never get each
+//! other's replies. Bounded, oldest entry first out.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -13,6 +15,16 @@ pub struct DrcKey {
     pub program: u32,
     pub version: u32,
     pub procedure: u32,
+    /// [`args_checksum`] of the call's argument bytes.
+    pub args: u64,
+}
+
+/// FNV-1a over the argument bytes: a retransmission repeats them exactly; another call with the
+/// same xid almost never does.
+pub fn args_checksum(args: &[u8]) -> u64 {
+    args.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +116,21 @@ mod tests {
             program: 100_021,
             version: 4,
             procedure: 2,
+            args: args_checksum(b"lock args"),
         }
+    }
+
+    #[test]
+    fn the_same_xid_with_other_arguments_is_a_new_call() {
+        let mut drc = Drc::new(8);
+        assert_eq!(drc.lookup(key(7)), Lookup::New);
+        drc.complete(&key(7), &[1]);
+        let other_args = DrcKey {
+            args: args_checksum(b"another owner's lock"),
+            ..key(7)
+        };
+        assert_eq!(drc.lookup(other_args), Lookup::New);
+        assert_eq!(drc.lookup(key(7)), Lookup::Replay(vec![1]));
     }
 
     #[test]

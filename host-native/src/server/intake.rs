@@ -170,6 +170,7 @@ pub(crate) fn on_record(
         program: h.program,
         version: h.version,
         procedure: h.procedure,
+        args: super::drc::args_checksum(call.args),
     });
     if let Some(key) = drc {
         let lookup = shared.drc_lock().lookup(key);
