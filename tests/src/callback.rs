@@ -147,12 +147,16 @@ pub struct Portmapper {
     pub server: RpcServer,
     /// Every GETPORT query received, with the transport it came on.
     pub queries: Arc<Mutex<Vec<(Transport, Mapping)>>>,
+    /// Every SET and UNSET received (all answered `true`), in arrival order.
+    pub registrations: Arc<Mutex<Vec<(PmapProc, Mapping)>>>,
 }
 
 impl Portmapper {
     pub fn spawn(nlm_port: u16) -> io::Result<Self> {
         let queries = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&queries);
+        let registrations = Arc::new(Mutex::new(Vec::new()));
+        let sets = Arc::clone(&registrations);
         let handler: Arc<Handler> = Arc::new(move |transport, header, args| {
             if header.program != PMAP_PROGRAM {
                 return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
@@ -166,6 +170,17 @@ impl Portmapper {
             let results = match header.procedure {
                 p if p == PmapProc::Null as u32 => Vec::new(),
                 p if p == PmapProc::Set as u32 || p == PmapProc::Unset as u32 => {
+                    let Ok(mapping) = decode_exact::<Mapping>(args) else {
+                        return Some(Reply::accepted(header.xid, AcceptStat::GarbageArgs));
+                    };
+                    let procedure = if p == PmapProc::Set as u32 {
+                        PmapProc::Set
+                    } else {
+                        PmapProc::Unset
+                    };
+                    sets.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((procedure, mapping));
                     encode_to_vec(&true).expect("bool encodes")
                 }
                 p if p == PmapProc::Getport as u32 => {
@@ -189,6 +204,7 @@ impl Portmapper {
         Ok(Portmapper {
             server: RpcServer::spawn(handler)?,
             queries,
+            registrations,
         })
     }
 
@@ -198,6 +214,14 @@ impl Portmapper {
 
     pub fn queries(&self) -> Vec<(Transport, Mapping)> {
         self.queries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every SET and UNSET received so far, in arrival order.
+    pub fn registrations(&self) -> Vec<(PmapProc, Mapping)> {
+        self.registrations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

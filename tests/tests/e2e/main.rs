@@ -9,11 +9,14 @@
 //! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
 //!   still serves afterwards.
 //! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
+//! - `registration`: PMAPPROC_SET/UNSET with a test rpcbind, SM_MON to a fake statd, and
+//!   the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
 
 mod callbacks;
 mod cli;
 mod locking;
 mod malformed;
+mod registration;
 
 use std::net::SocketAddr;
 
