@@ -129,6 +129,10 @@ pub struct Options {
     pub store: Option<String>,
     /// `--grace` in seconds; 0 if unset.
     pub grace: Option<u64>,
+    /// `--rpcbind ADDR:PORT`; `none` if unset.
+    pub rpcbind: Option<String>,
+    /// `--statd ADDR:PORT`; `none` if unset.
+    pub statd: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -157,6 +161,8 @@ impl Brlockd {
         let portmap_port = options.portmap_port.unwrap_or(DEAD_PORT).to_string();
         let store = options.store.clone().unwrap_or_else(|| "memory".into());
         let grace = options.grace.unwrap_or(0).to_string();
+        let rpcbind = options.rpcbind.clone().unwrap_or_else(|| "none".into());
+        let statd = options.statd.clone().unwrap_or_else(|| "none".into());
         let mut args: Vec<String> = [
             "--listen",
             "127.0.0.1:0",
@@ -167,9 +173,9 @@ impl Brlockd {
             "--portmap-port",
             &portmap_port,
             "--rpcbind",
-            "none",
+            &rpcbind,
             "--statd",
-            "none",
+            &statd,
         ]
         .iter()
         .map(|s| s.to_string())

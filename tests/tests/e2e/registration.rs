@@ -2,14 +2,8 @@
 //! v4 (tcp and udp) with rpcbind at start and shutdown, SM_MON to statd on a client's first
 //! monitored LOCK, and the statd reboot relay (NLM procedure 16, Linux lockd's private
 //! SM_NOTIFY callback) freeing the rebooted client's locks.
-//!
-//! [`Brlockd`](brlock_tests::brlockd::Brlockd) always passes `--rpcbind none --statd none`
-//! and clap refuses a repeated flag, so these tests start the binary themselves
-//! ([`Daemon`]).
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,128 +15,13 @@ use brlock_native::nsm::{
 use brlock_native::portmap::{IPPROTO_TCP, IPPROTO_UDP, Mapping, PmapProc};
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
-use brlock_tests::brlockd::{DEAD_PORT, START_TIMEOUT, brlockd_path};
+use brlock_tests::brlockd::{Brlockd, Options};
 use brlock_tests::callback::{Handler, Portmapper, RpcServer};
 use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport, success_results};
 
 use super::assert_still_serves;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `brlockd` started with the given `--rpcbind` and `--statd`, killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Daemon {
-    fn start(rpcbind: &str, statd: &str) -> Self {
-        let args = [
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--grace",
-            "0",
-            "--portmap-port",
-            &DEAD_PORT.to_string(),
-            "--rpcbind",
-            rpcbind,
-            "--statd",
-            statd,
-        ]
-        .map(String::from);
-        let mut child = Command::new(brlockd_path())
-            .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start brlockd");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        {
-            let sink = Arc::clone(&stderr);
-            let mut pipe = child.stderr.take().expect("stderr piped");
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        let (tx, lines) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("stdout piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut daemon = Daemon {
-            child,
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            stderr,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("listening on ") {
-                        daemon.addr = rest.trim().parse().expect("listening address");
-                        return daemon;
-                    }
-                }
-                Err(_) => panic!(
-                    "brlockd {args:?} printed no `listening on` line; stderr:\n{}",
-                    daemon.stderr_text()
-                ),
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
-    }
-
-    /// SIGTERM, then up to `within` for the exit.
-    fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM) failed");
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- brlockd stderr ---\n{}\n--- end of brlockd stderr ---",
-                self.stderr_text()
-            );
-        }
-    }
-}
 
 /// Polls `f` until it returns `Some` or `within` passes.
 fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -168,7 +47,10 @@ fn sorted(mut v: Vec<(u32, u32, u32)>) -> Vec<(u32, u32, u32)> {
 #[test]
 fn registers_with_rpcbind_and_unregisters_on_sigterm() {
     let rpcbind = Portmapper::spawn(0).unwrap();
-    let mut server = Daemon::start(&format!("127.0.0.1:{}", rpcbind.port()), "none");
+    let mut server = Brlockd::start_with(Options {
+        rpcbind: Some(format!("127.0.0.1:{}", rpcbind.port())),
+        ..Options::default()
+    });
     let port = u32::from(server.addr.port());
 
     let mut want_sets = Vec::new();
@@ -308,7 +190,10 @@ fn reboot_notice(server: SocketAddr, mon: &Mon, state: u32) {
 #[test]
 fn statd_reboot_notice_frees_monitored_client_locks() {
     let (statd, monitored) = fake_statd();
-    let server = Daemon::start("none", &format!("127.0.0.1:{}", statd.port));
+    let server = Brlockd::start_with(Options {
+        statd: Some(format!("127.0.0.1:{}", statd.port)),
+        ..Options::default()
+    });
     let fh = b"fh-reboot".to_vec();
     let a = Owner::new("rebooting-host", 1, "ownerA");
     let b = Owner::new("other-host", 2, "ownerB");
