@@ -543,8 +543,9 @@ impl CoreTask {
                     if let Err(e) = result {
                         self.persist_failed(batch, e);
                     }
-                    if let Some(h) = self.held.iter_mut().find(|h| h.batch == batch) {
-                        h.ready = true;
+                    // `held` is in batch order, and thousands deep under pipelined load.
+                    if let Ok(i) = self.held.binary_search_by_key(&batch, |h| h.batch) {
+                        self.held[i].ready = true;
                     }
                     self.drain_held();
                 }

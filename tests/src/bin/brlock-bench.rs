@@ -1,8 +1,8 @@
 //! `brlock-bench`: an NLM v4 load generator for brlockd or any other NLM server.
 //!
 //! ```text
-//! brlock-bench --addr 127.0.0.1:PORT [--connections N] [--seconds S] [--server-pid PID]
-//!              [--fh TEXT|hex:…]
+//! brlock-bench --addr 127.0.0.1:PORT [--connections N] [--pipeline D] [--seconds S]
+//!              [--server-pid PID] [--fh TEXT|hex:…]
 //! ```
 //!
 //! Each of N TCP connections is its own lock owner (caller_name `bench-N`, svid N, oh
@@ -10,6 +10,11 @@
 //! that monitors a client host on its first lock and forgets it on its last (NFS-Ganesha
 //! with statd) does not make a statd round trip per pair. Then it loops: LOCK exclusive of
 //! its own 10-byte range, UNLOCK it, one call at a time. Owners never conflict.
+//!
+//! With `--pipeline D` (D > 1) a connection keeps D pairs in flight, as a kernel NFS client
+//! multiplexes many calls on one transport: it writes D LOCK+UNLOCK pairs (2·D calls, each pair
+//! on its own range, fresh xids and cookies) in one `write`, then reads the 2·D replies, matched
+//! by xid, in whatever order they come. Latency is then that of one such wave.
 //!
 //! Prints LOCK+UNLOCK pairs per second, the p50/p99 latency of one pair, and with
 //! `--server-pid` the server's CPU time (utime+stime from /proc/PID/stat, before and after).
@@ -21,25 +26,32 @@ use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use brlock_native::nlm::{NlmVersion, Stat};
-use brlock_tests::client::{NlmClient, Owner, Transport};
+use std::collections::HashMap;
+
+use brlock_native::nlm::{
+    self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, Stat, UnlockArgs,
+};
+use brlock_native::rpc::{decode_reply, encode_record};
+use brlock_tests::client::{NlmClient, Owner, Transport, success_results};
 use brlock_tests::script::bytes_arg;
 
 struct Args {
     addr: SocketAddr,
     connections: u32,
+    pipeline: u32,
     seconds: u64,
     server_pid: Option<u32>,
     fh: Vec<u8>,
 }
 
-const USAGE: &str = "usage: brlock-bench --addr HOST:PORT [--connections N] [--seconds S] \
-                     [--server-pid PID] [--fh TEXT|hex:…]";
+const USAGE: &str = "usage: brlock-bench --addr HOST:PORT [--connections N] [--pipeline D] \
+                     [--seconds S] [--server-pid PID] [--fh TEXT|hex:…]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         connections: 1,
+        pipeline: 1,
         seconds: 10,
         server_pid: None,
         fh: b"bench-file".to_vec(),
@@ -58,6 +70,9 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--connections: {e}"))?;
             }
+            "--pipeline" => {
+                args.pipeline = value()?.parse().map_err(|e| format!("--pipeline: {e}"))?;
+            }
             "--seconds" => {
                 args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
             }
@@ -74,6 +89,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
+    }
+    if args.pipeline == 0 || args.pipeline > 4096 {
+        return Err("--pipeline must be between 1 and 4096".into());
     }
     Ok(args)
 }
@@ -101,7 +119,9 @@ fn cpu_seconds(pid: u32) -> Result<f64, String> {
 }
 
 struct Outcome {
+    /// One entry per pair (per wave when pipelined).
     latencies_us: Vec<u32>,
+    pairs: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -115,6 +135,7 @@ fn run_connection(
 ) -> Outcome {
     let mut out = Outcome {
         latencies_us: Vec::with_capacity(1 << 16),
+        pairs: 0,
         errors: 0,
         first_error: None,
     };
@@ -151,30 +172,131 @@ fn run_connection(
     let Some(c) = client.as_mut() else {
         return out;
     };
-    let offset = u64::from(n) * 100;
-    while Instant::now() < deadline {
-        let t0 = Instant::now();
-        let lock = c.lock(&owner, fh, true, offset, 10, false);
-        let unlock = c.unlock(&owner, fh, offset, 10);
-        let dt = t0.elapsed();
-        match (lock, unlock) {
-            (Ok(Stat::Granted), Ok(Stat::Granted)) => {
-                out.latencies_us
-                    .push(u32::try_from(dt.as_micros()).unwrap_or(u32::MAX));
-            }
-            (l, u) => {
-                fail(
-                    &mut out,
-                    format!("connection {n}: LOCK {l:?}, UNLOCK {u:?}"),
-                );
-                if out.errors > 100 {
-                    break;
+    if args.pipeline > 1 {
+        pipelined(c, n, args, &owner, deadline, &mut out, &fail);
+    } else {
+        let offset = u64::from(n) * 100;
+        while Instant::now() < deadline {
+            let t0 = Instant::now();
+            let lock = c.lock(&owner, fh, true, offset, 10, false);
+            let unlock = c.unlock(&owner, fh, offset, 10);
+            let dt = t0.elapsed();
+            match (lock, unlock) {
+                (Ok(Stat::Granted), Ok(Stat::Granted)) => {
+                    out.pairs += 1;
+                    out.latencies_us
+                        .push(u32::try_from(dt.as_micros()).unwrap_or(u32::MAX));
+                }
+                (l, u) => {
+                    fail(
+                        &mut out,
+                        format!("connection {n}: LOCK {l:?}, UNLOCK {u:?}"),
+                    );
+                    if out.errors > 100 {
+                        break;
+                    }
                 }
             }
         }
     }
     let _ = c.unlock(&owner, fh, held_offset, 1);
     out
+}
+
+/// Waves of `args.pipeline` LOCK+UNLOCK pairs, each wave written at once and its replies read
+/// back in any order.
+fn pipelined(
+    c: &mut NlmClient,
+    n: u32,
+    args: &Args,
+    owner: &Owner,
+    deadline: Instant,
+    out: &mut Outcome,
+    fail: &dyn Fn(&mut Outcome, String),
+) {
+    let depth = args.pipeline as usize;
+    // xid → (procedure, cookie) of every call of the wave still unanswered.
+    let mut pending: HashMap<u32, (NlmProc, Vec<u8>)> = HashMap::with_capacity(2 * depth);
+    let mut wave = Vec::with_capacity(depth * 2 * 160);
+    while Instant::now() < deadline {
+        wave.clear();
+        pending.clear();
+        for i in 0..depth as u64 {
+            let offset = u64::from(n) * 1_000_000 + i * 16;
+            let lock = NlmCall::Lock(c.lock_args(owner, &args.fh, true, offset, 10, false));
+            let cookie = c.cookie();
+            let unlock = NlmCall::Unlock(UnlockArgs {
+                cookie,
+                lock: owner.lock(&args.fh, offset, 10),
+            });
+            for call in [lock, unlock] {
+                let procedure = call.procedure();
+                let body = c.encode_args(&call);
+                let (xid, msg) =
+                    c.rpc
+                        .encode(NLM_PROGRAM, NlmVersion::V4 as u32, procedure as u32, &body);
+                encode_record(&msg, &mut wave);
+                let cookie = match call {
+                    NlmCall::Lock(a) => a.cookie,
+                    NlmCall::Unlock(a) => a.cookie,
+                    _ => unreachable!("only LOCK and UNLOCK are sent"),
+                };
+                pending.insert(xid, (procedure, cookie));
+            }
+        }
+        let t0 = Instant::now();
+        if let Err(e) = c.rpc.send_bytes(&wave) {
+            fail(out, format!("connection {n}: write: {e}"));
+            return;
+        }
+        let mut granted = 0;
+        while !pending.is_empty() {
+            let record = match c.rpc.recv_record() {
+                Ok(r) => r,
+                Err(e) => {
+                    fail(out, format!("connection {n}: read: {e}"));
+                    return;
+                }
+            };
+            let reply = match decode_reply(&record) {
+                Ok(r) => r,
+                Err(e) => {
+                    fail(out, format!("connection {n}: bad reply: {e}"));
+                    return;
+                }
+            };
+            let Some((procedure, cookie)) = pending.remove(&reply.xid) else {
+                fail(
+                    out,
+                    format!("connection {n}: reply to unknown xid {}", reply.xid),
+                );
+                continue;
+            };
+            let stat = success_results(reply)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    nlm::decode_reply(NlmVersion::V4, procedure, &r).map_err(|e| e.to_string())
+                });
+            match stat {
+                Ok(NlmReply::Res(Res {
+                    cookie: c,
+                    stat: Stat::Granted,
+                })) if c == cookie => granted += 1,
+                other => fail(
+                    out,
+                    format!("connection {n}: {procedure:?} answered {other:?}"),
+                ),
+            }
+        }
+        let dt = t0.elapsed();
+        if granted == 2 * depth {
+            out.pairs += depth as u64;
+            out.latencies_us
+                .push(u32::try_from(dt.as_micros()).unwrap_or(u32::MAX));
+        } else if out.errors > 100 {
+            return;
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -227,18 +349,20 @@ fn main() -> ExitCode {
         .flat_map(|o| o.latencies_us.iter().copied())
         .collect();
     latencies.sort_unstable();
-    let pairs = latencies.len() as u64;
+    let pairs: u64 = outcomes.iter().map(|o| o.pairs).sum();
     let errors: u64 = outcomes.iter().map(|o| o.errors).sum();
     let rate = pairs as f64 / elapsed;
     println!(
-        "brlock-bench: addr={} connections={} seconds={:.1} fh={} bytes",
+        "brlock-bench: addr={} connections={} pipeline={} seconds={:.1} fh={} bytes",
         args.addr,
         args.connections,
+        args.pipeline,
         elapsed,
         args.fh.len()
     );
     println!(
-        "pairs={pairs} pairs/s={rate:.0} p50={}us p99={}us errors={errors}",
+        "pairs={pairs} pairs/s={rate:.0} {} p50={}us p99={}us errors={errors}",
+        if args.pipeline > 1 { "wave" } else { "pair" },
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
     );
