@@ -539,3 +539,27 @@ impl Drop for TestPortmapper {
         self.task.abort();
     }
 }
+
+/// The text of `GET /metrics` from a brlockd metrics address, status line and headers included.
+pub async fn scrape_metrics(addr: SocketAddr) -> Result<String, ClientError> {
+    let scrape = async {
+        let mut http = TcpStream::connect(addr).await?;
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: brlockd\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        http.read_to_string(&mut text).await?;
+        Ok(text)
+    };
+    tokio::time::timeout(Duration::from_secs(5), scrape)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+/// The value of the sample `name` (with its labels exactly as exposed, e.g.
+/// `brlock_store_failures_total{kind="error"}`) in a metrics page, if it is there.
+pub fn metric_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
+}
+

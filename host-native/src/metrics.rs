@@ -1,6 +1,7 @@
 //! Prometheus metrics for brlockd: the core's `Stats` (read from the core task at each scrape) plus
 //! what only the host sees (RPC requests by procedure and status, their latency, open connections,
-//! callback latency), served as text at `GET /metrics` by a minimal HTTP/1.1 responder.
+//! callback latency, the store's writes, commit latency and failures), served as text at
+//! `GET /metrics` by a minimal HTTP/1.1 responder.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +31,12 @@ pub struct CallbackLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreFailureLabels {
+    /// `fenced` (another instance took the store over) or `error` (the store did not answer).
+    pub kind: &'static str,
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -46,6 +53,13 @@ pub struct Metrics {
     pub request_seconds: Family<RpcLabels, Histogram>,
     pub open_connections: Gauge,
     pub callback_seconds: Family<CallbackLabels, Histogram>,
+    /// Persist writes handed to the store (none with `--store memory`).
+    pub store_writes: Counter,
+    /// From handing an event's writes to group commit to their transaction committing.
+    pub store_durable_seconds: Histogram,
+    pub store_failures: Family<StoreFailureLabels, Counter>,
+    /// Times the core was rebuilt from the store after a failure.
+    pub store_rebuilds: Counter,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
     request_cache: Mutex<RequestCache>,
@@ -90,6 +104,30 @@ impl Metrics {
             "Time a GRANTED callback took, by result",
             callback_seconds.clone(),
         );
+        let store_writes = Counter::default();
+        registry.register(
+            "brlock_store_writes",
+            "Lock record writes (puts and deletes) handed to the store",
+            store_writes.clone(),
+        );
+        let store_durable_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "brlock_store_durable_duration_seconds",
+            "Time from handing an event's writes to the store to their commit",
+            store_durable_seconds.clone(),
+        );
+        let store_failures = Family::<StoreFailureLabels, Counter>::default();
+        registry.register(
+            "brlock_store_failures",
+            "Events whose writes could not be made durable (their replies were refused), by kind",
+            store_failures.clone(),
+        );
+        let store_rebuilds = Counter::default();
+        registry.register(
+            "brlock_store_rebuilds",
+            "Times the core was rebuilt from the store after a store failure",
+            store_rebuilds.clone(),
+        );
         let core = Arc::new(CoreStats::default());
         registry.register_collector(Box::new(core.clone()));
         Self {
@@ -98,6 +136,10 @@ impl Metrics {
             request_seconds,
             open_connections,
             callback_seconds,
+            store_writes,
+            store_durable_seconds,
+            store_failures,
+            store_rebuilds,
             core,
             request_cache: Mutex::default(),
         }

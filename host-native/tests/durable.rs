@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brlock_core::{ClientId, Core, FileId, LockKind, LockRecord, Range};
-use brlock_native::client::{NlmClient, lock_of};
+use brlock_native::client::{NlmClient, lock_of, metric_value, scrape_metrics};
 use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{NlmVersion, Stat};
 use brlock_native::server::dispatch::owner_id;
@@ -15,7 +15,8 @@ use brlock_native::store::{MemoryStore, RecordFilter, Store};
 
 async fn serve(store: &Arc<Store>) -> Server {
     let (epoch, records) = store.begin_epoch().await.unwrap();
-    let config = ServerConfig::for_tests();
+    let mut config = ServerConfig::for_tests();
+    config.metrics = Some("127.0.0.1:0".parse().unwrap());
     let (core, actions) = Core::restore(config.core.clone(), 0, epoch, records).unwrap();
     let sink = StorePersistSink::spawn(store.clone(), epoch);
     Server::start_restored(
@@ -71,6 +72,17 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         vec![record("host-a", 1, "fh", 0, 100)]
     );
 
+    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    assert_eq!(metric_value(&page, "brlock_store_writes_total"), Some(1.0));
+    assert_eq!(
+        metric_value(&page, "brlock_store_durable_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&page, r#"brlock_store_failures_total{kind="error"}"#),
+        None
+    );
+
     memory(&store).set_unavailable(Some("disk on fire"));
     // v4 says NLM4_FAILED, v1/v3 DENIED_NOLOCKS; neither lock nor unlock happened.
     let lost = lock_of("host-a", "fh", 1, 200, 10);
@@ -99,6 +111,14 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         stored(&store).await,
         vec![record("host-a", 1, "fh", 0, 100)]
     );
+    // One event's writes failed (the later requests were refused while the core waited for the
+    // store), and the core was rebuilt once.
+    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    assert_eq!(
+        metric_value(&page, r#"brlock_store_failures_total{kind="error"}"#),
+        Some(1.0)
+    );
+    assert_eq!(metric_value(&page, "brlock_store_rebuilds_total"), Some(1.0));
     let over_lost = lock_of("host-b", "fh", 2, 200, 10);
     assert_eq!(
         b.lock(&over_lost, true, false).await.unwrap().stat,
@@ -143,5 +163,11 @@ async fn a_fenced_server_refuses_everything_and_says_so() {
     // Even a request that writes nothing is refused now.
     assert_eq!(a.test(&refused, true).await.unwrap().stat, Stat::Failed);
     assert_eq!(stored(&store).await, vec![record("host-a", 1, "fh", 0, 10)]);
+    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    assert_eq!(
+        metric_value(&page, r#"brlock_store_failures_total{kind="fenced"}"#),
+        Some(1.0)
+    );
+    assert_eq!(metric_value(&page, "brlock_store_rebuilds_total"), Some(0.0));
     s.shutdown().await;
 }

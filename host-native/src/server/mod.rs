@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{ServerConfig, StatdSetting};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreFailureLabels};
 use crate::nlm::{
     self, Lock, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, ShareRes, Stat, TestArgs,
     TestRes,
@@ -591,6 +591,7 @@ impl CoreTask {
         self.next_batch += 1;
         let mut ready = true;
         if !ops.is_empty() {
+            self.shared.metrics.store_writes.inc_by(ops.len() as u64);
             let mut durable = self.sink.submit(PersistBatch { ops });
             match durable
                 .as_mut()
@@ -601,8 +602,13 @@ impl CoreTask {
                 Poll::Pending => {
                     ready = false;
                     let tx = self.shared.core_tx.clone();
+                    let metrics = self.shared.metrics.clone();
+                    let submitted = Instant::now();
                     tokio::spawn(async move {
                         let result = durable.await;
+                        metrics
+                            .store_durable_seconds
+                            .observe(submitted.elapsed().as_secs_f64());
                         let _ = tx.send(CoreMsg::Durable { batch, result });
                     });
                 }
@@ -644,6 +650,16 @@ impl CoreTask {
     /// submitted batch has resolved the core is rebuilt from the store (`drain_held`).
     fn persist_failed(&mut self, batch: u64, e: StoreError) {
         self.store_failures += 1;
+        let kind = if matches!(e, StoreError::Fenced { .. }) {
+            "fenced"
+        } else {
+            "error"
+        };
+        self.shared
+            .metrics
+            .store_failures
+            .get_or_create(&StoreFailureLabels { kind })
+            .inc();
         if let StoreError::Fenced { mine, current } = e {
             if self.fenced.is_none() {
                 let reason = format!(
@@ -718,6 +734,7 @@ impl CoreTask {
             }
         };
         self.core = core;
+        self.shared.metrics.store_rebuilds.inc();
         self.failed_from = None;
         self.recovering = false;
         self.granted_msg.clear();
