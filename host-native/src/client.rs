@@ -562,4 +562,3 @@ pub fn metric_value(page: &str, name: &str) -> Option<f64> {
         .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .find_map(|v| v.trim().parse().ok())
 }
-

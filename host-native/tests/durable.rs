@@ -6,17 +6,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brlock_core::{ClientId, Core, FileId, LockKind, LockRecord, Range};
-use brlock_native::client::{NlmClient, lock_of, metric_value, scrape_metrics};
+use brlock_native::client::{
+    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, metric_value, scrape_metrics,
+};
 use brlock_native::config::ServerConfig;
-use brlock_native::nlm::{NlmVersion, Stat};
+use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, Share, ShareAccess, ShareMode, Stat};
 use brlock_native::server::dispatch::owner_id;
 use brlock_native::server::{AcceptAllHandles, Server, StorePersistSink};
 use brlock_native::store::{MemoryStore, RecordFilter, Store};
 
 async fn serve(store: &Arc<Store>) -> Server {
+    serve_with(store, |_| {}).await
+}
+
+async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) -> Server {
     let (epoch, records) = store.begin_epoch().await.unwrap();
     let mut config = ServerConfig::for_tests();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
+    adjust(&mut config);
     let (core, actions) = Core::restore(config.core.clone(), 0, epoch, records).unwrap();
     let sink = StorePersistSink::spawn(store.clone(), epoch);
     Server::start_restored(
@@ -118,7 +125,10 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         metric_value(&page, r#"brlock_store_failures_total{kind="error"}"#),
         Some(1.0)
     );
-    assert_eq!(metric_value(&page, "brlock_store_rebuilds_total"), Some(1.0));
+    assert_eq!(
+        metric_value(&page, "brlock_store_rebuilds_total"),
+        Some(1.0)
+    );
     let over_lost = lock_of("host-b", "fh", 2, 200, 10);
     assert_eq!(
         b.lock(&over_lost, true, false).await.unwrap().stat,
@@ -168,6 +178,99 @@ async fn a_fenced_server_refuses_everything_and_says_so() {
         metric_value(&page, r#"brlock_store_failures_total{kind="fenced"}"#),
         Some(1.0)
     );
-    assert_eq!(metric_value(&page, "brlock_store_rebuilds_total"), Some(0.0));
+    assert_eq!(
+        metric_value(&page, "brlock_store_rebuilds_total"),
+        Some(0.0)
+    );
+    s.shutdown().await;
+}
+
+/// Waits until the server serves again after a store failure (a TEST stops being refused).
+async fn until_serving(c: &mut NlmClient, probe: &brlock_native::nlm::Lock) -> Stat {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = c.test(probe, true).await.unwrap().stat;
+        if stat != Stat::Failed || Instant::now() > deadline {
+            return stat;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn share_reservations_and_queued_waiters_survive_a_rebuild_after_a_store_failure() {
+    let store = Arc::new(Store::Memory(MemoryStore::new()));
+    let pmap = TestPortmapper::start().await.unwrap();
+    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
+    pmap.register_nlm(&listener);
+    let s = serve_with(&store, |c| c.portmap_port = pmap.port()).await;
+    let connect = || NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4);
+    let (mut a, mut b, mut c) = (
+        connect().await.unwrap(),
+        connect().await.unwrap(),
+        connect().await.unwrap(),
+    );
+    let share = |caller: &str, access, mode| Share {
+        caller_name: caller.as_bytes().to_vec(),
+        fh: b"shared".to_vec(),
+        oh: b"oh".to_vec(),
+        mode,
+        access,
+    };
+    let held = lock_of("host-a", "fh", 1, 0, 100);
+    assert_eq!(
+        a.lock(&held, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    // b waits behind a; c would wait too but cancels, so only b may come back.
+    let waits = lock_of("host-b", "fh", 2, 0, 10);
+    assert_eq!(
+        b.lock(&waits, true, true).await.unwrap().stat,
+        Stat::Blocked
+    );
+    let cancelled = lock_of("host-c", "fh", 3, 50, 10);
+    assert_eq!(
+        c.lock(&cancelled, true, true).await.unwrap().stat,
+        Stat::Blocked
+    );
+    assert_eq!(
+        c.cancel(&cancelled, true, true).await.unwrap().stat,
+        Stat::Granted
+    );
+    let reserved = share("host-b", ShareAccess::Write, ShareMode::DenyWrite);
+    assert_eq!(b.share(&reserved).await.unwrap().stat, Stat::Granted);
+
+    memory(&store).set_unavailable(Some("disk on fire"));
+    let lost = lock_of("host-a", "fh", 1, 500, 10);
+    assert_eq!(a.lock(&lost, true, false).await.unwrap().stat, Stat::Failed);
+    memory(&store).set_unavailable(None);
+    let probe = lock_of("host-c", "fh", 3, 90, 1);
+    assert_eq!(until_serving(&mut c, &probe).await, Stat::Denied);
+
+    // The reservation is still there: a writer is refused, a reader is not.
+    let writer = share("host-c", ShareAccess::Write, ShareMode::DenyNone);
+    assert_eq!(c.share(&writer).await.unwrap().stat, Stat::Denied);
+    let reader = share("host-c", ShareAccess::Read, ShareMode::DenyNone);
+    assert_eq!(c.share(&reader).await.unwrap().stat, Stat::Granted);
+    // b still waits: a's unlock grants it by callback, and c's cancelled wait stays cancelled.
+    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Granted);
+    let Some(NlmCall::Granted(g)) = listener
+        .recv_proc(NlmProc::Granted, Duration::from_secs(5))
+        .await
+    else {
+        panic!("no GRANTED callback for the waiter queued before the rebuild");
+    };
+    assert_eq!((g.lock.svid, g.lock.offset, g.lock.len), (2, 0, 10));
+    assert!(
+        listener
+            .recv_proc(NlmProc::Granted, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "the cancelled waiter came back"
+    );
+    // b holds its range now; c's range is free.
+    let over = |offset| lock_of("host-a", "fh", 1, offset, 1);
+    assert_eq!(a.test(&over(5), true).await.unwrap().stat, Stat::Denied);
+    assert_eq!(a.test(&over(55), true).await.unwrap().stat, Stat::Granted);
     s.shutdown().await;
 }

@@ -266,6 +266,8 @@ impl Server {
             fenced: None,
             fatal: fatal_tx,
             reclaims: Vec::new(),
+            blocking: HashMap::new(),
+            blocking_prune_at: BLOCKING_PRUNE_MIN,
             store_failures: 0,
         };
         task.after_event(actions);
@@ -421,8 +423,16 @@ struct CoreTask {
     fatal: watch::Sender<Option<String>>,
     /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
     reclaims: Vec<LockRecord>,
+    /// Blocking LOCKs that may still wait in a queue of the core, by request: a rebuild after a
+    /// store failure queues them again (queues are not in the store). Entries of waiters that left
+    /// their queue without a grant (CANCEL, FREE_ALL, expiry) are pruned against the core's views.
+    blocking: HashMap<RequestId, Event>,
+    blocking_prune_at: usize,
     store_failures: u64,
 }
+
+/// `blocking` is pruned once it holds this many entries (and then at twice what survived).
+const BLOCKING_PRUNE_MIN: usize = 1024;
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -714,11 +724,23 @@ impl CoreTask {
     /// Replaces the core by one holding exactly `records` (what the store has), in the same grace
     /// state as before: restore, then reclaim at once every lock nobody still has to reclaim (during
     /// grace, replaying the reclaims already granted), which ends the restore's grace when none was
-    /// running. Queued waiters, pending callbacks and share reservations are not in the store and
-    /// are lost: NLM clients retry blocked locks on their own.
+    /// running. Then the share reservations and the queued blocking LOCKs of the old core, which are
+    /// not in the store, are taken again in their old order. Granted waiters whose GRANTED callback
+    /// was still unconfirmed keep their lock only if its grant was durable.
     fn rebuild(&mut self, records: Vec<LockRecord>) {
         let now = self.now();
         let grace = self.core.grace();
+        let mut shares = Vec::new();
+        let mut queued = Vec::new();
+        for file in self.core.files() {
+            for share in self.core.shares(&file) {
+                shares.push((file.clone(), share));
+            }
+            for waiter in self.core.waiters(&file) {
+                queued.extend(self.blocking.remove(&waiter.request));
+            }
+        }
+        self.blocking.clear();
         let mut config = self.core.config().clone();
         // Long enough that the restore's grace cannot end (and release) before the reclaims below.
         config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
@@ -763,8 +785,39 @@ impl CoreTask {
                 cookie: Vec::new(),
             });
         }
+        let share_count = shares.len();
+        let in_grace = self.core.grace().is_some();
+        for (file, share) in shares {
+            let request = self.next_request();
+            self.handle(Event::Share {
+                request,
+                client: share.client,
+                owner: share.owner,
+                file,
+                access: share.access,
+                deny: share.deny,
+                reclaim: in_grace,
+            });
+        }
+        let mut requeued = 0;
+        for mut event in queued {
+            if !self.still_conflicts(&event) {
+                // Granting it now would need a GRANTED callback for a lock the core never queued;
+                // the client asks again on its own (NLM clients re-send a blocked LOCK).
+                continue;
+            }
+            let request = self.next_request();
+            if let Event::Lock { request: r, .. } = &mut event {
+                *r = request;
+            }
+            self.blocking.insert(request, event.clone());
+            self.handle(event);
+            requeued += 1;
+        }
         info!(
             locks = count,
+            shares = share_count,
+            waiters = requeued,
             store_failures = self.store_failures,
             "store answers again: core rebuilt from its {count} lock records; serving"
         );
@@ -805,8 +858,10 @@ impl CoreTask {
                     kind,
                     cookie,
                     attempt,
+                    request,
                     ..
                 } => {
+                    self.blocking.remove(&request);
                     self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
                 }
                 Action::Released {
@@ -843,6 +898,51 @@ impl CoreTask {
                 }
             }
         }
+    }
+
+    /// Whether a blocking `Lock` event would still find a conflicting lock, asked with a TEST (which
+    /// changes nothing in the core but its reply counters).
+    fn still_conflicts(&mut self, lock: &Event) -> bool {
+        let Event::Lock {
+            client,
+            owner,
+            file,
+            range,
+            kind,
+            ..
+        } = lock
+        else {
+            return false;
+        };
+        let request = self.next_request();
+        let test = Event::Test {
+            request,
+            client: client.clone(),
+            owner: owner.clone(),
+            file: file.clone(),
+            range: *range,
+            kind: *kind,
+        };
+        let now = self.now();
+        let mut out = Vec::new();
+        self.core.handle(now, test, &mut out);
+        let denied = out.iter().any(|a| {
+            matches!(a, Action::Reply { request: r, outcome: Outcome::Denied { .. } } if *r == request)
+        });
+        // Whatever else the core did at `now` (timers that came due) is carried out as usual; the
+        // TEST's own reply has no caller and is dropped there.
+        self.after_event(out);
+        denied
+    }
+
+    /// Requests of every waiter queued in the core.
+    fn queued_requests(&self) -> std::collections::HashSet<RequestId> {
+        self.core
+            .files()
+            .iter()
+            .flat_map(|f| self.core.waiters(f))
+            .map(|w| w.request)
+            .collect()
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -924,6 +1024,9 @@ impl CoreTask {
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
+        if !matches!(outcome, Outcome::Blocked { .. }) {
+            self.blocking.remove(&request);
+        }
         let Some(Pending {
             ctx,
             cookie,
@@ -984,6 +1087,14 @@ impl CoreTask {
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);
+        }
+        if matches!(event, Event::Lock { wait: true, .. }) {
+            self.blocking.insert(request, event.clone());
+            if self.blocking.len() >= self.blocking_prune_at {
+                let queued = self.queued_requests();
+                self.blocking.retain(|r, _| queued.contains(r));
+                self.blocking_prune_at = (2 * self.blocking.len()).max(BLOCKING_PRUNE_MIN);
+            }
         }
         self.handle(event);
     }
