@@ -78,6 +78,13 @@ impl Core {
         self.now
     }
 
+    /// Whether the core still tracks `client`: it holds, waits for or reserves something, has locks
+    /// to reclaim, or is connected (or within its disconnect TTL). Hosts drop their own per-client
+    /// state (e.g. brlockd's statd monitoring) once this turns false.
+    pub fn knows_client(&self, client: &ClientId) -> bool {
+        self.clients.lookup(client).is_some()
+    }
+
     /// Files that have locks, waiters or shares, in name order.
     pub fn files(&self) -> Vec<FileId> {
         let mut files: Vec<FileId> = self.files.iter().map(|(_, id, _)| id.clone()).collect();

@@ -134,6 +134,34 @@ fn free_all_releases_every_lock_waiter_and_share_of_the_client() {
     assert_eq!(t.held("k"), ["x:X:0-9"], "other clients keep theirs");
 }
 
+/// A host forgets a client (brlockd unmonitors it) exactly when the core stops tracking it: nothing
+/// held, queued or reserved, whichever way the last thing went.
+#[test]
+fn a_client_is_known_while_it_holds_waits_for_or_reserves_something() {
+    let mut t = T::new();
+    let known = |t: &T, c: &str| t.core.knows_client(&ClientId::from(c));
+    t.lock("h/p", "f", 0, 10, X);
+    assert!(known(&t, "h"));
+    t.unlock("h/p", "f", 0, 10);
+    assert!(!known(&t, "h"), "unlocked everything");
+
+    t.lock("x", "f", 0, 10, X);
+    t.lock("h/p", "f", 0, 10, X);
+    assert!(!known(&t, "h"), "a refused lock leaves nothing behind");
+    t.lock_wait("h/p", "f", 0, 10, X);
+    assert!(known(&t, "h"), "a waiter");
+    t.cancel("h/p", "f", 0, 10, X);
+    assert!(!known(&t, "h"), "cancelled its only waiter");
+
+    t.share("h/p", "k", ShareMode::Read, ShareMode::None);
+    assert!(known(&t, "h"), "a share reservation");
+    t.event(Event::FreeAll {
+        client: ClientId::from("h"),
+    });
+    assert!(!known(&t, "h"), "freed");
+    assert!(known(&t, "x"), "other clients stay");
+}
+
 fn granted_one(t: &mut T) -> WaiterId {
     t.lock("a", "f", 0, 10, X);
     let w = waiter_of(&t.lock_wait("b", "f", 0, 10, X));

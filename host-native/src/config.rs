@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use brlock_core::Profile;
+use brlock_core::{CallbackPolicy, Profile};
 use clap::Parser;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -57,6 +57,14 @@ pub struct Args {
     /// How long a GRANTED callback (including the portmapper lookup) may take [default: 5000].
     #[arg(long, value_name = "MS")]
     pub callback_timeout_ms: Option<u64>,
+    /// GRANTED sends in all before a granted lock whose client cannot be reached is released
+    /// (1: at the first failure) [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub callback_attempts: Option<u32>,
+    /// Time between GRANTED sends to a client that could not be reached [default: the profile's,
+    /// else 10000].
+    #[arg(long, value_name = "MS")]
+    pub callback_retry_ms: Option<u64>,
     /// Port of the portmapper on each client host, asked (GETPORT) where the client's NLM service
     /// listens before a GRANTED or *_RES callback [default: 111].
     #[arg(long, value_name = "PORT")]
@@ -69,6 +77,10 @@ pub struct Args {
     /// skip when absent].
     #[arg(long, value_name = "ADDR:PORT|none")]
     pub statd: Option<String>,
+    /// A client host that has held nothing and sent no lock request for this long is forgotten and
+    /// statd told to stop monitoring it (SM_UNMON) [default: 300000, Linux lockd's host expiry].
+    #[arg(long, value_name = "MS")]
+    pub unmonitor_idle_ms: Option<u64>,
     /// Held lock records per file [default: the profile's].
     #[arg(long, value_name = "N")]
     pub max_locks_per_file: Option<u64>,
@@ -107,9 +119,12 @@ struct FileSettings {
     grace: Option<u64>,
     allow: Option<Vec<String>>,
     callback_timeout_ms: Option<u64>,
+    callback_attempts: Option<u32>,
+    callback_retry_ms: Option<u64>,
     portmap_port: Option<u16>,
     rpcbind: Option<String>,
     statd: Option<String>,
+    unmonitor_idle_ms: Option<u64>,
     max_locks_per_file: Option<u64>,
     max_locks_per_client: Option<u64>,
     max_locks_total: Option<u64>,
@@ -143,6 +158,8 @@ pub struct ServerConfig {
     pub portmap_port: u16,
     pub rpcbind: Option<SocketAddr>,
     pub statd: StatdSetting,
+    /// How long a monitored client host may hold nothing and stay quiet before SM_UNMON.
+    pub unmonitor_idle: Duration,
     pub max_record_bytes: usize,
     pub drc_size: usize,
     pub hostname: String,
@@ -261,6 +278,23 @@ impl ServerConfig {
         if let Some(ms) = args.blocking_timeout_ms.or(file.blocking_timeout_ms) {
             core.blocking_timeout = Some(ms);
         }
+        let attempts = args.callback_attempts.or(file.callback_attempts);
+        let retry_ms = args.callback_retry_ms.or(file.callback_retry_ms);
+        if attempts.is_some() || retry_ms.is_some() {
+            // A profile that releases at once is the retry policy with one attempt.
+            let (profile_interval, profile_attempts) = match core.callback {
+                CallbackPolicy::Retry { interval, attempts } => (interval, attempts),
+                CallbackPolicy::Release => (10_000, 1),
+            };
+            let attempts = attempts.unwrap_or(profile_attempts);
+            if attempts == 0 {
+                return Err(invalid("--callback-attempts", "must be at least 1"));
+            }
+            core.callback = CallbackPolicy::Retry {
+                interval: retry_ms.unwrap_or(profile_interval),
+                attempts,
+            };
+        }
         let allow_strings = if !args.allow.is_empty() {
             args.allow
         } else {
@@ -292,6 +326,13 @@ impl ServerConfig {
             Some("none") => StatdSetting::Disabled,
             Some(s) => StatdSetting::At(parse_addr("--statd", s)?),
         };
+        let unmonitor_idle_ms = args
+            .unmonitor_idle_ms
+            .or(file.unmonitor_idle_ms)
+            .unwrap_or(300_000);
+        if unmonitor_idle_ms == 0 {
+            return Err(invalid("--unmonitor-idle-ms", "must be at least 1"));
+        }
         let max_record_bytes = args
             .max_record_bytes
             .or(file.max_record_bytes)
@@ -318,6 +359,7 @@ impl ServerConfig {
             portmap_port: args.portmap_port.or(file.portmap_port).unwrap_or(111),
             rpcbind,
             statd,
+            unmonitor_idle: Duration::from_millis(unmonitor_idle_ms),
             max_record_bytes,
             drc_size,
             hostname,
@@ -432,12 +474,52 @@ mod tests {
     }
 
     #[test]
+    fn callback_flags_override_the_profiles_policy() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            c.core.callback,
+            CallbackPolicy::Retry {
+                interval: 10_000,
+                attempts: 6
+            }
+        );
+        assert_eq!(c.unmonitor_idle, Duration::from_secs(300));
+        let c = parse(&["--callback-attempts", "3", "--callback-retry-ms", "200"]).unwrap();
+        assert_eq!(
+            c.core.callback,
+            CallbackPolicy::Retry {
+                interval: 200,
+                attempts: 3
+            }
+        );
+        // Ganesha releases at the first failure; a retry interval alone keeps that.
+        let c = parse(&["--profile", "ganesha", "--callback-retry-ms", "200"]).unwrap();
+        assert_eq!(
+            c.core.callback,
+            CallbackPolicy::Retry {
+                interval: 200,
+                attempts: 1
+            }
+        );
+        let c = parse(&["--profile", "ganesha", "--callback-attempts", "4"]).unwrap();
+        assert_eq!(
+            c.core.callback,
+            CallbackPolicy::Retry {
+                interval: 10_000,
+                attempts: 4
+            }
+        );
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_setting_named() {
         for (args, needle) in [
             (&["--profile", "nfs"][..], "--profile"),
             (&["--listen", "localhost"][..], "--listen"),
             (&["--allow", "10.0.0.0/99"][..], "--allow"),
             (&["--statd", "x"][..], "--statd"),
+            (&["--callback-attempts", "0"][..], "--callback-attempts"),
+            (&["--unmonitor-idle-ms", "0"][..], "--unmonitor-idle-ms"),
         ] {
             match parse(args) {
                 Err(ParseOutcome::Config(e)) => {

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,9 +142,11 @@ fn serve_connection(mut stream: TcpStream, handler: Arc<Handler>, stop: Arc<Atom
     }
 }
 
-/// A portmapper (program 100000 v2) that maps NLM, every version and protocol, to one port.
+/// A portmapper (program 100000 v2) that maps NLM, every version and protocol, to one port
+/// (which [`Portmapper::map_nlm_to`] changes, as a client host's lockd registering anew would).
 pub struct Portmapper {
     pub server: RpcServer,
+    nlm_port: Arc<AtomicU16>,
     /// Every GETPORT query received, with the transport it came on.
     pub queries: Arc<Mutex<Vec<(Transport, Mapping)>>>,
     /// Every SET and UNSET received (all answered `true`), in arrival order.
@@ -157,6 +159,8 @@ impl Portmapper {
         let log = Arc::clone(&queries);
         let registrations = Arc::new(Mutex::new(Vec::new()));
         let sets = Arc::clone(&registrations);
+        let nlm_port = Arc::new(AtomicU16::new(nlm_port));
+        let mapped = Arc::clone(&nlm_port);
         let handler: Arc<Handler> = Arc::new(move |transport, header, args| {
             if header.program != PMAP_PROGRAM {
                 return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
@@ -191,7 +195,7 @@ impl Portmapper {
                         .unwrap_or_else(|e| e.into_inner())
                         .push((transport, mapping));
                     let port = if mapping.prog == NLM_PROGRAM {
-                        u32::from(nlm_port)
+                        u32::from(mapped.load(Ordering::SeqCst))
                     } else {
                         0
                     };
@@ -203,6 +207,7 @@ impl Portmapper {
         });
         Ok(Portmapper {
             server: RpcServer::spawn(handler)?,
+            nlm_port,
             queries,
             registrations,
         })
@@ -210,6 +215,11 @@ impl Portmapper {
 
     pub fn port(&self) -> u16 {
         self.server.port
+    }
+
+    /// Answers later GETPORTs for NLM with `port`.
+    pub fn map_nlm_to(&self, port: u16) {
+        self.nlm_port.store(port, Ordering::SeqCst);
     }
 
     pub fn queries(&self) -> Vec<(Transport, Mapping)> {

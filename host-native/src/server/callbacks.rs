@@ -1,20 +1,22 @@
 //! Calls to clients: NLM_GRANTED / NLM_GRANTED_MSG for a granted waiter, the `*_RES` answer to a
-//! `*_MSG` request, and SM_MON to the local statd. Each runs in its own task under a deadline and
-//! reports back to the core task as a message; none can block the core task.
+//! `*_MSG` request, and SM_MON / SM_UNMON to the local statd. Each runs in a task of its own (the
+//! statd calls in one task, in order) under a deadline and reports back to the core task as a
+//! message; none can block the core task.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use brlock_core::{CallbackResult, WaiterId};
+use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::dispatch::{GrantCookie, waiter_cookie};
 use super::outbound::{Transport, call, getport};
 use super::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Stat, TestArgs};
-use crate::nsm::{Mon, MonId, MyId, NSM_PROGRAM, NSM_VERSION, NsmProc};
-use crate::xdr::encode_to_vec;
+use crate::nsm::{Mon, MonId, MyId, NSM_PROGRAM, NSM_VERSION, NsmProc, SmResult, SmStatRes};
+use crate::xdr::{decode_exact, encode_to_vec};
 
 /// Where `ip`'s NLM service of `version` over `transport` listens, via its portmapper.
 async fn client_nlm(
@@ -112,6 +114,9 @@ pub(crate) async fn send_granted(
             CallbackResult::Failed
         }
     };
+    if result == CallbackResult::Delivered && attempt > 1 {
+        info!(waiter = waiter.0, attempt, "GRANTED delivered on a retry");
+    }
     shared
         .metrics
         .observe_callback(&format!("{result:?}").to_lowercase(), started.elapsed());
@@ -153,37 +158,92 @@ pub(crate) async fn send_res(
     }
 }
 
-/// Asks statd to monitor `mon_name` and call NLM procedure 16 when it reboots (as Linux lockd does).
-pub(crate) async fn sm_mon(shared: Arc<Shared>, statd: SocketAddr, mon_name: Vec<u8>) {
-    let mon = Mon {
-        mon_id: MonId {
-            mon_name: mon_name.clone(),
-            my_id: MyId {
-                my_name: b"127.0.0.1".to_vec(),
-                my_prog: NLM_PROGRAM,
-                my_vers: 3,
-                my_proc: NlmProc::NsmNotify as u32,
-            },
-        },
-        private: [0; crate::nsm::PRIVATE_SIZE],
+/// A call to the local statd.
+#[derive(Debug)]
+pub(crate) enum StatdCall {
+    /// SM_MON: watch this host and tell us (NLM procedure 16) when it reboots.
+    Mon(Vec<u8>),
+    /// SM_UNMON: stop watching it.
+    Unmon(Vec<u8>),
+}
+
+/// Starts the task that sends SM_MON and SM_UNMON to `statd` one at a time, in the order asked: an
+/// SM_UNMON and the next SM_MON for the same host must not swap on the way (statd would then stop
+/// watching a host that holds locks). The task ends when the returned sender is dropped.
+pub(crate) fn statd_calls(
+    shared: Arc<Shared>,
+    statd: SocketAddr,
+) -> mpsc::UnboundedSender<StatdCall> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(request) = rx.recv().await {
+            call_statd(&shared, statd, request).await;
+        }
+    });
+    tx
+}
+
+/// Who statd calls back on a reboot, the same in SM_MON and SM_UNMON (statd matches the pair):
+/// NLM procedure 16 on this host, as Linux lockd registers it.
+fn my_id() -> MyId {
+    MyId {
+        my_name: b"127.0.0.1".to_vec(),
+        my_prog: NLM_PROGRAM,
+        my_vers: 3,
+        my_proc: NlmProc::NsmNotify as u32,
+    }
+}
+
+async fn call_statd(shared: &Shared, statd: SocketAddr, request: StatdCall) {
+    let (procedure, mon_name, args) = match request {
+        StatdCall::Mon(mon_name) => {
+            let mon = Mon {
+                mon_id: MonId {
+                    mon_name: mon_name.clone(),
+                    my_id: my_id(),
+                },
+                private: [0; crate::nsm::PRIVATE_SIZE],
+            };
+            (NsmProc::Mon, mon_name, encode_to_vec(&mon))
+        }
+        StatdCall::Unmon(mon_name) => {
+            let mon_id = MonId {
+                mon_name: mon_name.clone(),
+                my_id: my_id(),
+            };
+            (NsmProc::Unmon, mon_name, encode_to_vec(&mon_id))
+        }
     };
-    let Ok(args) = encode_to_vec(&mon) else {
-        return;
+    let host = String::from_utf8_lossy(&mon_name);
+    let args = match args {
+        Ok(args) => args,
+        Err(e) => {
+            // A caller_name longer than SM_MAXSTRLEN: statd could not take it anyway.
+            info!(%host, ?procedure, error = %e, "not sent to statd");
+            return;
+        }
     };
-    let name = String::from_utf8_lossy(&mon_name).into_owned();
-    match call(
+    let sent = call(
         Transport::Udp,
         statd,
-        (NSM_PROGRAM, NSM_VERSION, NsmProc::Mon as u32),
+        (NSM_PROGRAM, NSM_VERSION, procedure as u32),
         &args,
         shared.config.callback_timeout,
         true,
     )
-    .await
-    {
-        Ok(_) => debug!(host = %name, "SM_MON sent"),
-        Err(e) => {
-            info!(host = %name, error = %e, "SM_MON failed; locks stay, reboots go unnoticed")
+    .await;
+    match (procedure, sent) {
+        (NsmProc::Mon, Ok(results)) => match decode_exact::<SmStatRes>(&results) {
+            Ok(SmStatRes {
+                result: SmResult::Success,
+                ..
+            }) => debug!(%host, "SM_MON sent"),
+            _ => info!(%host, "statd refused SM_MON; locks stay, reboots go unnoticed"),
+        },
+        (NsmProc::Mon, Err(e)) => {
+            info!(%host, error = %e, "SM_MON failed; locks stay, reboots go unnoticed")
         }
+        (_, Ok(_)) => debug!(%host, "SM_UNMON sent"),
+        (_, Err(e)) => info!(%host, error = %e, "SM_UNMON failed"),
     }
 }

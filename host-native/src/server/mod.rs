@@ -244,6 +244,7 @@ impl Server {
         if statd.is_none() {
             info!("no statd: monitored locks are served, client reboots go unnoticed");
         }
+        let statd = statd.map(|addr| callbacks::statd_calls(shared.clone(), addr));
 
         let (fatal_tx, fatal) = watch::channel(None);
         let mut task = CoreTask {
@@ -392,6 +393,14 @@ struct Held {
     ready: bool,
 }
 
+/// A client host statd monitors for us.
+struct Monitored {
+    /// The NSM state its latest monitored LOCK carried.
+    state: u32,
+    /// Its latest request naming a lock or share.
+    last_seen: Instant,
+}
+
 /// How long to wait before asking a store that failed again.
 const RECOVER_RETRY: Duration = Duration::from_millis(500);
 
@@ -401,15 +410,16 @@ struct CoreTask {
     shared: Arc<Shared>,
     sink: Box<dyn PersistSink>,
     handles: Arc<dyn FileHandleCheck>,
-    statd: Option<SocketAddr>,
+    /// The queue of SM_MON/SM_UNMON calls to the local statd, if there is one.
+    statd: Option<mpsc::UnboundedSender<callbacks::StatdCall>>,
     next_request: u64,
     next_batch: u64,
     pending: HashMap<RequestId, Pending>,
     held: VecDeque<Held>,
     /// caller_name → the address it first called from.
     callers: HashMap<Vec<u8>, IpAddr>,
-    /// Clients with monitored locks → the NSM state they last sent.
-    monitored: HashMap<Vec<u8>, u32>,
+    /// Client hosts statd was asked to monitor (SM_MON), by caller_name.
+    monitored: HashMap<Vec<u8>, Monitored>,
     /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
     granted_msg: HashMap<WaiterId, (u32, Instant)>,
     out: Vec<Action>,
@@ -495,6 +505,11 @@ impl CoreTask {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
         let mut stopping: Option<oneshot::Sender<()>> = None;
+        // Half the idle time: a host is unmonitored between 1 and 1.5 idle times after it went quiet.
+        let mut unmonitor_sweep = tokio::time::interval(
+            (self.shared.config.unmonitor_idle / 2).max(Duration::from_millis(1)),
+        );
+        unmonitor_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if stopping.is_some() && self.held.is_empty() {
                 break;
@@ -507,6 +522,10 @@ impl CoreTask {
                 msg = rx.recv() => msg,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && self.serving() => {
                     self.handle(Event::Tick);
+                    continue;
+                }
+                _ = unmonitor_sweep.tick(), if !self.monitored.is_empty() && self.serving() => {
+                    self.unmonitor_idle();
                     continue;
                 }
             };
@@ -967,6 +986,39 @@ impl CoreTask {
         }
     }
 
+    /// Tells statd to stop watching `name` (SM_UNMON) and forgets it, so that its next monitored
+    /// LOCK sends SM_MON again.
+    fn unmonitor(&mut self, name: &[u8]) {
+        if self.monitored.remove(name).is_some()
+            && let Some(statd) = &self.statd
+        {
+            let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+        }
+    }
+
+    /// Linux lockd's host garbage collection (`nlm_gc_hosts`, then `nsm_unmonitor`): a host the core
+    /// no longer tracks (nothing held, queued or reserved: it unlocked, cancelled, was freed, lost a
+    /// grant or was never granted anything) and that has sent no lock request for `unmonitor_idle`
+    /// is unmonitored. Never sooner: a host that still holds locks must stay on statd's list, which
+    /// is who sm-notify tells to reclaim after our own reboot; and waiting keeps a host that locks
+    /// and unlocks in turn from costing statd a disk write per lock.
+    fn unmonitor_idle(&mut self) {
+        let idle = self.shared.config.unmonitor_idle;
+        let forgotten: Vec<Vec<u8>> = self
+            .monitored
+            .iter()
+            .filter(|(name, m)| {
+                m.last_seen.elapsed() >= idle
+                    && !self.core.knows_client(&ClientId::new(name.to_vec()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in forgotten {
+            debug!(host = %String::from_utf8_lossy(&name), "idle: unmonitoring");
+            self.unmonitor(&name);
+        }
+    }
+
     fn is_msg(p: NlmProc) -> bool {
         matches!(
             p,
@@ -1054,6 +1106,9 @@ impl CoreTask {
         if !self.admit(caller, peer) {
             return Some(Stat::Denied);
         }
+        if let Some(m) = self.monitored.get_mut(caller) {
+            m.last_seen = Instant::now();
+        }
         match self.handles.check(fh) {
             FileHandleStatus::Valid => None,
             FileHandleStatus::Stale => Some(Stat::StaleFh),
@@ -1129,16 +1184,16 @@ impl CoreTask {
                 }
                 let monitored = ctx.procedure != NlmProc::NmLock;
                 if monitored {
+                    let seen = Monitored {
+                        state: a.state,
+                        last_seen: Instant::now(),
+                    };
                     let first = self
                         .monitored
-                        .insert(a.lock.caller_name.clone(), a.state)
+                        .insert(a.lock.caller_name.clone(), seen)
                         .is_none();
-                    if first && let Some(statd) = self.statd {
-                        tokio::spawn(callbacks::sm_mon(
-                            self.shared.clone(),
-                            statd,
-                            a.lock.caller_name.clone(),
-                        ));
+                    if first && let Some(statd) = &self.statd {
+                        let _ = statd.send(callbacks::StatdCall::Mon(a.lock.caller_name.clone()));
                     }
                 }
                 let grant = GrantCookie {
@@ -1222,10 +1277,10 @@ impl CoreTask {
                 // Only the local statd may say a host rebooted.
                 if canonical(ctx.peer.ip()).is_loopback() {
                     let name = notice.mon_name.clone();
-                    match self.monitored.get(&name) {
-                        Some(&state) if state != notice.state => {
+                    match self.monitored.get(&name).map(|m| m.state) {
+                        Some(state) if state != notice.state => {
                             info!(host = %String::from_utf8_lossy(&name), state = notice.state, "client rebooted: freeing its locks");
-                            self.monitored.remove(&name);
+                            self.unmonitor(&name);
                             self.callers.remove(&name);
                             self.handle(Event::FreeAll {
                                 client: client(&name),
@@ -1272,7 +1327,7 @@ impl CoreTask {
                 if self.admit(&n.name, ctx.peer) {
                     info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
                     self.callers.remove(&n.name);
-                    self.monitored.remove(&n.name);
+                    self.unmonitor(&n.name);
                     self.handle(Event::FreeAll {
                         client: client(&n.name),
                     });

@@ -5,12 +5,13 @@
 //! - `locking`: LOCK/TEST/UNLOCK/CANCEL, SHARE/UNSHARE, NM_LOCK, FREE_ALL scenarios as
 //!   scripts, per version and transport.
 //! - `callbacks`: blocking locks granted by NLM_GRANTED, `*_MSG` answered by `*_RES`, to a
-//!   test NLM listener found through a test portmapper.
+//!   test NLM listener found through a test portmapper; GRANTED resent while the listener is
+//!   down, and the grant undone when it never comes up.
 //! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
 //!   still serves afterwards.
 //! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
-//! - `registration`: PMAPPROC_SET/UNSET with a test rpcbind, SM_MON to a fake statd, and
-//!   the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
+//! - `registration`: PMAPPROC_SET/UNSET with a test rpcbind, SM_MON and SM_UNMON to a fake
+//!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
 
 mod callbacks;
 mod cli;
@@ -19,6 +20,7 @@ mod malformed;
 mod registration;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use brlock_native::nlm::NlmVersion;
 use brlock_tests::client::{NlmClient, Transport};
@@ -31,5 +33,19 @@ pub fn assert_still_serves(addr: SocketAddr) {
             .unwrap_or_else(|e| panic!("cannot connect over {transport:?} to {addr}: {e}"));
         c.null()
             .unwrap_or_else(|e| panic!("NULL over {transport:?} after the test: {e}"));
+    }
+}
+
+/// Polls `f` until it returns `Some` or `within` passes.
+pub fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
