@@ -1,18 +1,19 @@
-//! Calls from brlockd to the client host: NLM_GRANTED for a blocked lock, and the `*_RES`
-//! answers to `*_MSG` calls. Each test runs a simulated client host ([`ClientHost`]: an NLM
-//! listener and a portmapper that maps NLM to it) and points `--portmap-port` at it.
+//! Calls from brlockd to the client host: NLM_GRANTED for a blocked lock (resent while the
+//! client's NLM service cannot be reached, undone when it never can), and the `*_RES` answers to
+//! `*_MSG` calls. Each test runs a simulated client host ([`ClientHost`]: an NLM listener and a
+//! portmapper that maps NLM to it) and points `--portmap-port` at it.
 
 use std::time::Duration;
 
 use brlock_native::nlm::{
-    CancelArgs, NlmCall, NlmProc, NlmVersion, Res, Stat, TestArgs, TestRes, UnlockArgs,
+    CancelArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, Stat, TestArgs, TestRes, UnlockArgs,
 };
 use brlock_native::portmap::Mapping;
-use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::callback::{ClientHost, Received};
+use brlock_tests::brlockd::{Brlockd, DEAD_PORT, Options};
+use brlock_tests::callback::{ClientHost, NlmListener, Portmapper, Received};
 use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
 
-use super::assert_still_serves;
+use super::{assert_still_serves, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -298,4 +299,130 @@ fn msg_calls_answered_by_res_calls_udp() {
 #[test]
 fn msg_calls_answered_by_res_calls_tcp() {
     msg_answered_by_res(Transport::Tcp);
+}
+
+/// brlockd whose GRANTED goes out `attempts` times in all, `retry_ms` apart, before the grant is
+/// undone (the brlock profile's 6 × 10 s, shortened).
+fn start_retrying(portmapper: &Portmapper, attempts: u32, retry_ms: u64) -> Brlockd {
+    Brlockd::start_with(Options {
+        portmap_port: Some(portmapper.port()),
+        extra: vec![
+            "--callback-attempts".into(),
+            attempts.to_string(),
+            "--callback-retry-ms".into(),
+            retry_ms.to_string(),
+        ],
+        ..Options::default()
+    })
+}
+
+/// GETPORTs for NLM: brlockd asks once per GRANTED it sends.
+fn nlm_getports(portmapper: &Portmapper) -> usize {
+    portmapper
+        .queries()
+        .iter()
+        .filter(|(_, m)| m.prog == NLM_PROGRAM)
+        .count()
+}
+
+/// The holder of `fh`'s bytes 0..100 as `who` sees it: the holder's svid, or None when free.
+fn holder_svid(c: &mut NlmClient, who: &Owner, fh: &[u8]) -> Option<u32> {
+    match c.test(who, fh, true, 0, 100).unwrap() {
+        TestOutcome::Granted => None,
+        TestOutcome::Denied(h) => Some(h.svid),
+        other => panic!("TEST answered {other:?}"),
+    }
+}
+
+/// The client host's lockd is down when its blocked lock is granted (its portmapper names a port
+/// where nothing listens): the GRANTED fails, is sent again `--callback-retry-ms` later, and
+/// reaches the listener once that is up; the waiter keeps the lock.
+#[test]
+fn granted_is_resent_until_the_clients_nlm_listener_is_up() {
+    let portmapper = Portmapper::spawn(DEAD_PORT).unwrap();
+    let server = start_retrying(&portmapper, 20, 300);
+    let fh = b"fh-late-listener".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    assert_eq!(c.lock(&a, &fh, true, 0, 100, false).unwrap(), Stat::Granted);
+    assert_eq!(c.lock(&b, &fh, true, 10, 20, true).unwrap(), Stat::Blocked);
+    assert_eq!(c.unlock(&a, &fh, 0, 100).unwrap(), Stat::Granted);
+    assert!(
+        server.log_contains("GRANTED callback failed", WAIT),
+        "the first GRANTED, to a port where nothing listens, did not fail"
+    );
+
+    let listener = NlmListener::spawn().unwrap();
+    portmapper.map_nlm_to(listener.port());
+    let (grant, others) = listener.wait_for(WAIT, is_grant);
+    let grant = grant.unwrap_or_else(|| {
+        panic!(
+            "no GRANTED within {WAIT:?} of the listener coming up; GETPORTs: {}; other calls: \
+             {others:?}",
+            nlm_getports(&portmapper)
+        )
+    });
+    let args = granted_args(&grant);
+    assert_eq!(
+        (args.lock.svid, args.lock.offset, args.lock.len),
+        (7, 10, 20),
+        "GRANTED names another lock: {:?}",
+        args.lock
+    );
+    assert!(
+        nlm_getports(&portmapper) >= 2,
+        "the GRANTED that arrived was not a resend"
+    );
+    assert!(
+        server.log_contains("GRANTED delivered on a retry", WAIT),
+        "no log line for the delivered retry"
+    );
+    // Delivered: B keeps the range, past the point where more resends would have gone out.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(holder_svid(&mut c, &a, &fh), Some(7));
+    let (again, _) = listener.wait_for(Duration::from_millis(100), is_grant);
+    assert!(
+        again.is_none(),
+        "GRANTED sent again after delivery: {again:?}"
+    );
+    assert_still_serves(server.addr);
+}
+
+/// When the client host's lockd never comes up, GRANTED goes out `--callback-attempts` times
+/// and the grant is then undone: the waiter is dropped and a third host can take the range.
+#[test]
+fn a_grant_the_client_never_hears_of_is_released_after_the_last_attempt() {
+    let portmapper = Portmapper::spawn(DEAD_PORT).unwrap();
+    let server = start_retrying(&portmapper, 3, 1000);
+    let fh = b"fh-no-listener".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 7, "ownerB");
+    let third = Owner::new("hostC", 9, "ownerC");
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    assert_eq!(c.lock(&a, &fh, true, 0, 100, false).unwrap(), Stat::Granted);
+    assert_eq!(c.lock(&b, &fh, true, 10, 20, true).unwrap(), Stat::Blocked);
+    assert_eq!(c.unlock(&a, &fh, 0, 100).unwrap(), Stat::Granted);
+
+    // While GRANTED is being resent, the range is B's.
+    assert_eq!(holder_svid(&mut c, &third, &fh), Some(7));
+    let freed = wait_until(WAIT, || {
+        holder_svid(&mut c, &third, &fh).is_none().then_some(())
+    });
+    assert!(
+        freed.is_some(),
+        "B still holds the range {WAIT:?} after its grant; GETPORTs: {}",
+        nlm_getports(&portmapper)
+    );
+    assert_eq!(
+        nlm_getports(&portmapper),
+        3,
+        "expected one GETPORT per GRANTED sent, 3 in all"
+    );
+    assert!(server.log_contains("attempt=3", WAIT));
+    assert_eq!(
+        c.lock(&third, &fh, true, 0, 100, false).unwrap(),
+        Stat::Granted
+    );
+    assert_still_serves(server.addr);
 }
