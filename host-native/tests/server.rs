@@ -1,14 +1,17 @@
 //! brlockd in-process on 127.0.0.1:0, driven over TCP and UDP by the codec-based test client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use brlock_native::client::{NlmCallbackListener, NlmClient, TestPortmapper, lock_of};
+use brlock_native::client::{
+    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, scrape_metrics,
+};
 use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{
     NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, Share, ShareAccess, ShareMode, Stat, TestArgs,
 };
 use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, ReplyBody, encode_record};
-use brlock_native::server::Server;
+use brlock_native::server::{FileHandleCheck, FileHandleStatus, MemorySink, Server};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -20,6 +23,13 @@ async fn server_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
 
 async fn server() -> Server {
     server_with(|_| {}).await
+}
+
+/// The server's `/metrics` page, status line and headers included.
+async fn metrics_of(s: &Server) -> String {
+    scrape_metrics(s.metrics_addr().expect("metrics configured"))
+        .await
+        .unwrap()
 }
 
 fn stat_of(reply: &ReplyBody) -> Option<&AcceptStat> {
@@ -384,15 +394,7 @@ async fn metrics_are_served_as_prometheus_text() {
     c.lock(&lock_of("host-a", "fh", 1, 0, 1), true, false)
         .await
         .unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut http = tokio::net::TcpStream::connect(s.metrics_addr().unwrap())
-        .await
-        .unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    http.read_to_string(&mut body).await.unwrap();
+    let body = metrics_of(&s).await;
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("brlock_held_locks 1"), "{body}");
     assert!(
@@ -407,5 +409,116 @@ async fn metrics_are_served_as_prometheus_text() {
         body.contains("brlock_rpc_request_duration_seconds_bucket"),
         "{body}"
     );
+    s.shutdown().await;
+}
+
+/// An NFS server's view of its handles, as plugged in through [`FileHandleCheck`]: handles
+/// starting "stale" name nothing any more, "dir" a directory, everything else a regular file.
+struct ExportTable;
+
+impl FileHandleCheck for ExportTable {
+    fn check(&self, fh: &[u8]) -> FileHandleStatus {
+        if fh.starts_with(b"stale") {
+            FileHandleStatus::Stale
+        } else if fh.starts_with(b"dir") {
+            FileHandleStatus::NotRegular
+        } else {
+            FileHandleStatus::Valid
+        }
+    }
+}
+
+/// The hook's verdict reaches the client in its version's terms: v4 says NLM4_STALE_FH for a
+/// stale handle and NLM4_FAILED for a non-regular file; v1/v3 know neither and say
+/// DENIED_NOLOCKS (Linux lockd's cast_to_nlm). The core never sees such a request, and the
+/// server goes on serving other handles.
+#[tokio::test]
+async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
+    let mut config = ServerConfig::for_tests();
+    config.metrics = Some("127.0.0.1:0".parse().unwrap());
+    let s = Server::start_with(config, Box::new(MemorySink), Arc::new(ExportTable))
+        .await
+        .expect("server starts");
+    let mut holder = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let held = lock_of("host-b", "fh-regular", 2, 0, 100);
+    assert_eq!(
+        holder.lock(&held, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    for (version, stale, not_regular) in [
+        (NlmVersion::V4, Stat::StaleFh, Stat::Failed),
+        (NlmVersion::V3, Stat::DeniedNolocks, Stat::DeniedNolocks),
+        (NlmVersion::V1, Stat::DeniedNolocks, Stat::DeniedNolocks),
+    ] {
+        let mut c = NlmClient::connect_tcp(s.local_addr(), version)
+            .await
+            .unwrap();
+        for (fh, want) in [("stale-fh", stale), ("dir-fh", not_regular)] {
+            let l = lock_of("host-a", fh, 1, 0, 10);
+            let what = |proc: &str| format!("{version:?} {proc} on {fh}");
+            assert_eq!(
+                c.lock(&l, true, false).await.unwrap().stat,
+                want,
+                "{}",
+                what("LOCK")
+            );
+            assert_eq!(
+                c.lock(&l, true, true).await.unwrap().stat,
+                want,
+                "{}",
+                what("blocking LOCK")
+            );
+            let t = c.test(&l, true).await.unwrap();
+            assert_eq!((t.stat, t.holder), (want, None), "{}", what("TEST"));
+            assert_eq!(c.unlock(&l).await.unwrap().stat, want, "{}", what("UNLOCK"));
+            assert_eq!(
+                c.cancel(&l, true, true).await.unwrap().stat,
+                want,
+                "{}",
+                what("CANCEL")
+            );
+            if version != NlmVersion::V1 {
+                let share = Share {
+                    caller_name: b"host-a".to_vec(),
+                    fh: fh.as_bytes().to_vec(),
+                    oh: b"oh".to_vec(),
+                    mode: ShareMode::DenyNone,
+                    access: ShareAccess::Read,
+                };
+                assert_eq!(
+                    c.share(&share).await.unwrap().stat,
+                    want,
+                    "{}",
+                    what("SHARE")
+                );
+            }
+        }
+        // The same client on a regular file: served, and the held lock still conflicts.
+        let regular = lock_of("host-a", "fh-regular", 1, 50, 10);
+        assert_eq!(
+            c.lock(&regular, true, false).await.unwrap().stat,
+            Stat::Denied,
+            "{version:?} LOCK on a held regular file"
+        );
+        let free = lock_of("host-a", "fh-regular", 1, 200, 10);
+        assert_eq!(
+            c.lock(&free, true, false).await.unwrap().stat,
+            Stat::Granted,
+            "{version:?} LOCK on a free range of a regular file"
+        );
+        assert_eq!(c.unlock(&free).await.unwrap().stat, Stat::Granted);
+    }
+    // No refused request reached the core: it holds only host-b's lock and queues nothing.
+    let metrics = metrics_of(&s).await;
+    for line in [
+        "brlock_held_locks 1\n",
+        "brlock_waiters 0\n",
+        "brlock_files 1\n",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    assert_eq!(holder.unlock(&held).await.unwrap().stat, Stat::Granted);
     s.shutdown().await;
 }
