@@ -337,6 +337,51 @@ async fn a_retransmitted_udp_xid_is_replayed_not_rerun() {
 }
 
 #[tokio::test]
+async fn a_caller_binding_lasts_while_the_host_holds_something_and_is_then_forgotten() {
+    let s = server_with(|c| c.unmonitor_idle = Duration::from_millis(100)).await;
+    let mut home = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let other = std::net::SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
+    let mut elsewhere = NlmClient::connect_udp_from(other, s.local_addr(), NlmVersion::V4)
+        .await
+        .unwrap();
+    let l = lock_of("host-a", "fh", 1, 0, 1);
+    let probe = lock_of("host-a", "fh", 1, 10, 1);
+    assert_eq!(
+        home.lock(&l, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
+    // Long past the idle time, the binding holds while host-a holds its lock. (A refused TEST
+    // has no holder to name, so it says DENIED_NOLOCKS.)
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        elsewhere.test(&probe, true).await.unwrap().stat,
+        Stat::DeniedNolocks
+    );
+    assert_eq!(home.unlock(&l).await.unwrap().stat, Stat::Granted);
+    // Holding nothing and idle, host-a is forgotten: the name may now call from elsewhere.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = elsewhere.test(&probe, true).await.unwrap().stat;
+        if stat == Stat::Granted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binding never forgotten: {stat:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and is bound to that address now.
+    assert_eq!(
+        home.test(&probe, true).await.unwrap().stat,
+        Stat::DeniedNolocks
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_caller_name_from_another_address_is_refused() {
     let s = server().await;
     let mut v4 = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)

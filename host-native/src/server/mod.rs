@@ -524,8 +524,9 @@ impl CoreTask {
                     self.handle(Event::Tick);
                     continue;
                 }
-                _ = unmonitor_sweep.tick(), if !self.monitored.is_empty() && self.serving() => {
+                _ = unmonitor_sweep.tick(), if !self.callers.is_empty() && self.serving() => {
                     self.unmonitor_idle();
+                    self.forget_unbound_callers();
                     continue;
                 }
             };
@@ -1019,6 +1020,16 @@ impl CoreTask {
         }
     }
 
+    /// Drops the caller_name → address binding of every host that the core no longer tracks and
+    /// that statd no longer watches for us: it holds nothing a spoofer could take over, and without
+    /// this the map would grow with every host that ever called.
+    fn forget_unbound_callers(&mut self) {
+        let (core, monitored) = (&self.core, &self.monitored);
+        self.callers.retain(|name, _| {
+            monitored.contains_key(name) || core.knows_client(&ClientId::new(name.to_vec()))
+        });
+    }
+
     fn is_msg(p: NlmProc) -> bool {
         matches!(
             p,
@@ -1166,6 +1177,11 @@ impl CoreTask {
             NlmCall::Null => self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok"),
             NlmCall::Test(a) | NlmCall::TestMsg(a) => {
                 if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                    // A TEST answered DENIED must name a holder, and a refused caller has none.
+                    let stat = match stat {
+                        Stat::Denied => Stat::DeniedNolocks,
+                        other => other,
+                    };
                     return self.answer(ctx, a.cookie, stat, None);
                 }
                 let l = a.lock;
