@@ -6,10 +6,9 @@
 pub mod client;
 pub mod config;
 pub mod metrics;
-pub mod nlm;
-pub mod nsm;
-pub mod portmap;
-pub mod rpc;
 pub mod server;
 pub mod store;
-pub mod xdr;
+
+// The wire codec is its own crate (`host-native/wire`) so that its fuzz target builds without
+// tokio and sqlx; it stays reachable at the paths it always had (`crate::nlm`, `brlock_native::rpc`).
+pub use brlock_wire::{nlm, nsm, portmap, rpc, xdr};

@@ -51,7 +51,7 @@ enum State {
 /// Streaming record-marking decoder for one TCP connection.
 ///
 /// ```
-/// use brlock_native::rpc::record::{RecordDecoder, encode_record};
+/// use brlock_wire::rpc::record::{RecordDecoder, encode_record};
 /// let mut wire = Vec::new();
 /// encode_record(b"abcd", &mut wire);
 /// let mut decoder = RecordDecoder::new();

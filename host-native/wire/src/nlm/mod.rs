@@ -11,7 +11,7 @@
 //!
 //! The server loop:
 //! ```
-//! use brlock_native::nlm::{self, NlmCall, NlmReply, NlmVersion, Res, Stat};
+//! use brlock_wire::nlm::{self, NlmCall, NlmReply, NlmVersion, Res, Stat};
 //! # let args = vec![0u8; 0];
 //! let version = NlmVersion::from_wire(4).expect("else PROG_MISMATCH 1..=4");
 //! match nlm::decode_call(version, 0, &args) {

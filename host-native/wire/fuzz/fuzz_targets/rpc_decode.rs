@@ -3,8 +3,8 @@
 //! whatever decodes must survive a re-encode.
 #![no_main]
 
-use brlock_native::nlm::{self, NlmVersion};
-use brlock_native::rpc;
+use brlock_wire::nlm::{self, NlmVersion};
+use brlock_wire::rpc;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
