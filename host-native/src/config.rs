@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// TCP and UDP address to serve NLM on [default: 127.0.0.1:4045]. Port 0 picks a free port
-    /// (the same one for UDP). 0.0.0.0 / [::] must be given explicitly.
+    /// (the same one for UDP). 0.0.0.0 or :: must be given explicitly.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
     /// Where held locks are persisted [default: sqlite://./brlock.db]: `sqlite://PATH` (embedded),

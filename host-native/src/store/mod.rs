@@ -18,7 +18,7 @@
 //! One row per lock record; the key is (file, client, owner, offset) and a `Put` replaces the row
 //! with that key (`LockRecord`'s contract). Files, clients and owners are stored as raw bytes
 //! (BLOB / BYTEA). Offsets, lengths, epochs and sequence numbers are `u64`s stored as the same 64
-//! bits in a signed 64-bit column ([`to_db`] / [`from_db`]): exact, compact and indexable, at the
+//! bits in a signed 64-bit column (`to_db` / `from_db`): exact, compact and indexable, at the
 //! price that SQL sees values ≥ 2^63 as negative — SQL here only compares them for equality.
 //! A row the core could not have written (a kind other than 0 or 1) is [`StoreError::Corrupt`].
 //!
