@@ -3,7 +3,7 @@
 //! callback latency, the store's writes, commit latency and failures), served as text at
 //! `GET /metrics` by a minimal HTTP/1.1 responder.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,9 @@
 //! the arguments, so two clients behind one address that happen to pick the same xid never get each
 //! other's replies. Bounded, oldest entry first out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

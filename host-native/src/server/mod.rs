@@ -23,7 +23,9 @@ pub mod startup;
 pub mod tcp;
 pub mod udp;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -956,7 +958,7 @@ impl CoreTask {
     }
 
     /// Requests of every waiter queued in the core.
-    fn queued_requests(&self) -> std::collections::HashSet<RequestId> {
+    fn queued_requests(&self) -> HashSet<RequestId> {
         self.core
             .files()
             .iter()
