@@ -130,6 +130,8 @@ await check('the trace downloads in the documented JSON-lines format', async () 
 
 await check('a loaded trace file steps back and forth to the same pictures', async () => {
   await page.setInputFiles('#load-trace', downloaded);
+  // The page reads the file asynchronously: wait for it to take the trace (or time out and fail).
+  await page.waitForFunction(() => document.querySelector('#position')?.innerText === 'step 0 of 5');
   assert.equal(await text('#position'), 'step 0 of 5');
   assert.deepEqual(await lanes(), []);
   const seen = [];
