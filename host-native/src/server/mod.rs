@@ -269,6 +269,7 @@ impl Server {
             fenced: None,
             fatal: fatal_tx,
             reclaims: Vec::new(),
+            durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
             blocking: HashMap::new(),
             blocking_prune_at: BLOCKING_PRUNE_MIN,
             store_failures: 0,
@@ -435,6 +436,8 @@ struct CoreTask {
     fatal: watch::Sender<Option<String>>,
     /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
     reclaims: Vec<LockRecord>,
+    /// Batches waiting to be durable, to the task that tells us when they are.
+    durable: mpsc::UnboundedSender<persist::Submitted>,
     /// Blocking LOCKs that may still wait in a queue of the core, by request: a rebuild after a
     /// store failure queues them again (queues are not in the store). Entries of waiters that left
     /// their queue without a grant (CANCEL, FREE_ALL, expiry) are pruned against the core's views.
@@ -572,12 +575,20 @@ impl CoreTask {
                     }
                 }
                 Some(CoreMsg::Durable { batch, result }) => {
-                    if let Err(e) = result {
-                        self.persist_failed(batch, e);
-                    }
-                    // `held` is in batch order, and thousands deep under pipelined load.
-                    if let Ok(i) = self.held.binary_search_by_key(&batch, |h| h.batch) {
-                        self.held[i].ready = true;
+                    match result {
+                        // Batches become durable in order: every one up to `batch` is.
+                        Ok(()) => {
+                            for h in self.held.iter_mut().take_while(|h| h.batch <= batch) {
+                                h.ready = true;
+                            }
+                        }
+                        Err(e) => {
+                            self.persist_failed(batch, e);
+                            // `held` is in batch order, and thousands deep under pipelined load.
+                            if let Ok(i) = self.held.binary_search_by_key(&batch, |h| h.batch) {
+                                self.held[i].ready = true;
+                            }
+                        }
                     }
                     self.drain_held();
                 }
@@ -633,15 +644,10 @@ impl CoreTask {
                 Poll::Ready(Err(e)) => self.persist_failed(batch, e),
                 Poll::Pending => {
                     ready = false;
-                    let tx = self.shared.core_tx.clone();
-                    let metrics = self.shared.metrics.clone();
-                    let submitted = Instant::now();
-                    tokio::spawn(async move {
-                        let result = durable.await;
-                        metrics
-                            .store_durable_seconds
-                            .observe(submitted.elapsed().as_secs_f64());
-                        let _ = tx.send(CoreMsg::Durable { batch, result });
+                    let _ = self.durable.send(persist::Submitted {
+                        batch,
+                        at: Instant::now(),
+                        durable,
                     });
                 }
             }

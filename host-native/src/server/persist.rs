@@ -18,10 +18,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use brlock_core::{LockRecord, PersistOp};
+use tokio::sync::mpsc;
 
+use crate::metrics::Metrics;
 use crate::store::{GroupCommit, GroupCommitOptions, RecordFilter, Store, StoreError, Write};
+
+use super::CoreMsg;
 
 /// One event's persist actions, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,4 +110,84 @@ impl PersistSink for StorePersistSink {
         let store = self.store.clone();
         Box::pin(async move { store.records(&RecordFilter::All).await })
     }
+}
+
+/// A batch handed to the sink whose durability the core task waits for.
+pub(crate) struct Submitted {
+    pub batch: u64,
+    pub at: Instant,
+    pub durable: Durable,
+}
+
+/// Starts the task that waits for submitted batches in submission order (the order they become
+/// durable in) and tells the core task. Every batch that is already durable when the one before it
+/// resolves goes into the same message, `Durable { batch: the last of them, result: Ok }`: one
+/// group commit then wakes the core task once and its replies leave together, instead of a task
+/// and a message per request. A failed batch is reported alone, with its error.
+pub(crate) fn watch_durable(
+    core_tx: mpsc::UnboundedSender<CoreMsg>,
+    metrics: Arc<Metrics>,
+) -> mpsc::UnboundedSender<Submitted> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Submitted>();
+    tokio::spawn(async move {
+        let mut next: Option<Submitted> = None;
+        loop {
+            let Some(mut current) = next.take() else {
+                match rx.recv().await {
+                    Some(s) => next = Some(s),
+                    None => return,
+                }
+                continue;
+            };
+            let result = current.durable.as_mut().await;
+            metrics
+                .store_durable_seconds
+                .observe(current.at.elapsed().as_secs_f64());
+            if let Err(e) = result {
+                let _ = core_tx.send(CoreMsg::Durable {
+                    batch: current.batch,
+                    result: Err(e),
+                });
+                continue;
+            }
+            let mut through = current.batch;
+            let mut failed = None;
+            while let Ok(mut s) = rx.try_recv() {
+                match s
+                    .durable
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                {
+                    Poll::Ready(result) => {
+                        metrics
+                            .store_durable_seconds
+                            .observe(s.at.elapsed().as_secs_f64());
+                        match result {
+                            Ok(()) => through = s.batch,
+                            Err(e) => {
+                                failed = Some((s.batch, e));
+                                break;
+                            }
+                        }
+                    }
+                    // Not durable yet: awaited on the next round.
+                    Poll::Pending => {
+                        next = Some(s);
+                        break;
+                    }
+                }
+            }
+            let _ = core_tx.send(CoreMsg::Durable {
+                batch: through,
+                result: Ok(()),
+            });
+            if let Some((batch, e)) = failed {
+                let _ = core_tx.send(CoreMsg::Durable {
+                    batch,
+                    result: Err(e),
+                });
+            }
+        }
+    });
+    tx
 }
