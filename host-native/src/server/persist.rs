@@ -191,3 +191,53 @@ pub(crate) fn watch_durable(
     });
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submitted(
+        batch: u64,
+        durable: impl Future<Output = Result<(), StoreError>> + Send + 'static,
+    ) -> Submitted {
+        Submitted {
+            batch,
+            at: Instant::now(),
+            durable: Box::pin(durable),
+        }
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<CoreMsg>) -> (u64, Result<(), StoreError>) {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(CoreMsg::Durable { batch, result })) => (batch, result),
+            _ => panic!("no Durable message"),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_durable_together_are_one_message_and_a_failure_is_its_own() {
+        let (core_tx, mut core_rx) = mpsc::unbounded_channel();
+        let watch = watch_durable(core_tx, Arc::new(Metrics::new()));
+        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+        watch
+            .send(submitted(0, async move {
+                committed.await.ok();
+                Ok(())
+            }))
+            .ok();
+        watch.send(submitted(1, std::future::ready(Ok(())))).ok();
+        watch.send(submitted(2, std::future::ready(Ok(())))).ok();
+        let failure = || Err(StoreError::Unavailable("disk on fire".into()));
+        watch.send(submitted(3, std::future::ready(failure()))).ok();
+        watch.send(submitted(4, std::future::ready(failure()))).ok();
+        // Nothing is said before batch 0 is durable, although 1 and 2 already are.
+        tokio::task::yield_now().await;
+        assert!(core_rx.try_recv().is_err());
+        commit.send(()).unwrap();
+        assert!(matches!(next(&mut core_rx).await, (2, Ok(()))));
+        assert!(matches!(next(&mut core_rx).await, (3, Err(_))));
+        assert!(matches!(next(&mut core_rx).await, (4, Err(_))));
+        watch.send(submitted(5, std::future::ready(Ok(())))).ok();
+        assert!(matches!(next(&mut core_rx).await, (5, Ok(()))));
+    }
+}
