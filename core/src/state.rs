@@ -70,6 +70,12 @@ pub(crate) struct FileCounts(Vec<(FileKey, u64)>);
 
 impl FileCounts {
     pub fn add(&mut self, file: FileKey, delta: i64) {
+        // Restoring visits files in key order, so an owner's next file is nearly always past its
+        // last one: append without searching a vector that is often long and cold.
+        if delta > 0 && self.0.last().is_none_or(|&(last, _)| last < file) {
+            self.0.push((file, delta as u64));
+            return;
+        }
         match self.0.binary_search_by_key(&file, |&(f, _)| f) {
             Ok(i) => {
                 self.0[i].1 = self.0[i].1.saturating_add_signed(delta);
