@@ -263,23 +263,40 @@ pub(crate) fn record_from_row(
     offset: i64,
     length: i64,
 ) -> Result<LockRecord, StoreError> {
+    record_of(
+        FileId::new(file),
+        ClientId::new(client),
+        OwnerId::new(owner),
+        kind,
+        offset,
+        length,
+    )
+}
+
+/// [`record_from_row`] with the ids already built (the SQLite loader shares one id per value).
+pub(crate) fn record_of(
+    file: FileId,
+    client: ClientId,
+    owner: OwnerId,
+    kind: i64,
+    offset: i64,
+    length: i64,
+) -> Result<LockRecord, StoreError> {
     let kind = match kind {
         0 => LockKind::Shared,
         1 => LockKind::Exclusive,
         k => {
             return Err(StoreError::Corrupt(format!(
-                "lock record (file {}, client {}, owner {}, offset {}) has kind {k}, not 0 or 1",
-                FileId::new(file),
-                ClientId::new(client),
-                OwnerId::new(owner),
+                "lock record (file {file}, client {client}, owner {owner}, offset {}) has kind {k}, \
+                 not 0 or 1",
                 from_db(offset)
             )));
         }
     };
     Ok(LockRecord {
-        file: FileId::new(file),
-        client: ClientId::new(client),
-        owner: OwnerId::new(owner),
+        file,
+        client,
+        owner,
         kind,
         range: Range::new(from_db(offset), from_db(length)),
     })

@@ -138,26 +138,33 @@ impl Statement<'_> {
 
     /// Column `i` of the current row as bytes, decoded as sqlx's `Vec<u8>` is: BLOB or TEXT gives
     /// its bytes, NULL gives none (the schema forbids NULL), anything else is corrupt. `name` names
-    /// the column in that error ("a lock record's column file").
-    pub(super) fn bytes(&self, i: c_int, name: &str) -> Result<Vec<u8>, StoreError> {
+    /// the column in that error ("a lock record's column file"). The bytes are lent to `read`,
+    /// which cannot keep them: SQLite owns them until the next step.
+    pub(super) fn with_bytes<R>(
+        &self,
+        i: c_int,
+        name: &str,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, StoreError> {
         let stmt = self.stmt.as_ptr();
         // SAFETY: `stmt` is live and positioned on a row (`step` returned `true`; callers read
         // columns only then), and `i` is one of its columns. `sqlite3_column_blob` is called
         // before `sqlite3_column_bytes`, as SQLite's docs require, and the pointer/length pair it
-        // returns stays valid until the next step, reset or finalize — the bytes are copied out
-        // before any (they need `&mut self`).
+        // returns stays valid until the next step, reset or finalize — all of which need
+        // `&mut self`, which cannot happen while `read` borrows the slice (the slice does not
+        // outlive this call).
         unsafe {
             match ffi::sqlite3_column_type(stmt, i) {
                 ffi::SQLITE_BLOB | ffi::SQLITE_TEXT => {
                     let data = ffi::sqlite3_column_blob(stmt, i).cast::<u8>();
                     let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
                     if data.is_null() || len == 0 {
-                        Ok(Vec::new())
+                        Ok(read(&[]))
                     } else {
-                        Ok(std::slice::from_raw_parts(data, len).to_vec())
+                        Ok(read(std::slice::from_raw_parts(data, len)))
                     }
                 }
-                ffi::SQLITE_NULL => Ok(Vec::new()),
+                ffi::SQLITE_NULL => Ok(read(&[])),
                 other => Err(mismatch(name, "BLOB", other)),
             }
         }
