@@ -32,6 +32,8 @@ pub struct WaiterView {
     pub kind: LockKind,
     pub range: Range,
     pub since: Millis,
+    /// The request's opaque cookie, which its `SendGranted` will carry.
+    pub cookie: Vec<u8>,
 }
 
 /// One edge of the wait-for graph: `waiter`'s owner `from` waits for `to`.
@@ -154,6 +156,7 @@ impl Core {
             kind: w.kind,
             range: w.span.to_range(self.config.max_offset),
             since: w.since,
+            cookie: w.cookie.clone(),
         }
     }
 

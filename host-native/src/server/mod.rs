@@ -25,7 +25,7 @@ pub mod udp;
 
 use std::collections::{BTreeSet, VecDeque};
 
-use foldhash::{HashMap, HashMapExt, HashSet};
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use brlock_core::{
     Action, CallbackResult, ClientId, Core, Event, FileId, LockKind, LockRecord, Outcome, OwnerId,
-    Range, RequestId, Stats, WaiterId, WaiterRemovedReason,
+    Range, RequestId, Stats, WaiterId, WaiterRemovedReason, WaiterView,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -270,8 +270,6 @@ impl Server {
             fatal: fatal_tx,
             reclaims: Vec::new(),
             durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
-            blocking: HashMap::new(),
-            blocking_prune_at: BLOCKING_PRUNE_MIN,
             store_failures: 0,
         };
         task.after_event(actions);
@@ -438,16 +436,8 @@ struct CoreTask {
     reclaims: Vec<LockRecord>,
     /// Batches waiting to be durable, to the task that tells us when they are.
     durable: mpsc::UnboundedSender<persist::Submitted>,
-    /// Blocking LOCKs that may still wait in a queue of the core, by request: a rebuild after a
-    /// store failure queues them again (queues are not in the store). Entries of waiters that left
-    /// their queue without a grant (CANCEL, FREE_ALL, expiry) are pruned against the core's views.
-    blocking: HashMap<RequestId, Event>,
-    blocking_prune_at: usize,
     store_failures: u64,
 }
-
-/// `blocking` is pruned once it holds this many entries (and then at twice what survived).
-const BLOCKING_PRUNE_MIN: usize = 1024;
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -765,10 +755,9 @@ impl CoreTask {
                 shares.push((file.clone(), share));
             }
             for waiter in self.core.waiters(&file) {
-                queued.extend(self.blocking.remove(&waiter.request));
+                queued.push((file.clone(), waiter));
             }
         }
-        self.blocking.clear();
         let mut config = self.core.config().clone();
         // Long enough that the restore's grace cannot end (and release) before the reclaims below.
         config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
@@ -828,18 +817,24 @@ impl CoreTask {
             });
         }
         let mut requeued = 0;
-        for mut event in queued {
-            if !self.still_conflicts(&event) {
+        for (file, waiter) in queued {
+            if !self.still_conflicts(&file, &waiter) {
                 // Granting it now would need a GRANTED callback for a lock the core never queued;
                 // the client asks again on its own (NLM clients re-send a blocked LOCK).
                 continue;
             }
             let request = self.next_request();
-            if let Event::Lock { request: r, .. } = &mut event {
-                *r = request;
-            }
-            self.blocking.insert(request, event.clone());
-            self.handle(event);
+            self.handle(Event::Lock {
+                request,
+                client: waiter.client,
+                owner: waiter.owner,
+                file,
+                range: waiter.range,
+                kind: waiter.kind,
+                wait: true,
+                reclaim: in_grace,
+                cookie: waiter.cookie,
+            });
             requeued += 1;
         }
         info!(
@@ -886,10 +881,8 @@ impl CoreTask {
                     kind,
                     cookie,
                     attempt,
-                    request,
                     ..
                 } => {
-                    self.blocking.remove(&request);
                     self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
                 }
                 Action::Released {
@@ -928,28 +921,17 @@ impl CoreTask {
         }
     }
 
-    /// Whether a blocking `Lock` event would still find a conflicting lock, asked with a TEST (which
-    /// changes nothing in the core but its reply counters).
-    fn still_conflicts(&mut self, lock: &Event) -> bool {
-        let Event::Lock {
-            client,
-            owner,
-            file,
-            range,
-            kind,
-            ..
-        } = lock
-        else {
-            return false;
-        };
+    /// Whether `waiter` of the old core would still find a conflicting lock in this one, asked with
+    /// a TEST (which changes nothing in the core but its reply counters).
+    fn still_conflicts(&mut self, file: &FileId, waiter: &WaiterView) -> bool {
         let request = self.next_request();
         let test = Event::Test {
             request,
-            client: client.clone(),
-            owner: owner.clone(),
+            client: waiter.client.clone(),
+            owner: waiter.owner.clone(),
             file: file.clone(),
-            range: *range,
-            kind: *kind,
+            range: waiter.range,
+            kind: waiter.kind,
         };
         let now = self.now();
         let mut out = Vec::new();
@@ -961,16 +943,6 @@ impl CoreTask {
         // TEST's own reply has no caller and is dropped there.
         self.after_event(out);
         denied
-    }
-
-    /// Requests of every waiter queued in the core.
-    fn queued_requests(&self) -> HashSet<RequestId> {
-        self.core
-            .files()
-            .iter()
-            .flat_map(|f| self.core.waiters(f))
-            .map(|w| w.request)
-            .collect()
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -1095,9 +1067,6 @@ impl CoreTask {
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
-        if !matches!(outcome, Outcome::Blocked { .. }) {
-            self.blocking.remove(&request);
-        }
         let Some(Pending {
             ctx,
             cookie,
@@ -1161,14 +1130,6 @@ impl CoreTask {
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);
-        }
-        if matches!(event, Event::Lock { wait: true, .. }) {
-            self.blocking.insert(request, event.clone());
-            if self.blocking.len() >= self.blocking_prune_at {
-                let queued = self.queued_requests();
-                self.blocking.retain(|r, _| queued.contains(r));
-                self.blocking_prune_at = (2 * self.blocking.len()).max(BLOCKING_PRUNE_MIN);
-            }
         }
         self.handle(event);
     }
