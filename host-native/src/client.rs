@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 
 use crate::nlm::{
     self, CancelArgs, Lock, LockArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion,
-    NotifyArgs, Res, Share, ShareArgs, ShareRes, Stat, TestArgs, TestRes, UnlockArgs,
+    NotifyArgs, Res, Share, ShareAccess, ShareArgs, ShareMode, ShareRes, Stat, TestArgs, TestRes,
+    UnlockArgs,
 };
 use crate::portmap::{Mapping, PMAP_PROGRAM, PmapProc};
 use crate::rpc::{
@@ -57,6 +58,17 @@ pub fn lock_of(caller: &str, fh: &str, svid: u32, offset: u64, len: u64) -> Lock
         svid,
         offset,
         len,
+    }
+}
+
+/// A share reservation of `caller` (owner handle `oh`, as the tests use) on file handle `fh`.
+pub fn share_of(caller: &str, fh: &str, access: ShareAccess, mode: ShareMode) -> Share {
+    Share {
+        caller_name: caller.as_bytes().to_vec(),
+        fh: fh.as_bytes().to_vec(),
+        oh: b"oh".to_vec(),
+        mode,
+        access,
     }
 }
 

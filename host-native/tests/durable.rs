@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use brlock_core::{ClientId, Core, FileId, LockKind, LockRecord, Range};
 use brlock_native::client::{
-    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, metric_value, scrape_metrics,
+    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, metric_value, scrape_metrics, share_of,
 };
 use brlock_native::config::ServerConfig;
-use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, Share, ShareAccess, ShareMode, Stat};
+use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, ShareAccess, ShareMode, Stat};
 use brlock_native::server::dispatch::owner_id;
 use brlock_native::server::{AcceptAllHandles, Server, StorePersistSink};
 use brlock_native::store::{MemoryStore, RecordFilter, Store};
@@ -210,13 +210,7 @@ async fn share_reservations_and_queued_waiters_survive_a_rebuild_after_a_store_f
         connect().await.unwrap(),
         connect().await.unwrap(),
     );
-    let share = |caller: &str, access, mode| Share {
-        caller_name: caller.as_bytes().to_vec(),
-        fh: b"shared".to_vec(),
-        oh: b"oh".to_vec(),
-        mode,
-        access,
-    };
+    let share = |caller: &str, access, mode| share_of(caller, "shared", access, mode);
     let held = lock_of("host-a", "fh", 1, 0, 100);
     assert_eq!(
         a.lock(&held, true, false).await.unwrap().stat,

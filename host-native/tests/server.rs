@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brlock_native::client::{
-    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, scrape_metrics,
+    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, scrape_metrics, share_of,
 };
 use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{
-    NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, Share, ShareAccess, ShareMode, Stat, TestArgs,
+    NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, ShareAccess, ShareMode, Stat, TestArgs,
 };
 use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, ReplyBody, encode_record};
 use brlock_native::server::{FileHandleCheck, FileHandleStatus, MemorySink, Server};
@@ -200,13 +200,7 @@ async fn share_reservations_conflict_and_unshare_releases() {
     let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
         .await
         .unwrap();
-    let share = |caller: &str, access, mode| Share {
-        caller_name: caller.as_bytes().to_vec(),
-        fh: b"fh".to_vec(),
-        oh: b"oh".to_vec(),
-        mode,
-        access,
-    };
+    let share = |caller: &str, access, mode| share_of(caller, "fh", access, mode);
     let a = share("host-a", ShareAccess::Write, ShareMode::DenyWrite);
     let b = share("host-b", ShareAccess::ReadWrite, ShareMode::DenyNone);
     assert_eq!(c.share(&a).await.unwrap().stat, Stat::Granted);
@@ -525,13 +519,7 @@ async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
                 what("CANCEL")
             );
             if version != NlmVersion::V1 {
-                let share = Share {
-                    caller_name: b"host-a".to_vec(),
-                    fh: fh.as_bytes().to_vec(),
-                    oh: b"oh".to_vec(),
-                    mode: ShareMode::DenyNone,
-                    access: ShareAccess::Read,
-                };
+                let share = share_of("host-a", fh, ShareAccess::Read, ShareMode::DenyNone);
                 assert_eq!(
                     c.share(&share).await.unwrap().stat,
                     want,
