@@ -43,7 +43,8 @@ pub(super) fn all_records(
 ) -> Result<Vec<LockRecord>, StoreError> {
     let db = Db::new(handle, "reading lock records");
     let mut statement = db.prepare(SELECT_ALL)?;
-    let (mut files, mut clients, mut owners) = (Shared::new(), Shared::new(), Shared::new());
+    let (mut files, mut clients, mut owners) =
+        (DistinctIds::new(), DistinctIds::new(), DistinctIds::new());
     let mut records = Vec::new();
     while statement.step()? {
         records.push(record_of(
@@ -59,11 +60,11 @@ pub(super) fn all_records(
 }
 
 /// One id per distinct value of a column.
-struct Shared<T> {
+struct DistinctIds<T> {
     ids: HashMap<Box<[u8]>, T>,
 }
 
-impl<T: Clone + for<'a> From<&'a [u8]>> Shared<T> {
+impl<T: Clone + for<'a> From<&'a [u8]>> DistinctIds<T> {
     fn new() -> Self {
         Self {
             ids: HashMap::new(),
