@@ -203,7 +203,10 @@ impl Core {
         self.stats.callback(result);
         match (result, self.config.callback) {
             (CallbackResult::Delivered, _) => {
-                self.forget_waiter(id);
+                // The owner may have let go of the lock meanwhile: then nothing else keeps it.
+                if let Some(w) = self.forget_waiter(id) {
+                    self.tidy(Some(w.file), Some(w.owner));
+                }
             }
             (CallbackResult::Failed, CallbackPolicy::Retry { interval, attempts })
                 if attempt < attempts =>

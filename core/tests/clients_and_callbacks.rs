@@ -321,3 +321,18 @@ fn timers_due_before_an_event_run_before_it() {
     t.lock_wait("c", "f", 0, 10, X);
     assert_eq!(t.queue("f"), ["c"]);
 }
+
+#[test]
+fn a_grant_confirmed_after_its_lock_is_gone_leaves_nothing_behind() {
+    // Found by the simulation (seed 1796050460135375): the owner unlocks its granted range before
+    // the GRANTED callback is confirmed; the confirmation must not leave the owner behind.
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    t.unlock("b", "f", 0, 10);
+    t.callback(w, CallbackResult::Delivered);
+    assert!(
+        !t.core.knows_client(&ClientId::from("b")),
+        "b holds nothing"
+    );
+    assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
