@@ -16,11 +16,20 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
 fi
 
-# Debian packages: rpcgen + libtirpc (independent NLM client), tshark (wire decode check).
+# Debian packages: rpcgen + libtirpc (independent NLM client), tshark (wire decode check); for the
+# Linux kernel-client suite: QEMU, busybox, rpcbind, nfs-common (rpc.statd, mount.nfs; copied into
+# the guest), NFS-Ganesha (the NFSv3 server beside brlockd, and the reference NLM), tcpdump.
 missing=()
 command -v rpcgen >/dev/null || missing+=(rpcsvc-proto)
 [ -f /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
 command -v tshark >/dev/null || missing+=(tshark)
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+command -v rpcbind >/dev/null || missing+=(rpcbind)
+command -v rpc.statd >/dev/null || missing+=(nfs-common)
+command -v ganesha.nfsd >/dev/null || missing+=(nfs-ganesha nfs-ganesha-vfs)
+command -v tcpdump >/dev/null || missing+=(tcpdump)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq

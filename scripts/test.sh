@@ -9,3 +9,7 @@ bash conformance/guest/build.sh
 cargo test --workspace
 # The visualiser in a real browser (builds the wasm and the page first).
 bash host-wasm/test.sh
+# The Linux kernel's own NLM client (a QEMU guest) against the brlockd of this tree.
+cargo build -q -p brlock-native --bin brlockd
+bash tests/linux-client/build-guest.sh
+python3 tests/linux-client/run.py --brlockd target/debug/brlockd
