@@ -190,6 +190,12 @@ fn invalid(setting: &'static str, error: impl ToString) -> ConfigError {
 }
 
 impl ServerConfig {
+    /// brlockd's defaults: NLM on 127.0.0.1:4045, `sqlite://./brlock.db`, rpcbind at
+    /// 127.0.0.1:111, the brlock profile.
+    pub fn defaults() -> Self {
+        Self::from_args(Args::default()).expect("the defaults are valid")
+    }
+
     /// A configuration for tests and embedding: everything default except `listen`, the memory
     /// store, no rpcbind, no statd, no metrics.
     pub fn for_tests() -> Self {

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod store;
 
 // The wire codec is its own crate (`host-native/wire`) so that its fuzz target builds without

@@ -16,8 +16,9 @@ script prints one line per case and closes with `N passed, M failed`. Exit statu
 expected case passed. Every process started here is stopped by its PID, also on failure or
 time-out, and the namespace is deleted.
 
-Usage (as root): run.py [--server brlockd|ganesha] [--brlockd PATH] [--only a,b] [--timeout S]
-  --server ganesha  the reference run: Ganesha's own NLM (and rpc.statd), no brlockd
+Usage (as root): run.py [--server brlockd|brlock-nfsd|ganesha] [--brlockd PATH] [--only a,b] [--timeout S]
+  --server brlock-nfsd  brlock-nfsd alone: NFSv3, MOUNT and NLM in one process, no Ganesha
+  --server ganesha      the reference run: Ganesha's own NLM (and rpc.statd), no brlockd
 """
 
 import argparse
@@ -200,16 +201,37 @@ class Suite:
         if proc.poll() is not None:
             raise SetupError(f"brlockd exited with {proc.returncode}")
 
+    def nfsd(self):
+        """Starts brlock-nfsd (again, after a restart: on the same store and export)."""
+        export = os.path.join(self.dir, "export")
+        os.makedirs(export, exist_ok=True)
+        os.chmod(export, 0o777)
+        store = os.path.join(self.dir, "nfsd.db")
+        argv = [self.args.nfsd, "--export", export, "--listen", f"{SERVER_IP}:2049",
+                "--nlm-listen", f"{SERVER_IP}:{NLM_PORT}", "--store", f"sqlite://{store}",
+                "--rpcbind", "127.0.0.1:111", "--allow", f"{SERVER_IP.rsplit('.', 1)[0]}.0/24",
+                "--grace", "30"]
+        proc = self.procs.start("brlock-nfsd", argv, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
+        want = [(100003, 3), (100005, 3), (100021, 4)]
+        if not wait_until(lambda: proc.poll() is not None or
+                          ("exporting" in "\n".join(self.procs.log_tail("brlock-nfsd", 50))
+                           and all(rpcinfo_has(p, v) for p, v in want)), 30):
+            raise SetupError("brlock-nfsd did not start and register NFS, MOUNT and NLM with rpcbind")
+        if proc.poll() is not None:
+            raise SetupError(f"brlock-nfsd exited with {proc.returncode}")
+        return export
+
     def host_action(self, what):
         """What a guest case asks of the server host; returns None when done, else why not."""
-        if self.args.server != "brlockd":
+        restart = {"brlockd": self.brlockd, "brlock-nfsd": self.nfsd}.get(self.args.server)
+        if restart is None:
             return f"{what} is not supported with --server {self.args.server}"
         if what in ("restart-kill", "restart-term"):
             sig = signal.SIGKILL if what == "restart-kill" else signal.SIGTERM
-            self.procs.stop("brlockd", sig, grace=15.0)
-            log(f"{what}: brlockd stopped with {sig.name}; starting it again on the same store")
+            self.procs.stop(self.args.server, sig, grace=15.0)
+            log(f"{what}: {self.args.server} stopped with {sig.name}; starting it again on the same store")
             try:
-                self.brlockd()
+                restart()
             except SetupError as e:
                 return str(e)
             return None
@@ -363,6 +385,8 @@ def inner(args):
         if args.server == "ganesha":
             suite.statd()
             export = suite.ganesha(nlm=True)
+        elif args.server == "brlock-nfsd":
+            export = suite.nfsd()
         else:
             export = suite.ganesha(nlm=False)
             suite.brlockd()
@@ -396,7 +420,7 @@ def inner(args):
     if failed_setup:
         print(f"linux-client: {failed_setup}", flush=True)
     if failed or failed_setup:
-        for name in ("brlockd", "ganesha", "rpcbind"):
+        for name in ("brlockd", "brlock-nfsd", "ganesha", "rpcbind"):
             tail = suite.procs.log_tail(name, 20)
             if tail:
                 print(f"linux-client: last lines of {name}'s log:")
@@ -419,8 +443,9 @@ def outer(args):
             print(f"linux-client: no guest in {args.guest_dir}; run tests/linux-client/build-guest.sh",
                   file=sys.stderr)
             return 2
-    if args.server == "brlockd" and not os.access(args.brlockd, os.X_OK):
-        print(f"linux-client: no brlockd at {args.brlockd}", file=sys.stderr)
+    binary = {"brlockd": args.brlockd, "brlock-nfsd": args.nfsd}.get(args.server)
+    if binary is not None and not os.access(binary, os.X_OK):
+        print(f"linux-client: no {args.server} at {binary}", file=sys.stderr)
         return 2
     ns = f"brlk-lc-{os.getpid()}"
     run(["ip", "netns", "add", ns])
@@ -451,8 +476,9 @@ def outer(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", choices=["brlockd", "ganesha"], default="brlockd")
+    p.add_argument("--server", choices=["brlockd", "brlock-nfsd", "ganesha"], default="brlockd")
     p.add_argument("--brlockd", default=os.path.join(ROOT, "target", "debug", "brlockd"))
+    p.add_argument("--nfsd", default=os.path.join(ROOT, "target", "debug", "brlock-nfsd"))
     p.add_argument("--brlockd-arg", action="append", default=[],
                    help="an extra brlockd flag (repeatable), e.g. to break it on purpose")
     p.add_argument("--guest-dir", default=os.path.join(ROOT, "target", "linux-client", "guest"))
