@@ -9,7 +9,9 @@ bash conformance/guest/build.sh
 cargo test --workspace
 # The visualiser in a real browser (builds the wasm and the page first).
 bash host-wasm/test.sh
-# The Linux kernel's own NLM client (a QEMU guest) against the brlockd of this tree.
-cargo build -q -p brlock-native --bin brlockd
+# The Linux kernel's own NLM client (a QEMU guest) against the brlockd of this tree (beside
+# Ganesha's NFS), then against brlock-nfsd (NFS and NLM in one process, no other server).
+cargo build -q -p brlock-native --bin brlockd -p brlock-nfsd --bin brlock-nfsd
 bash tests/linux-client/build-guest.sh
-python3 tests/linux-client/run.py --brlockd target/debug/brlockd
+python3 tests/linux-client/run.py --server brlockd --brlockd target/debug/brlockd
+python3 tests/linux-client/run.py --server brlock-nfsd --nfsd target/debug/brlock-nfsd

@@ -63,6 +63,10 @@ struct Args {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
+    /// Serve NFS and MOUNT only, without NLM (clients must mount with `nolock`): what nfsserve
+    /// alone gives, kept to measure what locking costs the NFS side.
+    #[arg(long)]
+    no_locking: bool,
 }
 
 fn nlm_config(args: &Args) -> Result<ServerConfig, String> {
@@ -151,15 +155,19 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
         }
     };
     let rpcbind = config.rpcbind;
-    let nlm = match NlmService::builder(config)
-        .file_handles(ExportHandles(fs.clone()))
-        .start()
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("brlock-nfsd: NLM: {e}");
-            return ExitCode::from(e.exit_code());
+    let nlm = if args.no_locking {
+        None
+    } else {
+        match NlmService::builder(config)
+            .file_handles(ExportHandles(fs.clone()))
+            .start()
+            .await
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("brlock-nfsd: NLM: {e}");
+                return ExitCode::from(e.exit_code());
+            }
         }
     };
     let export_path = fs.root().display().to_string();
@@ -170,7 +178,9 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
                 "brlock-nfsd: cannot listen for NFS on --listen {}: {e}",
                 args.listen
             );
-            nlm.shutdown().await;
+            if let Some(nlm) = nlm {
+                nlm.shutdown().await;
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -179,16 +189,23 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
     if let Some(rpcbind) = rpcbind {
         register_nfs(rpcbind, nfs_port, true).await;
     }
-    info!(export = %export_path, nfs = %args.listen, nlm = %nlm.local_addr(), "serving");
+    let nlm_addr = nlm.as_ref().map(|n| n.local_addr().to_string());
+    let nlm_addr = nlm_addr.as_deref().unwrap_or("off (--no-locking)");
+    info!(export = %export_path, nfs = %args.listen, nlm = nlm_addr, "serving");
     println!(
-        "exporting {export_path} over NFSv3 on {}:{nfs_port}; NLM on {}",
+        "exporting {export_path} over NFSv3 on {}:{nfs_port}; NLM on {nlm_addr}",
         args.listen.ip(),
-        nlm.local_addr()
     );
+    let fatal = async {
+        match &nlm {
+            Some(nlm) => nlm.fatal().await,
+            None => std::future::pending().await,
+        }
+    };
     let code = tokio::select! {
         _ = term.recv() => ExitCode::SUCCESS,
         _ = int.recv() => ExitCode::SUCCESS,
-        reason = nlm.fatal() => {
+        reason = fatal => {
             eprintln!("brlock-nfsd: {reason}");
             ExitCode::from(EXIT_FENCED)
         }
@@ -201,6 +218,8 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
     if let Some(rpcbind) = rpcbind {
         register_nfs(rpcbind, nfs_port, false).await;
     }
-    nlm.shutdown().await;
+    if let Some(nlm) = nlm {
+        nlm.shutdown().await;
+    }
     code
 }
