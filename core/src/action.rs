@@ -4,7 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::event::LockKind;
+use crate::event::{LockKind, ShareMode};
 use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Range;
 
@@ -113,12 +113,27 @@ pub struct LockRecord {
     pub range: Range,
 }
 
+/// One stored share reservation. The store key is (file, client, owner): an owner has at most one
+/// share per file, and a `PutShare` replaces it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ShareRecord {
+    pub file: FileId,
+    pub client: ClientId,
+    pub owner: OwnerId,
+    pub access: ShareMode,
+    pub deny: ShareMode,
+}
+
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum PersistOp {
     Put(LockRecord),
     Delete(LockRecord),
+    /// A share reservation taken (or replaced), so that a restart restores it into grace.
+    PutShare(ShareRecord),
+    DeleteShare(ShareRecord),
 }
 
 /// One thing for the host to do.
@@ -144,7 +159,8 @@ pub enum Action {
         cookie: Vec<u8>,
         attempt: u32,
     },
-    /// Make the store equal the core's held locks. `seq` grows by one per persist action of an epoch.
+    /// Make the store equal the core's held locks and share reservations. `seq` grows by one per
+    /// persist action of an epoch.
     Persist { epoch: u64, seq: u64, op: PersistOp },
     /// Held locks went away.
     Released {

@@ -117,10 +117,9 @@ impl Core {
                 self.release_plan(fk, &plan, reason, out);
                 touched.insert(fk);
             }
-            for fk in core::mem::take(&mut self.owners.get_mut(ok).shares) {
-                self.files.get_mut(fk).shares.remove(&ok);
-                touched.insert(fk);
-            }
+            let shares = core::mem::take(&mut self.owners.get_mut(ok).shares);
+            self.shares_released(ok, &shares, out);
+            touched.extend(shares);
             let unreclaimed: Vec<_> = self.owners.get(ok).unreclaimed.iter().copied().collect();
             for fk in unreclaimed {
                 self.forget_unreclaimed(fk, ok, Span::new(0, u64::MAX), out);

@@ -1,20 +1,28 @@
 //! Restart, grace period and reclaim.
 //!
-//! After a restart the host rebuilds the core from the records its store kept ([`Core::restore`]).
-//! Those locks are held again at once, so nothing can be granted over them, and each is marked
-//! unreclaimed. During the grace period only reclaims (and, per profile, TEST/UNLOCK/CANCEL) are
-//! answered; a reclaim is verified — its owner must hold that range with that kind among the restored
-//! locks, so no client can reclaim what it did not hold. Grace ends at its deadline, or early once no
-//! client has anything left to reclaim; what nobody reclaimed is then released.
+//! After a restart the host rebuilds the core from the records its store kept ([`Core::restore`],
+//! [`Core::restore_with_shares`]). Those locks and share reservations are held again at once, so
+//! nothing can be granted over them, and each is marked unreclaimed. During the grace period only
+//! reclaims (and, per profile, TEST/UNLOCK/CANCEL/UNSHARE) are answered; a reclaim is verified — its
+//! owner must hold that range with that kind (that share with those modes) among the restored ones,
+//! so no client can reclaim what it did not hold. Grace ends at its deadline, or early once no client
+//! has anything left to reclaim; what nobody reclaimed is then released.
+//!
+//! A host that kept nothing ([`Core::open_grace`]: Linux lockd after a reboot) still opens the grace
+//! period, since clients may have been told to reclaim; it cannot verify, so it runs to its deadline.
+//!
+//! Share reservations are persisted here rather than in `shares.rs`: the events that change them are
+//! wrapped ([`Core::share_event`], [`Core::unshare_event`], [`Core::shares_released`]) and their
+//! `PutShare`/`DeleteShare` go before the event's reply.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::action::{Action, LockRecord, Outcome, PersistOp, ReleaseReason};
+use crate::action::{Action, LockRecord, Outcome, PersistOp, ReleaseReason, ShareRecord};
 use crate::config::Config;
-use crate::event::LockKind;
-use crate::ids::{ClientId, FileId, Millis, OwnerId};
+use crate::event::{LockKind, ShareMode};
+use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId};
 use crate::range::Span;
 use crate::state::{ClientKey, Core, FileKey, Grace, Timer};
 use crate::table::OwnerKey;
@@ -48,6 +56,19 @@ impl Core {
         now: Millis,
         epoch: u64,
         records: impl IntoIterator<Item = LockRecord>,
+    ) -> Result<(Core, Vec<Action>), RestoreError> {
+        Self::restore_with_shares(config, now, epoch, records, Vec::new())
+    }
+
+    /// [`Core::restore`] with the share reservations the store kept too: they are held again and wait
+    /// for their reclaim like the locks. (Shares do not conflict with locks, and a store the core
+    /// wrote holds no two conflicting shares.)
+    pub fn restore_with_shares(
+        config: Config,
+        now: Millis,
+        epoch: u64,
+        records: impl IntoIterator<Item = LockRecord>,
+        shares: impl IntoIterator<Item = ShareRecord>,
     ) -> Result<(Core, Vec<Action>), RestoreError> {
         let mut core = Core::with_epoch(config, epoch);
         core.now = now;
@@ -122,16 +143,220 @@ impl Core {
             owner.unreclaimed.insert(fk);
             pending.insert(owner.client);
         }
+        let mut unreclaimed_shares = alloc::collections::BTreeSet::new();
+        for share in shares {
+            let fk = core.files.intern(&share.file, Default::default);
+            let (ck, ok) = core.intern_owner(&share.client, &share.owner);
+            core.files
+                .get_mut(fk)
+                .shares
+                .insert(ok, (share.access, share.deny));
+            core.owners.get_mut(ok).shares.insert(fk);
+            unreclaimed_shares.insert((ok, fk));
+            pending.insert(ck);
+        }
         let expected = pending.len() as u64;
         let ends_at = now.saturating_add(core.config.grace);
         core.grace = Some(Grace {
             ends_at,
             pending,
             expected,
+            unreclaimed_shares,
         });
         core.timers.insert((ends_at, Timer::GraceEnd));
         core.end_grace_if_done(&mut out);
         Ok((core, out))
+    }
+
+    /// A core that kept nothing across the restart (`--store memory`) but opens the grace period all
+    /// the same: clients told to reclaim (by another instance's notices, or the host's statd) find
+    /// their reclaims taken — unverified when `config.verify_reclaims` is off, as Linux lockd does —
+    /// and new requests wait. With nothing to wait for, grace runs to its deadline (a zero grace ends
+    /// at once).
+    pub fn open_grace(config: Config, now: Millis, epoch: u64) -> (Core, Vec<Action>) {
+        let mut core = Core::with_epoch(config, epoch);
+        core.now = now;
+        let ends_at = now.saturating_add(core.config.grace);
+        core.grace = Some(Grace {
+            ends_at,
+            pending: Default::default(),
+            expected: 0,
+            unreclaimed_shares: Default::default(),
+        });
+        let mut out = Vec::new();
+        if core.config.grace == 0 {
+            core.end_grace(&mut out);
+        } else {
+            core.timers.insert((ends_at, Timer::GraceEnd));
+        }
+        (core, out)
+    }
+
+    /// Every held share reservation as the store keeps it, sorted.
+    pub fn share_records(&self) -> Vec<ShareRecord> {
+        let mut shares: Vec<ShareRecord> = Vec::new();
+        for (fk, _, file) in self.files.iter() {
+            for (&ok, &(access, deny)) in &file.shares {
+                shares.push(self.share_record(fk, ok, (access, deny)));
+            }
+        }
+        shares.sort();
+        shares
+    }
+
+    fn share_record(
+        &self,
+        fk: FileKey,
+        ok: OwnerKey,
+        (access, deny): (ShareMode, ShareMode),
+    ) -> ShareRecord {
+        let (ck, owner) = self.owners.id(ok);
+        ShareRecord {
+            file: self.files.id(fk).clone(),
+            client: self.clients.id(*ck).clone(),
+            owner: owner.clone(),
+            access,
+            deny,
+        }
+    }
+
+    fn share_of(
+        &self,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+    ) -> Option<(ShareMode, ShareMode)> {
+        let fk = self.files.lookup(file)?;
+        let ok = self.lookup_owner(client, owner)?;
+        self.files.get(fk).shares.get(&ok).copied()
+    }
+
+    /// NLM_SHARE with what a restart needs around `share` (shares.rs): a reclaim must name a restored
+    /// share of this owner with the same modes (verified reclaim, as for locks); a granted reclaim
+    /// is no longer waited for; and a change is persisted before the reply.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn share_event(
+        &mut self,
+        request: RequestId,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+        modes: (ShareMode, ShareMode),
+        reclaim: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let before = self.share_of(client, owner, file);
+        if reclaim
+            && self.config.verify_reclaims
+            && !self.grace_refuses(true)
+            && before != Some(modes)
+        {
+            return self.reply(request, Outcome::NotReclaimable, false, out);
+        }
+        let start = out.len();
+        self.share(request, client, owner, file, modes, reclaim, out);
+        self.persist_share_change(start, client, owner, file, before, out);
+        if reclaim
+            && let (Some(fk), Some(ok)) =
+                (self.files.lookup(file), self.lookup_owner(client, owner))
+        {
+            self.forget_unreclaimed_share(ok, fk, out);
+        }
+    }
+
+    /// NLM_UNSHARE around `unshare` (shares.rs): the removal is persisted before the reply, and a
+    /// restored share given up is no longer waited for.
+    pub(crate) fn unshare_event(
+        &mut self,
+        request: RequestId,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+        out: &mut Vec<Action>,
+    ) {
+        let before = self.share_of(client, owner, file);
+        let keys = (self.lookup_owner(client, owner), self.files.lookup(file));
+        let start = out.len();
+        self.unshare(request, client, owner, file, out);
+        self.persist_share_change(start, client, owner, file, before, out);
+        let gone = before.is_some() && self.share_of(client, owner, file).is_none();
+        if let ((Some(ok), Some(fk)), true) = (keys, gone) {
+            let waited_for = self
+                .grace
+                .as_mut()
+                .is_some_and(|g| g.unreclaimed_shares.remove(&(ok, fk)));
+            if waited_for
+                && let Some(ck) = self.clients.lookup(client)
+                && !self.client_has_unreclaimed(ck)
+            {
+                self.client_done_reclaiming(ck, out);
+                self.tidy_client(ck);
+            }
+        }
+    }
+
+    /// Puts the persist action for a change of `owner`'s share of `file` (from `before` to what it is
+    /// now) at `at`, ahead of the reply the change came with.
+    fn persist_share_change(
+        &mut self,
+        at: usize,
+        client: &ClientId,
+        owner: &OwnerId,
+        file: &FileId,
+        before: Option<(ShareMode, ShareMode)>,
+        out: &mut Vec<Action>,
+    ) {
+        let after = self.share_of(client, owner, file);
+        if after == before {
+            return;
+        }
+        let (access, deny) = after.or(before).expect("one of them is a share");
+        let record = ShareRecord {
+            file: file.clone(),
+            client: client.clone(),
+            owner: owner.clone(),
+            access,
+            deny,
+        };
+        let op = if after.is_some() {
+            PersistOp::PutShare(record)
+        } else {
+            PersistOp::DeleteShare(record)
+        };
+        let mut persist = Vec::with_capacity(1);
+        self.persist(op, &mut persist);
+        let at = at.min(out.len());
+        out.splice(at..at, persist);
+    }
+
+    /// `ok`'s shares of `files` were dropped with its client (FREE_ALL, TTL): persist that, and stop
+    /// waiting for their reclaim. The caller has already taken them out of `owners[ok].shares`.
+    pub(crate) fn shares_released(
+        &mut self,
+        ok: OwnerKey,
+        files: &alloc::collections::BTreeSet<FileKey>,
+        out: &mut Vec<Action>,
+    ) {
+        for &fk in files {
+            if let Some(modes) = self.files.get_mut(fk).shares.remove(&ok) {
+                let record = self.share_record(fk, ok, modes);
+                self.persist(PersistOp::DeleteShare(record), out);
+            }
+            self.forget_unreclaimed_share(ok, fk, out);
+        }
+    }
+
+    fn forget_unreclaimed_share(&mut self, ok: OwnerKey, fk: FileKey, out: &mut Vec<Action>) {
+        let Some(grace) = self.grace.as_mut() else {
+            return;
+        };
+        if !grace.unreclaimed_shares.remove(&(ok, fk)) {
+            return;
+        }
+        let ck = self.owners.get(ok).client;
+        if !self.client_has_unreclaimed(ck) {
+            self.client_done_reclaiming(ck, out);
+        }
     }
 
     pub(crate) fn in_grace(&self) -> bool {
@@ -231,11 +456,22 @@ impl Core {
     }
 
     fn client_has_unreclaimed(&self, ck: ClientKey) -> bool {
-        self.clients
-            .get(ck)
-            .owners
-            .iter()
-            .any(|&ok| !self.owners.get(ok).unreclaimed.is_empty())
+        let Some(client) = self.clients.try_get(ck) else {
+            return false;
+        };
+        let shares = self
+            .grace
+            .as_ref()
+            .map(|g| &g.unreclaimed_shares)
+            .filter(|s| !s.is_empty());
+        client.owners.iter().any(|&ok| {
+            !self.owners.get(ok).unreclaimed.is_empty()
+                || shares.is_some_and(|s| {
+                    s.range((ok, FileKey::MIN)..=(ok, FileKey::MAX))
+                        .next()
+                        .is_some()
+                })
+        })
     }
 
     fn client_done_reclaiming(&mut self, ck: ClientKey, out: &mut Vec<Action>) {
@@ -259,13 +495,38 @@ impl Core {
         if !self.grace.as_ref().is_some_and(|g| g.pending.contains(&ck)) {
             return;
         }
-        self.release_unreclaimed(Some(ck), out);
+        let shares = self.take_unreclaimed_shares(ck);
+        self.release_unreclaimed(Some(ck), shares, out);
         self.client_done_reclaiming(ck, out);
         self.tidy_client(ck);
     }
 
-    /// Releases restored locks nobody reclaimed (of one client, or of all); returns how many pieces.
-    fn release_unreclaimed(&mut self, only: Option<ClientKey>, out: &mut Vec<Action>) -> u64 {
+    /// Takes the restored shares of `ck` nobody reclaimed out of the grace period's list.
+    fn take_unreclaimed_shares(&mut self, ck: ClientKey) -> Vec<(OwnerKey, FileKey)> {
+        let Some(grace) = self.grace.as_mut() else {
+            return Vec::new();
+        };
+        let owners = &self.owners;
+        let mine: Vec<_> = grace
+            .unreclaimed_shares
+            .iter()
+            .copied()
+            .filter(|&(ok, _)| owners.get(ok).client == ck)
+            .collect();
+        for key in &mine {
+            grace.unreclaimed_shares.remove(key);
+        }
+        mine
+    }
+
+    /// Releases restored locks nobody reclaimed (of one client, or of all) and the restored `shares`
+    /// nobody reclaimed; returns how many pieces.
+    fn release_unreclaimed(
+        &mut self,
+        only: Option<ClientKey>,
+        shares: Vec<(OwnerKey, FileKey)>,
+        out: &mut Vec<Action>,
+    ) -> u64 {
         let mut pieces: Vec<(FileKey, OwnerKey, Span)> = Vec::new();
         for (fk, _, file) in self.files.iter() {
             for (&(ok, start), &end) in &file.unreclaimed {
@@ -275,6 +536,14 @@ impl Core {
             }
         }
         let mut touched = alloc::collections::BTreeSet::new();
+        for &(ok, fk) in &shares {
+            self.owners.get_mut(ok).shares.remove(&fk);
+            if let Some(modes) = self.files.get_mut(fk).shares.remove(&ok) {
+                let record = self.share_record(fk, ok, modes);
+                self.persist(PersistOp::DeleteShare(record), out);
+            }
+            touched.insert((fk, ok));
+        }
         for &(fk, ok, span) in &pieces {
             let plan = self.files.get(fk).locks.plan_unlock(ok, span);
             self.release_plan(fk, &plan, ReleaseReason::GraceExpired, out);
@@ -287,7 +556,7 @@ impl Core {
             self.wake(fk, out);
             self.tidy(Some(fk), Some(ok));
         }
-        pieces.len() as u64
+        (pieces.len() + shares.len()) as u64
     }
 
     pub(crate) fn end_grace(&mut self, out: &mut Vec<Action>) {
@@ -295,7 +564,8 @@ impl Core {
             return;
         };
         self.timers.remove(&(grace.ends_at, Timer::GraceEnd));
-        let released = self.release_unreclaimed(None, out);
+        let shares = grace.unreclaimed_shares.iter().copied().collect();
+        let released = self.release_unreclaimed(None, shares, out);
         out.push(Action::GraceEnded { released });
         for ck in grace.pending {
             self.tidy_client(ck);

@@ -235,15 +235,29 @@ impl Core {
         }
 
         if let Some(grace) = &self.grace {
-            let reclaiming: BTreeSet<u32> = self
+            let mut reclaiming: BTreeSet<u32> = self
                 .owners
                 .iter()
                 .filter(|(_, _, o)| !o.unreclaimed.is_empty())
                 .map(|(_, _, o)| o.client)
                 .collect();
+            for &(ok, fk) in &grace.unreclaimed_shares {
+                let held = self
+                    .owners
+                    .try_get(ok)
+                    .is_some_and(|o| o.shares.contains(&fk))
+                    && self
+                        .files
+                        .try_get(fk)
+                        .is_some_and(|f| f.shares.contains_key(&ok));
+                if !held {
+                    return Err(format!("grace: unreclaimed share ({ok}, {fk}) not held"));
+                }
+                reclaiming.insert(self.owners.get(ok).client);
+            }
             if reclaiming != grace.pending {
                 return Err(String::from(
-                    "grace: pending clients differ from clients with locks to reclaim",
+                    "grace: pending clients differ from clients with locks or shares to reclaim",
                 ));
             }
             if !self.timers.contains(&(grace.ends_at, Timer::GraceEnd)) {

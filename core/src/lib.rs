@@ -63,7 +63,7 @@ mod views;
 mod waiters;
 
 pub use action::{
-    Action, Holder, Limit, LockRecord, Outcome, OwnerRef, PersistOp, ReleaseReason,
+    Action, Holder, Limit, LockRecord, Outcome, OwnerRef, PersistOp, ReleaseReason, ShareRecord,
     WaiterRemovedReason,
 };
 pub use config::{CallbackPolicy, Config, Limits, Profile};

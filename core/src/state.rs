@@ -135,6 +135,8 @@ pub(crate) struct Grace {
     /// Clients that still have restored locks to reclaim (and have not said they are done).
     pub pending: BTreeSet<ClientKey>,
     pub expected: u64,
+    /// Restored share reservations (owner, file) not yet reclaimed; released when grace ends.
+    pub unreclaimed_shares: BTreeSet<(OwnerKey, FileKey)>,
 }
 
 /// The lock manager. See the crate documentation for the contract with the host.
@@ -246,7 +248,7 @@ impl Core {
                 access,
                 deny,
                 reclaim,
-            } => self.share(
+            } => self.share_event(
                 request,
                 &client,
                 &owner,
@@ -260,7 +262,7 @@ impl Core {
                 client,
                 owner,
                 file,
-            } => self.unshare(request, &client, &owner, &file, out),
+            } => self.unshare_event(request, &client, &owner, &file, out),
             Event::Tick => {}
             Event::ClientConnected {
                 client,

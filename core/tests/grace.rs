@@ -280,6 +280,7 @@ fn persist_actions_carry_the_epoch_and_a_sequence_growing_by_one() {
                 let what = match op {
                     PersistOp::Put(r) => format!("put {}+{}", r.range.offset, r.range.length),
                     PersistOp::Delete(r) => format!("delete {}+{}", r.range.offset, r.range.length),
+                    other => format!("{other:?}"),
                 };
                 seen.push((*epoch, *seq, what));
             }

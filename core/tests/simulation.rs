@@ -3,7 +3,7 @@
 //! reconnect, FREE_ALLs, GRANTED callbacks that are delivered, lost or refused, clock jumps, and server
 //! restarts that rebuild the core from what its persist actions stored. After every step:
 //! `check_invariants()` (which includes "no two owners hold conflicting locks"), and the store — the
-//! fold of every persist action — equals the core's held locks. When the faults stop, every waiter is
+//! fold of every persist action — equals the core's held locks and share reservations. When the faults stop, every waiter is
 //! granted, cancelled or expired within a bound.
 //!
 //! A failure prints its seed; `BRLOCK_SEED=N cargo test -p brlock-core --test simulation` replays that
@@ -15,8 +15,13 @@ mod common;
 use brlock_core::*;
 use common::Rng;
 
-/// The store the host would keep: key (file, client, owner, offset) → record.
-type Store = BTreeMap<(FileId, ClientId, OwnerId, u64), LockRecord>;
+/// The store the host would keep: key (file, client, owner, offset) → record, and share
+/// reservations by (file, client, owner).
+#[derive(Default)]
+struct Store {
+    locks: BTreeMap<(FileId, ClientId, OwnerId, u64), LockRecord>,
+    shares: BTreeMap<(FileId, ClientId, OwnerId), ShareRecord>,
+}
 
 fn apply_persists(
     store: &mut Store,
@@ -34,7 +39,7 @@ fn apply_persists(
             *next_seq += 1;
             match op {
                 PersistOp::Put(r) => {
-                    store.insert(
+                    store.locks.insert(
                         (
                             r.file.clone(),
                             r.client.clone(),
@@ -46,6 +51,7 @@ fn apply_persists(
                 }
                 PersistOp::Delete(r) => {
                     if store
+                        .locks
                         .remove(&(
                             r.file.clone(),
                             r.client.clone(),
@@ -55,6 +61,21 @@ fn apply_persists(
                         .is_none()
                     {
                         return Err(format!("delete of a record the store does not hold: {r:?}"));
+                    }
+                }
+                PersistOp::PutShare(r) => {
+                    store.shares.insert(
+                        (r.file.clone(), r.client.clone(), r.owner.clone()),
+                        r.clone(),
+                    );
+                }
+                PersistOp::DeleteShare(r) => {
+                    if store
+                        .shares
+                        .remove(&(r.file.clone(), r.client.clone(), r.owner.clone()))
+                        != Some(r.clone())
+                    {
+                        return Err(format!("delete of a share the store does not hold: {r:?}"));
                     }
                 }
             }
@@ -110,7 +131,7 @@ impl Sim {
             now: 0,
             epoch: 1,
             next_seq: 0,
-            store: Store::new(),
+            store: Store::default(),
             next_request: 0,
             outstanding: Vec::new(),
             connected: BTreeMap::new(),
@@ -129,11 +150,18 @@ impl Sim {
         self.core.check_invariants()?;
         apply_persists(&mut self.store, actions, self.epoch, &mut self.next_seq)?;
         let held: Vec<LockRecord> = self.core.records();
-        let mut stored: Vec<LockRecord> = self.store.values().cloned().collect();
+        let mut stored: Vec<LockRecord> = self.store.locks.values().cloned().collect();
         stored.sort();
         if held != stored {
             return Err(format!(
                 "store differs from held locks\n held   {held:?}\n stored {stored:?}"
+            ));
+        }
+        let shares = self.core.share_records();
+        let stored: Vec<ShareRecord> = self.store.shares.values().cloned().collect();
+        if shares != stored {
+            return Err(format!(
+                "store differs from held shares\n held   {shares:?}\n stored {stored:?}"
             ));
         }
         for a in actions {
@@ -292,12 +320,47 @@ impl Sim {
         self.next_seq = 0;
         self.outstanding.clear();
         self.connected.clear();
-        let records: Vec<LockRecord> = self.store.values().cloned().collect();
-        let (core, actions) =
-            Core::restore(self.config.clone(), self.now, self.epoch, records.clone())
-                .map_err(|e| format!("restore failed: {e}"))?;
+        let records: Vec<LockRecord> = self.store.locks.values().cloned().collect();
+        let shares: Vec<ShareRecord> = self.store.shares.values().cloned().collect();
+        let (core, actions) = Core::restore_with_shares(
+            self.config.clone(),
+            self.now,
+            self.epoch,
+            records.clone(),
+            shares.clone(),
+        )
+        .map_err(|e| format!("restore failed: {e}"))?;
         self.core = core;
         self.after(&actions)?;
+        for share in shares {
+            if !self.rng.chance(70) || self.core.grace().is_none() {
+                continue;
+            }
+            let request = self.request();
+            let actions = self.event(Event::Share {
+                request,
+                client: share.client.clone(),
+                owner: share.owner.clone(),
+                file: share.file.clone(),
+                access: share.access,
+                deny: share.deny,
+                reclaim: true,
+            })?;
+            let granted = actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Reply {
+                        outcome: Outcome::Granted,
+                        ..
+                    }
+                )
+            });
+            if !granted {
+                return Err(format!(
+                    "reclaim of a stored share refused: {share:?} → {actions:?}"
+                ));
+            }
+        }
         for record in records {
             if !self.rng.chance(70) || self.core.grace().is_none() {
                 continue;

@@ -73,10 +73,28 @@ pub struct Args {
     /// [default: 127.0.0.1:111]. Serving goes on without it.
     #[arg(long, value_name = "ADDR:PORT|none")]
     pub rpcbind: Option<String>,
-    /// Local rpc.statd for SM_MON/SM_UNMON, or `none` [default: ask rpcbind for program 100024;
-    /// skip when absent].
+    /// Local rpc.statd for SM_MON/SM_UNMON with `--nsm statd`, or `none` [default: ask rpcbind for
+    /// program 100024].
     #[arg(long, value_name = "ADDR:PORT|none")]
     pub statd: Option<String>,
+    /// Who watches client reboots: `builtin` (brlockd serves NSM 100024 v1 itself on its NLM port
+    /// and registers it with rpcbind: no rpc.statd needed), `statd` (SM_MON/SM_UNMON to the local
+    /// rpc.statd, which relays reboots as NLM procedure 16), or `none` (client reboots go unnoticed
+    /// and no reboot notices are sent) [default: statd when --statd names one or rpcbind knows one,
+    /// else builtin].
+    #[arg(long, value_name = "builtin|statd|none")]
+    pub nsm: Option<String>,
+    /// The name brlockd's reboot notices (SM_NOTIFY) give as `mon_name` [default: the address of
+    /// this host that each client's calls arrived at: what it mounted, so what its statd monitors].
+    #[arg(long, value_name = "NAME")]
+    pub notify_name: Option<String>,
+    /// First wait for a reboot notice's answer; each retry waits twice as long, up to 60 times this
+    /// (sm-notify: 2 s to 120 s) [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub notify_retry_ms: Option<u64>,
+    /// Stop retrying a reboot notice this long after start (sm-notify -m) [default: 900].
+    #[arg(long, value_name = "SECONDS")]
+    pub notify_give_up_s: Option<u64>,
     /// A client host that has held nothing and sent no lock request for this long is forgotten and
     /// statd told to stop monitoring it (SM_UNMON) [default: 300000, Linux lockd's host expiry].
     #[arg(long, value_name = "MS")]
@@ -124,6 +142,10 @@ struct FileSettings {
     portmap_port: Option<u16>,
     rpcbind: Option<String>,
     statd: Option<String>,
+    nsm: Option<String>,
+    notify_name: Option<String>,
+    notify_retry_ms: Option<u64>,
+    notify_give_up_s: Option<u64>,
     unmonitor_idle_ms: Option<u64>,
     max_locks_per_file: Option<u64>,
     max_locks_per_client: Option<u64>,
@@ -144,6 +166,24 @@ pub enum StatdSetting {
     At(SocketAddr),
 }
 
+/// `--nsm`: who watches client reboots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsmMode {
+    /// Decide at start: `Statd` if one is named or registered with rpcbind, else `Builtin`.
+    Auto,
+    Builtin,
+    Statd,
+    None,
+}
+
+/// How reboot notices are retried (nfs-utils sm-notify: 2 s doubling to 120 s, for 15 minutes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoticeTiming {
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+    pub give_up: Duration,
+}
+
 /// The resolved configuration of one server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -158,6 +198,10 @@ pub struct ServerConfig {
     pub portmap_port: u16,
     pub rpcbind: Option<SocketAddr>,
     pub statd: StatdSetting,
+    pub nsm: NsmMode,
+    /// `--notify-name`: the `mon_name` of reboot notices, if not each client's local address.
+    pub notify_name: Option<String>,
+    pub notice_timing: NoticeTiming,
     /// How long a monitored client host may hold nothing and stay quiet before SM_UNMON.
     pub unmonitor_idle: Duration,
     pub max_record_bytes: usize,
@@ -332,6 +376,46 @@ impl ServerConfig {
             Some("none") => StatdSetting::Disabled,
             Some(s) => StatdSetting::At(parse_addr("--statd", s)?),
         };
+        let nsm = match args.nsm.or(file.nsm).as_deref() {
+            None => NsmMode::Auto,
+            Some("builtin") => NsmMode::Builtin,
+            Some("statd") => NsmMode::Statd,
+            Some("none") => NsmMode::None,
+            Some(other) => {
+                return Err(invalid(
+                    "--nsm",
+                    format!("{other:?} is not builtin, statd or none"),
+                ));
+            }
+        };
+        if nsm == NsmMode::Statd && statd == StatdSetting::Disabled {
+            return Err(invalid("--nsm", "statd, but --statd none"));
+        }
+        let notify_name = args.notify_name.or(file.notify_name);
+        if let Some(name) = &notify_name
+            && (name.is_empty() || name.len() > crate::nsm::MAX_NAME as usize)
+        {
+            return Err(invalid(
+                "--notify-name",
+                format!("must be 1 to {} bytes", crate::nsm::MAX_NAME),
+            ));
+        }
+        let retry_ms = args
+            .notify_retry_ms
+            .or(file.notify_retry_ms)
+            .unwrap_or(2000);
+        if retry_ms == 0 {
+            return Err(invalid("--notify-retry-ms", "must be at least 1"));
+        }
+        let give_up_s = args
+            .notify_give_up_s
+            .or(file.notify_give_up_s)
+            .unwrap_or(900);
+        let notice_timing = NoticeTiming {
+            first_wait: Duration::from_millis(retry_ms),
+            max_wait: Duration::from_millis(retry_ms.saturating_mul(60)),
+            give_up: Duration::from_secs(give_up_s),
+        };
         let unmonitor_idle_ms = args
             .unmonitor_idle_ms
             .or(file.unmonitor_idle_ms)
@@ -365,6 +449,9 @@ impl ServerConfig {
             portmap_port: args.portmap_port.or(file.portmap_port).unwrap_or(111),
             rpcbind,
             statd,
+            nsm,
+            notify_name,
+            notice_timing,
             unmonitor_idle: Duration::from_millis(unmonitor_idle_ms),
             max_record_bytes,
             drc_size,
@@ -449,6 +536,17 @@ mod tests {
         assert_eq!(c.drc_size, 4096);
         assert_eq!(c.max_record_bytes, 1 << 20);
         assert_eq!(c.store, "sqlite://./brlock.db");
+        assert_eq!(c.nsm, NsmMode::Auto);
+        assert_eq!(c.notify_name, None);
+        assert_eq!(
+            c.notice_timing,
+            NoticeTiming {
+                first_wait: Duration::from_secs(2),
+                max_wait: Duration::from_secs(120),
+                give_up: Duration::from_secs(900),
+            },
+            "sm-notify's schedule"
+        );
     }
 
     #[test]
@@ -524,6 +622,10 @@ mod tests {
             (&["--listen", "localhost"][..], "--listen"),
             (&["--allow", "10.0.0.0/99"][..], "--allow"),
             (&["--statd", "x"][..], "--statd"),
+            (&["--nsm", "kernel"][..], "--nsm"),
+            (&["--nsm", "statd", "--statd", "none"][..], "--nsm"),
+            (&["--notify-retry-ms", "0"][..], "--notify-retry-ms"),
+            (&["--notify-name", ""][..], "--notify-name"),
             (&["--callback-attempts", "0"][..], "--callback-attempts"),
             (&["--unmonitor-idle-ms", "0"][..], "--unmonitor-idle-ms"),
         ] {

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub store_failures: Family<StoreFailureLabels, Counter>,
     /// Times the core was rebuilt from the store after a failure.
     pub store_rebuilds: Counter,
+    /// Reboot notices (SM_NOTIFY) sent after a start, by result.
+    pub reboot_notices: Family<CallbackLabels, Counter>,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
     request_cache: Mutex<RequestCache>,
@@ -128,6 +130,12 @@ impl Metrics {
             "Times the core was rebuilt from the store after a store failure",
             store_rebuilds.clone(),
         );
+        let reboot_notices = Family::<CallbackLabels, Counter>::default();
+        registry.register(
+            "brlock_reboot_notices",
+            "Reboot notices (SM_NOTIFY) to client hosts after a start, by result (delivered, gave_up)",
+            reboot_notices.clone(),
+        );
         let core = Arc::new(CoreStats::default());
         registry.register_collector(Box::new(core.clone()));
         Self {
@@ -140,6 +148,7 @@ impl Metrics {
             store_durable_seconds,
             store_failures,
             store_rebuilds,
+            reboot_notices,
             core,
             request_cache: Mutex::default(),
         }
@@ -168,6 +177,14 @@ impl Metrics {
         let (count, seconds) = &by_status[status];
         count.inc();
         seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_reboot_notice(&self, result: &str) {
+        self.reboot_notices
+            .get_or_create(&CallbackLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     pub fn observe_callback(&self, result: &str, elapsed: Duration) {

@@ -12,7 +12,7 @@ use brlock_native::client::{
 use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, ShareAccess, ShareMode, Stat};
 use brlock_native::server::dispatch::owner_id;
-use brlock_native::server::{AcceptAllHandles, Server, StorePersistSink};
+use brlock_native::server::{AcceptAllHandles, Restored, Server, Sockets, StorePersistSink};
 use brlock_native::store::{MemoryStore, RecordFilter, Store};
 
 async fn serve(store: &Arc<Store>) -> Server {
@@ -21,20 +21,25 @@ async fn serve(store: &Arc<Store>) -> Server {
 
 async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) -> Server {
     let (epoch, records) = store.begin_epoch().await.unwrap();
+    let kept = store.kept().await.unwrap();
     let mut config = ServerConfig::for_tests();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
     adjust(&mut config);
-    let (core, actions) = Core::restore(config.core.clone(), 0, epoch, records).unwrap();
+    let (core, actions) =
+        Core::restore_with_shares(config.core.clone(), 0, epoch, records, kept.shares).unwrap();
     let sink = StorePersistSink::spawn(store.clone(), epoch);
-    Server::start_restored(
-        config,
+    let sockets = Sockets::bind(&config).await.unwrap();
+    let restored = Restored {
         core,
         actions,
-        Box::new(sink),
-        Arc::new(AcceptAllHandles),
-    )
-    .await
-    .unwrap()
+        sink: Box::new(sink),
+        nsm_state: kept.nsm_state,
+        hosts: kept.hosts,
+        ..Restored::fresh(&config)
+    };
+    Server::start_restored(config, sockets, restored, Arc::new(AcceptAllHandles))
+        .await
+        .unwrap()
 }
 
 fn memory(store: &Store) -> &MemoryStore {

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use brlock_core::{
-    ClientId, Config, Core, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range,
+    ClientId, Config, Core, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range, ShareMode,
+    ShareRecord,
 };
 use brlock_native::store::{
-    GroupCommit, GroupCommitOptions, RecordFilter, Store, StoreError, Write,
+    ClientHost, GroupCommit, GroupCommitOptions, HostWrite, RecordFilter, Store, StoreError, Write,
 };
 use sqlx::Connection;
 
@@ -537,6 +538,105 @@ async fn restore_takes_what_begin_epoch_returns(b: Backend) {
     assert_eq!(core.records(), vec![r]);
 }
 
+fn share(
+    file: &[u8],
+    client: &[u8],
+    owner: &[u8],
+    access: ShareMode,
+    deny: ShareMode,
+) -> ShareRecord {
+    ShareRecord {
+        file: FileId::new(file.to_vec()),
+        client: ClientId::new(client.to_vec()),
+        owner: OwnerId::new(owner.to_vec()),
+        access,
+        deny,
+    }
+}
+
+fn host(name: &[u8], address: &str, nsm_state: Option<u32>) -> ClientHost {
+    ClientHost {
+        caller_name: name.to_vec(),
+        address: address.parse().unwrap(),
+        local_address: "127.0.0.9".parse().unwrap(),
+        nsm_state,
+        statd_monitored: nsm_state.is_some(),
+    }
+}
+
+/// Shares, client hosts and the NSM state come back after a restart (for `memory`, within one
+/// process), written in order with the lock writes of their transaction, and fenced like them.
+async fn shares_hosts_and_the_nsm_state_are_kept(b: Backend) {
+    let db = TestDb::new(b).await;
+    let store = db.open().await;
+    let (e1, _) = store.begin_epoch().await.unwrap();
+    let first = store.kept().await.unwrap();
+    assert_eq!(first.nsm_state % 2, 1, "odd while up: {}", first.nsm_state);
+    assert!(first.shares.is_empty() && first.hosts.is_empty());
+    let (s1, s2) = (
+        share(b"f", b"c", b"o", ShareMode::Read, ShareMode::Write),
+        share(b"g", b"c", b"o", ShareMode::Both, ShareMode::None),
+    );
+    let replaced = share(b"f", b"c", b"o", ShareMode::Write, ShareMode::Both);
+    let r = rec(b"f", b"c", b"o", X, 0, 10);
+    let writes = [
+        put(1, &r),
+        Write {
+            seq: 2,
+            op: PersistOp::PutShare(s1.clone()),
+        },
+        Write {
+            seq: 3,
+            op: PersistOp::PutShare(s2.clone()),
+        },
+        Write {
+            seq: 4,
+            op: PersistOp::PutShare(replaced.clone()),
+        },
+        Write {
+            seq: 5,
+            op: PersistOp::DeleteShare(s2.clone()),
+        },
+    ];
+    let hosts = [
+        HostWrite::Put(host(b"a", "127.0.0.1", None)),
+        HostWrite::Put(host(b"b", "::1", Some(7))),
+        HostWrite::Put(host(b"a", "127.0.0.2", Some(3))),
+        HostWrite::Put(host(b"gone", "127.0.0.3", None)),
+        HostWrite::Delete(b"gone".to_vec()),
+    ];
+    store.apply_with_hosts(e1, &writes, &hosts).await.unwrap();
+    let (e2, records) = store.begin_epoch().await.unwrap();
+    assert_eq!(records, vec![r]);
+    let kept = store.kept().await.unwrap();
+    assert_eq!(
+        kept.nsm_state,
+        first.nsm_state + 2,
+        "two more at every start"
+    );
+    assert_eq!(kept.shares, vec![replaced]);
+    assert_eq!(
+        kept.hosts,
+        vec![host(b"a", "127.0.0.2", Some(3)), host(b"b", "::1", Some(7))]
+    );
+    // A fenced instance writes no host either.
+    let late = [HostWrite::Put(host(b"late", "127.0.0.4", None))];
+    assert!(matches!(
+        store.apply_with_hosts(e1, &[], &late).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    store.apply_with_hosts(e2, &[], &[]).await.unwrap();
+    assert_eq!(store.kept().await.unwrap().hosts.len(), 2);
+    if db.durable() {
+        store.close().await;
+        let reopened = db.open().await;
+        reopened.begin_epoch().await.unwrap();
+        let again = reopened.kept().await.unwrap();
+        assert_eq!(again.nsm_state, first.nsm_state + 4);
+        assert_eq!((again.shares, again.hosts), (kept.shares, kept.hosts));
+    }
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -569,6 +669,7 @@ suite!(
     group_commit_respects_max_writes_and_order,
     group_commit_fencing_is_final,
     restore_takes_what_begin_epoch_returns,
+    shares_hosts_and_the_nsm_state_are_kept,
 );
 
 // ---- What only databases can show. ----

@@ -131,7 +131,8 @@ pub struct Options {
     pub grace: Option<u64>,
     /// `--rpcbind ADDR:PORT`; `none` if unset.
     pub rpcbind: Option<String>,
-    /// `--statd ADDR:PORT`; `none` if unset.
+    /// `--statd ADDR:PORT`; `none` if unset; not passed at all if empty (brlockd then asks
+    /// rpcbind for a statd).
     pub statd: Option<String>,
     pub extra: Vec<String>,
 }
@@ -174,12 +175,13 @@ impl Brlockd {
             &portmap_port,
             "--rpcbind",
             &rpcbind,
-            "--statd",
-            &statd,
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !statd.is_empty() {
+            args.extend(["--statd".to_string(), statd.clone()]);
+        }
         if options.metrics {
             args.extend(["--metrics".to_string(), "127.0.0.1:0".to_string()]);
         }

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use brlock_native::nlm::{self, NLM_PROGRAM, NlmCall, NlmReply, NlmVersion, Res, Stat};
-use brlock_native::portmap::{Mapping, PMAP_PROGRAM, PMAP_VERSION, PmapProc};
+use brlock_native::nsm::NSM_PROGRAM;
+use brlock_native::portmap::{
+    Mapping, PMAP_PROGRAM, PMAP_VERSION, PmapProc, RPCBIND_VERSION_4, Rpcb, RpcbProc,
+};
 use brlock_native::rpc::{
     AcceptStat, CallHeader, RecordDecoder, Reply, decode_call, encode_record, encode_reply,
 };
@@ -25,6 +28,10 @@ use crate::client::{NlmClient, Transport};
 /// Answers one decoded call; `None` sends no reply.
 pub type Handler = dyn Fn(Transport, &CallHeader, &[u8]) -> Option<Reply> + Send + Sync;
 
+/// A [`Handler`] that also sees the caller's address.
+pub type PeerHandler =
+    dyn Fn(Transport, SocketAddr, &CallHeader, &[u8]) -> Option<Reply> + Send + Sync;
+
 /// An RPC server on one port (TCP and UDP), running until dropped.
 pub struct RpcServer {
     pub port: u16,
@@ -33,7 +40,25 @@ pub struct RpcServer {
 
 impl RpcServer {
     pub fn spawn(handler: Arc<Handler>) -> io::Result<Self> {
-        let (tcp, udp) = bind_pair()?;
+        Self::spawn_with_peer(Arc::new(move |transport, _peer, header, args| {
+            handler(transport, header, args)
+        }))
+    }
+
+    /// A server whose handler sees each caller's address.
+    pub fn spawn_with_peer(handler: Arc<PeerHandler>) -> io::Result<Self> {
+        Self::serve(bind_pair()?, handler)
+    }
+
+    /// A server on `port` of 127.0.0.1 (TCP and UDP), e.g. a service that comes back on the port
+    /// it had.
+    pub fn spawn_on(port: u16, handler: Arc<PeerHandler>) -> io::Result<Self> {
+        let tcp = TcpListener::bind(("127.0.0.1", port))?;
+        let udp = UdpSocket::bind(("127.0.0.1", port))?;
+        Self::serve((tcp, udp), handler)
+    }
+
+    fn serve((tcp, udp): (TcpListener, UdpSocket), handler: Arc<PeerHandler>) -> io::Result<Self> {
         let port = tcp.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         tcp.set_nonblocking(true)?;
@@ -75,9 +100,14 @@ fn bind_pair() -> io::Result<(TcpListener, UdpSocket)> {
     Err(last.unwrap_or_else(|| io::Error::other("no free port pair")))
 }
 
-fn answer(handler: &Handler, transport: Transport, record: &[u8]) -> Option<Vec<u8>> {
+fn answer(
+    handler: &PeerHandler,
+    transport: Transport,
+    peer: SocketAddr,
+    record: &[u8],
+) -> Option<Vec<u8>> {
     let reply = match decode_call(record) {
-        Ok(call) => handler(transport, &call.header, call.args)?,
+        Ok(call) => handler(transport, peer, &call.header, call.args)?,
         Err(e) => e.reply()?,
     };
     let mut out = Vec::new();
@@ -85,32 +115,37 @@ fn answer(handler: &Handler, transport: Transport, record: &[u8]) -> Option<Vec<
     Some(out)
 }
 
-fn serve_udp(socket: UdpSocket, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
+fn serve_udp(socket: UdpSocket, handler: Arc<PeerHandler>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
             continue;
         };
-        if let Some(out) = answer(&*handler, Transport::Udp, &buf[..n]) {
+        if let Some(out) = answer(&*handler, Transport::Udp, from, &buf[..n]) {
             let _ = socket.send_to(&out, from);
         }
     }
 }
 
-fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
+fn serve_tcp(listener: TcpListener, handler: Arc<PeerHandler>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let handler = Arc::clone(&handler);
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || serve_connection(stream, handler, stop));
+                std::thread::spawn(move || serve_connection(stream, peer, handler, stop));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
 }
 
-fn serve_connection(mut stream: TcpStream, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
+fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<PeerHandler>,
+    stop: Arc<AtomicBool>,
+) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut decoder = RecordDecoder::new();
@@ -123,7 +158,7 @@ fn serve_connection(mut stream: TcpStream, handler: Arc<Handler>, stop: Arc<Atom
                     return;
                 }
                 while let Some(record) = decoder.next_record() {
-                    if let Some(out) = answer(&*handler, Transport::Tcp, &record) {
+                    if let Some(out) = answer(&*handler, Transport::Tcp, peer, &record) {
                         let mut framed = Vec::new();
                         encode_record(&out, &mut framed);
                         if stream.write_all(&framed).is_err() {
@@ -143,10 +178,15 @@ fn serve_connection(mut stream: TcpStream, handler: Arc<Handler>, stop: Arc<Atom
 }
 
 /// A portmapper (program 100000 v2) that maps NLM, every version and protocol, to one port
-/// (which [`Portmapper::map_nlm_to`] changes, as a client host's lockd registering anew would).
+/// (which [`Portmapper::map_nlm_to`] changes, as a client host's lockd registering anew would), and
+/// NSM to another ([`Portmapper::map_nsm_to`]; 0, unregistered, at first). It also takes rpcbind v4
+/// SET/UNSET ([`Portmapper::rpcb_registrations`]).
 pub struct Portmapper {
     pub server: RpcServer,
     nlm_port: Arc<AtomicU16>,
+    nsm_port: Arc<AtomicU16>,
+    /// Every rpcbind v4 SET and UNSET received (all answered `true`), in arrival order.
+    pub rpcb: Arc<Mutex<Vec<(RpcbProc, Rpcb)>>>,
     /// Every GETPORT query received, with the transport it came on.
     pub queries: Arc<Mutex<Vec<(Transport, Mapping)>>>,
     /// Every SET and UNSET received (all answered `true`), in arrival order.
@@ -161,9 +201,32 @@ impl Portmapper {
         let sets = Arc::clone(&registrations);
         let nlm_port = Arc::new(AtomicU16::new(nlm_port));
         let mapped = Arc::clone(&nlm_port);
+        let nsm_port = Arc::new(AtomicU16::new(0));
+        let nsm_mapped = Arc::clone(&nsm_port);
+        let rpcb = Arc::new(Mutex::new(Vec::new()));
+        let rpcb_log = Arc::clone(&rpcb);
         let handler: Arc<Handler> = Arc::new(move |transport, header, args| {
             if header.program != PMAP_PROGRAM {
                 return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
+            }
+            if header.version == RPCBIND_VERSION_4 {
+                let procedure = match header.procedure {
+                    0 => return Some(Reply::success(header.xid, Vec::new())),
+                    p if p == RpcbProc::Set as u32 => RpcbProc::Set,
+                    p if p == RpcbProc::Unset as u32 => RpcbProc::Unset,
+                    _ => return Some(Reply::accepted(header.xid, AcceptStat::ProcUnavail)),
+                };
+                let Ok(r) = decode_exact::<Rpcb>(args) else {
+                    return Some(Reply::accepted(header.xid, AcceptStat::GarbageArgs));
+                };
+                rpcb_log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((procedure, r));
+                return Some(Reply::success(
+                    header.xid,
+                    encode_to_vec(&true).expect("bool encodes"),
+                ));
             }
             if header.version != PMAP_VERSION {
                 return Some(Reply::accepted(
@@ -196,6 +259,8 @@ impl Portmapper {
                         .push((transport, mapping));
                     let port = if mapping.prog == NLM_PROGRAM {
                         u32::from(mapped.load(Ordering::SeqCst))
+                    } else if mapping.prog == NSM_PROGRAM {
+                        u32::from(nsm_mapped.load(Ordering::SeqCst))
                     } else {
                         0
                     };
@@ -208,9 +273,63 @@ impl Portmapper {
         Ok(Portmapper {
             server: RpcServer::spawn(handler)?,
             nlm_port,
+            nsm_port,
+            rpcb,
             queries,
             registrations,
         })
+    }
+
+    /// Answers later GETPORTs for NSM (a host's statd) with `port` (0: none registered).
+    pub fn map_nsm_to(&self, port: u16) {
+        self.nsm_port.store(port, Ordering::SeqCst);
+    }
+
+    /// Every rpcbind v4 SET and UNSET received so far, in arrival order.
+    pub fn rpcb_registrations(&self) -> Vec<(RpcbProc, Rpcb)> {
+        self.rpcb.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What rpcbind would hold after the SETs and UNSETs received so far (v2 and v4 alike, as
+    /// rpcbind keeps one table): (program, version, protocol) → universal address or port.
+    pub fn table(&self) -> std::collections::BTreeMap<(u32, u32, &'static str), String> {
+        // Arrival order across the two logs is lost; callers use one version per phase.
+        let mut table = std::collections::BTreeMap::new();
+        for (p, m) in self.registrations() {
+            let prot = if m.prot == brlock_native::portmap::IPPROTO_TCP {
+                "tcp"
+            } else {
+                "udp"
+            };
+            match p {
+                PmapProc::Set => {
+                    table.insert(
+                        (m.prog, m.vers, prot),
+                        format!("0.0.0.0.{}.{}", m.port >> 8, m.port & 0xff),
+                    );
+                }
+                PmapProc::Unset => {
+                    table.retain(|&(prog, vers, _), _| (prog, vers) != (m.prog, m.vers))
+                }
+                _ => {}
+            }
+        }
+        for (p, r) in self.rpcb_registrations() {
+            let prot: &'static str = if r.netid.starts_with("tcp") {
+                "tcp"
+            } else {
+                "udp"
+            };
+            match p {
+                RpcbProc::Set => {
+                    table.insert((r.prog, r.vers, prot), r.addr.clone());
+                }
+                RpcbProc::Unset => table.retain(|&(prog, vers, n), _| {
+                    (prog, vers) != (r.prog, r.vers) || (!r.netid.is_empty() && n != prot)
+                }),
+            }
+        }
+        table
     }
 
     pub fn port(&self) -> u16 {

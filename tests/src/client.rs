@@ -131,6 +131,15 @@ impl RpcClient {
         })
     }
 
+    /// A UDP client whose calls come from `local` (e.g. 127.0.0.2:0, or a privileged port).
+    pub fn connect_udp_from(local: SocketAddr, peer: SocketAddr) -> io::Result<Self> {
+        let socket = UdpSocket::bind(local)?;
+        socket.connect(peer)?;
+        let mut client = Self::connect(Transport::Udp, peer)?;
+        client.socket = Socket::Udp(socket);
+        Ok(client)
+    }
+
     pub fn transport(&self) -> Transport {
         match self.socket {
             Socket::Tcp { .. } => Transport::Tcp,
@@ -379,6 +388,19 @@ impl NlmClient {
         })
     }
 
+    /// An NLM client over UDP whose calls come from `local`.
+    pub fn connect_udp_from(
+        local: SocketAddr,
+        peer: SocketAddr,
+        version: NlmVersion,
+    ) -> io::Result<Self> {
+        Ok(NlmClient {
+            rpc: RpcClient::connect_udp_from(local, peer)?,
+            version,
+            next_cookie: 0,
+        })
+    }
+
     /// A fresh 8-byte cookie, as the rpcgen client sends.
     pub fn cookie(&mut self) -> Vec<u8> {
         self.next_cookie += 1;
@@ -588,6 +610,35 @@ impl NlmClient {
                 "{:?} answered {other:?}",
                 call.procedure()
             ))),
+        }
+    }
+
+    /// SHARE with `reclaim` set, as after a server restart.
+    pub fn share_reclaim(
+        &mut self,
+        caller: &str,
+        oh: &str,
+        fh: &[u8],
+        mode: ShareMode,
+        access: ShareAccess,
+    ) -> Result<Stat, CallFailure> {
+        let cookie = self.cookie();
+        let call = NlmCall::Share(ShareArgs {
+            cookie: cookie.clone(),
+            share: Share {
+                caller_name: caller.as_bytes().to_vec(),
+                fh: fh.to_vec(),
+                oh: oh.as_bytes().to_vec(),
+                mode,
+                access,
+            },
+            reclaim: true,
+        });
+        match self.call(&call)? {
+            NlmReply::Share(ShareRes {
+                cookie: c, stat, ..
+            }) if c == cookie => Ok(stat),
+            other => Err(CallFailure::BadReply(format!("SHARE answered {other:?}"))),
         }
     }
 

@@ -363,3 +363,56 @@ fn postgres_older_instance_is_fenced_and_exits() {
         Stat::Granted
     );
 }
+
+/// A second brlockd started by mistake on the same PostgreSQL database and the same address cannot
+/// listen, and exits before it touches the store: the running one is not fenced and keeps writing.
+#[test]
+fn postgres_second_start_on_a_taken_address_does_not_fence_the_first() {
+    let db = PgDb::new();
+    let owner = Owner::new("host-h", 1, "oh-h");
+    let mut first = start(&db.url(), 0);
+    let mut c = client(&first);
+    assert_eq!(
+        c.lock(&owner, b"fh", true, 0, 10, false).unwrap(),
+        Stat::Granted
+    );
+    let mut second = Command::new(brlock_tests::brlockd::brlockd_path())
+        .args([
+            "--listen",
+            &first.addr.to_string(),
+            "--store",
+            &db.url(),
+            "--rpcbind",
+            "none",
+            "--statd",
+            "none",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("the second brlockd did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    // Still the store's instance: its writes are taken.
+    assert_eq!(
+        c.lock(&owner, b"fh", true, 20, 10, false).unwrap(),
+        Stat::Granted
+    );
+    assert!(first.is_running());
+    assert!(!first.log_contains("fenced: another brlockd", Duration::from_millis(300)));
+}

@@ -1,16 +1,18 @@
 //! `brlockd`: the NLM server. Flags: `brlockd --help`. Prints `listening on ADDR:PORT` once serving
 //! (and `metrics on ADDR:PORT` when enabled); SIGTERM or Ctrl-C stops it gracefully with exit 0.
 //!
-//! At start-up it opens the store (`--store`, default `sqlite://./brlock.db`), begins a new epoch,
-//! restores the previous epoch's locks and serves them in a grace period. Exit codes: 0 after
-//! SIGTERM/Ctrl-C, 1 when it cannot start (store unreachable or corrupt, address in use), 2 for a
-//! bad configuration, 3 when fenced (another instance took over the store).
+//! At start-up it binds every socket, then takes the store's instance lock (SQLite), opens the store
+//! (`--store`, default `sqlite://./brlock.db`), begins a new epoch, restores the previous epoch's
+//! locks and shares and serves them in a grace period, and tells the client hosts it kept that it
+//! restarted (docs/operations.md). Exit codes: 0 after SIGTERM/Ctrl-C, 1 when it cannot start
+//! (address in use, another instance serving the SQLite store, store unreachable or corrupt), 2 for
+//! a bad configuration, 3 when fenced (another instance took over the store).
 
 use std::process::ExitCode;
 
 use brlock_native::config::{ParseOutcome, ServerConfig};
 use brlock_native::server::startup::{self, StartError};
-use brlock_native::server::{AcceptAllHandles, Server};
+use brlock_native::server::{AcceptAllHandles, Server, Sockets};
 use brlock_native::store::StoreError;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -67,7 +69,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let restored = match startup::restore(&config).await {
+        // Every socket first: an instance that cannot listen must not touch (and fence) the store.
+        let sockets = match Sockets::bind(&config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("brlockd: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let holder = format!(
+            "pid {}, listening on {}",
+            std::process::id(),
+            sockets
+                .local_addr()
+                .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
+        );
+        let restored = match startup::restore(&config, &holder).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("brlockd: --store {}: {e}", startup::redacted(&config.store));
@@ -81,16 +98,15 @@ fn main() -> ExitCode {
         let store = restored.store.clone();
         let server = match Server::start_restored(
             config,
-            restored.core,
-            restored.actions,
-            restored.sink,
+            sockets,
+            restored,
             std::sync::Arc::new(AcceptAllHandles),
         )
         .await
         {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("brlockd: cannot listen: {e}");
+                eprintln!("brlockd: cannot serve: {e}");
                 return ExitCode::FAILURE;
             }
         };

@@ -3,7 +3,7 @@
 //! goes to the core task. Every refusal here is an RPC reply (or a silent drop when not even the xid
 //! could be read); nothing in a record can panic the server.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +33,9 @@ pub struct CallCtx {
     pub version: NlmVersion,
     pub procedure: NlmProc,
     pub peer: SocketAddr,
+    /// The address of ours the call arrived at (unspecified when listening on a wildcard over UDP:
+    /// see [`local_for`]).
+    pub local: IpAddr,
     pub transport: Transport,
     pub reply_to: ReplyTo,
     pub drc: Option<DrcKey>,
@@ -67,7 +70,7 @@ impl Shared {
 
     /// Answers with an RPC-level reply (no NLM results), counting it in the metrics.
     #[allow(clippy::too_many_arguments)]
-    fn rpc_reply(
+    pub(crate) fn rpc_reply(
         &self,
         reply_to: &ReplyTo,
         peer: SocketAddr,
@@ -86,11 +89,31 @@ impl Shared {
     }
 }
 
-/// Handles one record that arrived from `peer`.
+/// The address of ours that `peer` reached, given the socket's own `local` address: itself, or
+/// for a wildcard socket the source address the kernel would answer `peer` from (on a single
+/// subnet, the address the peer sent to).
+pub(crate) fn local_for(local: IpAddr, peer: IpAddr) -> IpAddr {
+    if !local.is_unspecified() {
+        return local;
+    }
+    let any = match peer {
+        IpAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
+        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+    };
+    std::net::UdpSocket::bind(SocketAddr::new(any, 0))
+        .and_then(|s| {
+            s.connect(SocketAddr::new(peer, 9))?;
+            s.local_addr()
+        })
+        .map_or(local, |a| a.ip())
+}
+
+/// Handles one record that arrived from `peer` at `local`.
 pub(crate) fn on_record(
     shared: &Arc<Shared>,
     record: &[u8],
     peer: SocketAddr,
+    local: IpAddr,
     transport: Transport,
     reply_to: &ReplyTo,
 ) {
@@ -128,6 +151,10 @@ pub(crate) fn on_record(
         debug!(%peer, xid = h.xid, "refused unsupported credential flavour");
         let reply = Reply::denied(h.xid, RejectStat::AuthError(AuthStat::BadCred));
         shared.rpc_reply(reply_to, peer, None, reply, "none", "auth_error", received);
+        return;
+    }
+    if h.program == crate::nsm::NSM_PROGRAM && shared.nsm_builtin {
+        super::nsm_service::on_call(shared, h, call.args, peer, reply_to, received);
         return;
     }
     if h.program != NLM_PROGRAM {
@@ -230,6 +257,7 @@ pub(crate) fn on_record(
         version,
         procedure: nlm_call.procedure(),
         peer,
+        local,
         transport,
         reply_to: reply_to.clone(),
         drc,

@@ -17,8 +17,11 @@ pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
 pub mod intake;
+pub mod notices;
+pub mod nsm_service;
 pub mod outbound;
 pub mod persist;
+pub mod rpcbind;
 pub mod startup;
 pub mod tcp;
 pub mod udp;
@@ -40,13 +43,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ServerConfig, StatdSetting};
+use crate::config::{NsmMode, ServerConfig, StatdSetting};
 use crate::metrics::{Metrics, StoreFailureLabels};
 use crate::nlm::{
     self, Lock, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, ShareRes, Stat, TestArgs,
     TestRes,
 };
-use crate::portmap::Mapping;
+use crate::nsm::StatChange;
 use crate::rpc::{AcceptStat, Reply, encode_reply};
 use dispatch::GrantCookie;
 use drc::Drc;
@@ -55,7 +58,7 @@ use outbound::Transport;
 pub use persist::{Durable, MemorySink, PersistBatch, PersistSink, Recovered, StorePersistSink};
 pub use startup::{Restored, StartError};
 
-use crate::store::StoreError;
+use crate::store::{ClientHost, HostWrite, StoreError};
 
 /// What a file handle names, as far as the host can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +105,12 @@ pub(crate) enum CoreMsg {
         result: Result<(), StoreError>,
     },
     /// What `PersistSink::recover` read back.
-    Recovered(Result<Vec<LockRecord>, StoreError>),
+    Recovered(Result<(Vec<LockRecord>, Vec<brlock_core::ShareRecord>), StoreError>),
+    /// SM_NOTIFY to the built-in NSM: the host `notice.mon_name` rebooted, says `peer`.
+    ClientRebooted {
+        peer: SocketAddr,
+        notice: StatChange,
+    },
     /// Time to call `PersistSink::recover` again.
     RetryRecover,
     Stats(oneshot::Sender<Stats>),
@@ -115,6 +123,10 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub core_tx: mpsc::UnboundedSender<CoreMsg>,
     drc: Mutex<Drc>,
+    /// brlockd's NSM state number for this run.
+    pub nsm_state: u32,
+    /// `--nsm builtin` (resolved): NSM calls are answered on the NLM port.
+    pub nsm_builtin: bool,
 }
 
 impl Shared {
@@ -162,6 +174,99 @@ pub struct Server {
     done: JoinHandle<()>,
 }
 
+/// Every socket a server listens on, bound before the store is touched (a second instance that
+/// cannot listen must not fence the running one).
+pub struct Sockets {
+    tcp: TcpListener,
+    udp: UdpSocket,
+    metrics: Option<TcpListener>,
+}
+
+impl Sockets {
+    pub async fn bind(config: &ServerConfig) -> std::io::Result<Sockets> {
+        let (tcp, udp) = bind_pair(config.listen).await?;
+        let metrics = match config.metrics {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Sockets { tcp, udp, metrics })
+    }
+
+    /// The NLM address (TCP; UDP is on the same address and port).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// `--nsm` as resolved at start, with the reason for the log.
+struct NsmResolved {
+    builtin: bool,
+    statd: Option<SocketAddr>,
+    notices: bool,
+    why: String,
+}
+
+async fn resolve_nsm(config: &ServerConfig) -> NsmResolved {
+    let registered = || async {
+        let rpcbind = config.rpcbind?;
+        let port = outbound::getport(
+            rpcbind,
+            crate::nsm::NSM_PROGRAM,
+            crate::nsm::NSM_VERSION,
+            Transport::Udp,
+            Duration::from_secs(1),
+        )
+        .await
+        .ok()
+        .filter(|&p| p != 0)?;
+        Some(SocketAddr::new(rpcbind.ip(), port))
+    };
+    let statd_at = |addr: SocketAddr, why: String| NsmResolved {
+        builtin: false,
+        statd: Some(addr),
+        notices: true,
+        why,
+    };
+    let builtin = |why: String| NsmResolved {
+        builtin: true,
+        statd: None,
+        notices: true,
+        why,
+    };
+    match (config.nsm, config.statd) {
+        (NsmMode::None, _) => NsmResolved {
+            builtin: false,
+            statd: None,
+            notices: false,
+            why: "--nsm none: client reboots go unnoticed and no reboot notices are sent".into(),
+        },
+        (NsmMode::Builtin, _) => builtin("--nsm builtin".into()),
+        (NsmMode::Statd | NsmMode::Auto, StatdSetting::At(addr)) => {
+            statd_at(addr, format!("--statd {addr}"))
+        }
+        (NsmMode::Statd, _) => match registered().await {
+            Some(addr) => statd_at(addr, format!("--nsm statd; rpcbind knows statd at {addr}")),
+            None => NsmResolved {
+                builtin: false,
+                statd: None,
+                notices: true,
+                why: "--nsm statd, but rpcbind knows no statd: client reboots go unnoticed".into(),
+            },
+        },
+        (NsmMode::Auto, StatdSetting::Disabled) => builtin("--statd none: no statd to use".into()),
+        (NsmMode::Auto, StatdSetting::Discover) => match registered().await {
+            Some(addr) => statd_at(
+                addr,
+                format!("another statd is registered with rpcbind (at {addr})"),
+            ),
+            None if config.rpcbind.is_some() => {
+                builtin("no statd is registered with rpcbind".into())
+            }
+            None => builtin("--rpcbind none: no statd to find".into()),
+        },
+    }
+}
+
 impl Server {
     /// Binds, registers with rpcbind (if configured and present) and starts serving, with the memory
     /// store and every file handle accepted.
@@ -174,34 +279,50 @@ impl Server {
         sink: Box<dyn PersistSink>,
         handles: Arc<dyn FileHandleCheck>,
     ) -> std::io::Result<Server> {
-        let core = Core::new(config.core.clone());
-        Self::start_restored(config, core, Vec::new(), sink, handles).await
+        let sockets = Sockets::bind(&config).await?;
+        let restored = Restored {
+            sink,
+            ..Restored::fresh(&config)
+        };
+        Self::start_restored(config, sockets, restored, handles).await
     }
 
-    /// Serves `core` (usually from [`startup::restore`]), first carrying out `actions` (the
-    /// restore's own), with persist batches going to `sink`.
+    /// Serves `restored` (usually from [`startup::restore`]) on `sockets`, first carrying out the
+    /// restore's own actions, with persist batches going to its sink; then tells the client hosts
+    /// it kept that brlockd restarted.
     pub async fn start_restored(
         config: ServerConfig,
-        core: Core,
-        actions: Vec<Action>,
-        sink: Box<dyn PersistSink>,
+        sockets: Sockets,
+        restored: Restored,
         handles: Arc<dyn FileHandleCheck>,
     ) -> std::io::Result<Server> {
-        let (listener, udp) = bind_pair(config.listen).await?;
+        let Sockets {
+            tcp: listener,
+            udp,
+            metrics: metrics_listener,
+        } = sockets;
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
         let metrics = Arc::new(Metrics::new());
         let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let nsm = resolve_nsm(&config).await;
+        info!(
+            mode = if nsm.builtin { "builtin" } else if nsm.statd.is_some() { "statd" } else { "none" },
+            statd = ?nsm.statd,
+            reboot_notices = nsm.notices,
+            "NSM: {}", nsm.why
+        );
         let shared = Arc::new(Shared {
             drc: Mutex::new(Drc::new(config.drc_size)),
             config: config.clone(),
             metrics: metrics.clone(),
             core_tx: core_tx.clone(),
+            nsm_state: restored.nsm_state,
+            nsm_builtin: nsm.builtin,
         });
 
-        let metrics_task = match config.metrics {
-            Some(addr) => {
-                let l = TcpListener::bind(addr).await?;
+        let metrics_task = match metrics_listener {
+            Some(l) => {
                 let bound = l.local_addr()?;
                 let tx = core_tx.clone();
                 let source: crate::metrics::StatsSource = Arc::new(move || {
@@ -221,39 +342,27 @@ impl Server {
         };
         let metrics_addr = metrics_task.as_ref().map(|(a, _)| *a);
 
+        let mut programs: rpcbind::Programs = vec![(
+            NLM_PROGRAM,
+            NlmVersion::ALL.iter().map(|&v| v as u32).collect(),
+        )];
+        if nsm.builtin {
+            programs.push((crate::nsm::NSM_PROGRAM, vec![crate::nsm::NSM_VERSION]));
+        }
         let registered = match config.rpcbind {
-            Some(rpcbind) => register(rpcbind, local_addr.port(), true).await,
+            Some(rpcbind) => rpcbind::register(rpcbind, local_addr, &programs).await,
             None => false,
         };
-        let statd = match config.statd {
-            StatdSetting::Disabled => None,
-            StatdSetting::At(addr) => Some(addr),
-            StatdSetting::Discover => match config.rpcbind {
-                Some(rpcbind) => outbound::getport(
-                    rpcbind,
-                    crate::nsm::NSM_PROGRAM,
-                    crate::nsm::NSM_VERSION,
-                    Transport::Udp,
-                    Duration::from_secs(1),
-                )
-                .await
-                .ok()
-                .filter(|&p| p != 0)
-                .map(|p| SocketAddr::new(rpcbind.ip(), p)),
-                None => None,
-            },
-        };
-        if statd.is_none() {
-            info!("no statd: monitored locks are served, client reboots go unnoticed");
-        }
-        let statd = statd.map(|addr| callbacks::statd_calls(shared.clone(), addr));
+        let statd = nsm
+            .statd
+            .map(|addr| callbacks::statd_calls(shared.clone(), addr));
 
         let (fatal_tx, fatal) = watch::channel(None);
         let mut task = CoreTask {
-            core,
+            core: restored.core,
             start: Instant::now(),
             shared: shared.clone(),
-            sink,
+            sink: restored.sink,
             handles,
             statd,
             next_request: 1,
@@ -262,6 +371,7 @@ impl Server {
             held: VecDeque::new(),
             callers: HashMap::new(),
             monitored: HashMap::new(),
+            host_writes: Vec::new(),
             granted_msg: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
@@ -269,15 +379,27 @@ impl Server {
             fenced: None,
             fatal: fatal_tx,
             reclaims: Vec::new(),
+            share_reclaims: Vec::new(),
             durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
             store_failures: 0,
         };
-        task.after_event(actions);
+        task.restore_hosts(&restored.hosts);
+        task.after_event(restored.actions);
         let core_task = tokio::spawn(task.run(core_rx));
         let (stop, stop_rx) = watch::channel(false);
         let tcp_task = tokio::spawn(tcp::accept_loop(listener, shared.clone(), stop_rx.clone()));
         let udp_task = tokio::spawn(udp::serve(udp, shared.clone(), stop_rx));
-        info!(%local_addr, profile = config.profile.name(), store = %startup::redacted(&config.store), "serving NLM v1, v3, v4 on tcp and udp");
+        info!(%local_addr, profile = config.profile.name(), store = %startup::redacted(&config.store), nsm_state = restored.nsm_state, "serving NLM v1, v3, v4 on tcp and udp");
+        if nsm.notices {
+            notices::spawn(
+                notices::targets(&restored.hosts, config.notify_name.as_deref()),
+                restored.nsm_state,
+                config.portmap_port,
+                config.notice_timing,
+                shared.metrics.clone(),
+            );
+        }
+        let instance_lock = restored.instance_lock;
 
         let done = tokio::spawn(async move {
             let _ = tcp_task.await;
@@ -288,11 +410,13 @@ impl Server {
             }
             let _ = core_task.await;
             if let (true, Some(rpcbind)) = (registered, config.rpcbind) {
-                register(rpcbind, local_addr.port(), false).await;
+                rpcbind::unset(rpcbind, &programs).await;
             }
             if let Some((_, t)) = metrics_task {
                 t.abort();
             }
+            // Held until here: no second instance may start on the store while this one serves.
+            drop(instance_lock);
             info!("stopped");
         });
         Ok(Server {
@@ -350,41 +474,14 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)
     Err(last.expect("at least one attempt"))
 }
 
-/// PMAPPROC_SET (or UNSET) NLM v1, v3, v4 on tcp and udp. Returns whether rpcbind answered.
-async fn register(rpcbind: SocketAddr, port: u16, set: bool) -> bool {
-    for version in NlmVersion::ALL {
-        for transport in [Transport::Tcp, Transport::Udp] {
-            let mapping = Mapping {
-                prog: NLM_PROGRAM,
-                vers: version as u32,
-                prot: transport.ipproto(),
-                port: u32::from(port),
-            };
-            match outbound::pmap_set(rpcbind, mapping, set, Duration::from_secs(1)).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    info!(%rpcbind, version = version as u32, transport = transport.name(), set, "rpcbind refused the mapping")
-                }
-                Err(e) => {
-                    info!(%rpcbind, error = %e, "rpcbind not reachable: serving without registration");
-                    return false;
-                }
-            }
-            if !set {
-                break; // UNSET removes every protocol of the version.
-            }
-        }
-    }
-    info!(%rpcbind, set, "rpcbind updated");
-    true
-}
-
 /// A request waiting for its `Action::Reply`.
 struct Pending {
     ctx: CallCtx,
     cookie: Vec<u8>,
     /// A reclaim's lock, to replay should the core be rebuilt during grace.
     reclaim: Option<LockRecord>,
+    /// Likewise a share reclaim's reservation.
+    share_reclaim: Option<brlock_core::ShareRecord>,
 }
 
 /// One event's actions, held until their persist batch (and every earlier one) is durable.
@@ -400,6 +497,15 @@ struct Monitored {
     state: u32,
     /// Its latest request naming a lock or share.
     last_seen: Instant,
+    /// SM_MON for it went to the local statd (`--nsm statd`).
+    statd: bool,
+}
+
+/// Where a caller_name's calls come from, and the address of ours they arrived at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bound {
+    ip: IpAddr,
+    local: IpAddr,
 }
 
 /// How long to wait before asking a store that failed again.
@@ -417,10 +523,12 @@ struct CoreTask {
     next_batch: u64,
     pending: HashMap<RequestId, Pending>,
     held: VecDeque<Held>,
-    /// caller_name → the address it first called from.
-    callers: HashMap<Vec<u8>, IpAddr>,
+    /// caller_name → the address it first called from (restored from the store after a restart).
+    callers: HashMap<Vec<u8>, Bound>,
     /// Client hosts statd was asked to monitor (SM_MON), by caller_name.
     monitored: HashMap<Vec<u8>, Monitored>,
+    /// Changes to `callers`/`monitored` for the store, written with the next persist batch.
+    host_writes: Vec<HostWrite>,
     /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
     granted_msg: HashMap<WaiterId, (u32, Instant)>,
     out: Vec<Action>,
@@ -434,6 +542,7 @@ struct CoreTask {
     fatal: watch::Sender<Option<String>>,
     /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
     reclaims: Vec<LockRecord>,
+    share_reclaims: Vec<brlock_core::ShareRecord>,
     /// Batches waiting to be durable, to the task that tells us when they are.
     durable: mpsc::UnboundedSender<persist::Submitted>,
     store_failures: u64,
@@ -522,6 +631,7 @@ impl CoreTask {
                 _ = unmonitor_sweep.tick(), if !self.callers.is_empty() && self.serving() => {
                     self.unmonitor_idle();
                     self.forget_unbound_callers();
+                    self.flush_host_writes();
                     continue;
                 }
             };
@@ -531,7 +641,11 @@ impl CoreTask {
                 Some(CoreMsg::Stats(tx)) => {
                     let _ = tx.send(self.core.stats());
                 }
-                Some(CoreMsg::Call { ctx, call }) => self.on_call(*ctx, call),
+                Some(CoreMsg::Call { ctx, call }) => {
+                    self.on_call(*ctx, call);
+                    // A binding made by a call the core never saw (refused on its file handle).
+                    self.flush_host_writes();
+                }
                 // The core these belong to is being replaced (its waiters are gone) or retired.
                 Some(
                     CoreMsg::CallbackOutcome { waiter, .. }
@@ -583,6 +697,9 @@ impl CoreTask {
                     self.drain_held();
                 }
                 Some(CoreMsg::Recovered(result)) => self.recovered(result),
+                Some(CoreMsg::ClientRebooted { peer, notice }) => {
+                    self.client_rebooted(peer, notice)
+                }
                 Some(CoreMsg::RetryRecover) => self.start_recovery(),
             }
         }
@@ -608,6 +725,7 @@ impl CoreTask {
     }
 
     /// Persist first; everything else once durable, and never ahead of an earlier event's actions.
+    /// Client-host changes made since the last batch go with this one.
     fn after_event(&mut self, actions: Vec<Action>) {
         let ops: Vec<_> = actions
             .iter()
@@ -616,16 +734,17 @@ impl CoreTask {
                 _ => None,
             })
             .collect();
-        if ops.is_empty() && self.held.is_empty() {
+        let hosts = std::mem::take(&mut self.host_writes);
+        if ops.is_empty() && hosts.is_empty() && self.held.is_empty() {
             self.execute(actions);
             return;
         }
         let batch = self.next_batch;
         self.next_batch += 1;
         let mut ready = true;
-        if !ops.is_empty() {
+        if !ops.is_empty() || !hosts.is_empty() {
             self.shared.metrics.store_writes.inc_by(ops.len() as u64);
-            let mut durable = self.sink.submit(PersistBatch { ops });
+            let mut durable = self.sink.submit(PersistBatch { ops, hosts });
             match durable
                 .as_mut()
                 .poll(&mut Context::from_waker(Waker::noop()))
@@ -717,12 +836,15 @@ impl CoreTask {
         });
     }
 
-    fn recovered(&mut self, result: Result<Vec<LockRecord>, StoreError>) {
+    fn recovered(
+        &mut self,
+        result: Result<(Vec<LockRecord>, Vec<brlock_core::ShareRecord>), StoreError>,
+    ) {
         if self.fenced.is_some() {
             return;
         }
-        let records = match result {
-            Ok(records) => records,
+        let (records, shares) = match result {
+            Ok(kept) => kept,
             Err(e) => {
                 if matches!(e, StoreError::Fenced { .. }) {
                     return self.persist_failed(self.next_batch, e);
@@ -736,24 +858,20 @@ impl CoreTask {
                 return;
             }
         };
-        self.rebuild(records);
+        self.rebuild(records, shares);
     }
 
-    /// Replaces the core by one holding exactly `records` (what the store has), in the same grace
-    /// state as before: restore, then reclaim at once every lock nobody still has to reclaim (during
-    /// grace, replaying the reclaims already granted), which ends the restore's grace when none was
-    /// running. Then the share reservations and the queued blocking LOCKs of the old core, which are
-    /// not in the store, are taken again in their old order. Granted waiters whose GRANTED callback
-    /// was still unconfirmed keep their lock only if its grant was durable.
-    fn rebuild(&mut self, records: Vec<LockRecord>) {
+    /// Replaces the core by one holding exactly `records` and `shares` (what the store has), in the
+    /// same grace state as before: restore, then reclaim at once every lock and share nobody still
+    /// has to reclaim (during grace, replaying the reclaims already granted), which ends the
+    /// restore's grace when none was running. Then the queued blocking LOCKs of the old core, which
+    /// are not in the store, are taken again in their old order. Granted waiters whose GRANTED
+    /// callback was still unconfirmed keep their lock only if its grant was durable.
+    fn rebuild(&mut self, records: Vec<LockRecord>, shares: Vec<brlock_core::ShareRecord>) {
         let now = self.now();
         let grace = self.core.grace();
-        let mut shares = Vec::new();
         let mut queued = Vec::new();
         for file in self.core.files() {
-            for share in self.core.shares(&file) {
-                shares.push((file.clone(), share));
-            }
             for waiter in self.core.waiters(&file) {
                 queued.push((file.clone(), waiter));
             }
@@ -762,16 +880,18 @@ impl CoreTask {
         // Long enough that the restore's grace cannot end (and release) before the reclaims below.
         config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
         let count = records.len();
-        let (core, actions) = match Core::restore(config, now, self.core.epoch(), records) {
-            Ok(restored) => restored,
-            Err(e) => {
-                // Cannot happen with records the core wrote; keep refusing rather than guess.
-                error!(error = %e, "cannot rebuild the core from the store; refusing requests");
-                self.fenced = Some(StoreError::Corrupt(e.to_string()));
-                let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
-                return;
-            }
-        };
+        let share_count = shares.len();
+        let (core, actions) =
+            match Core::restore_with_shares(config, now, self.core.epoch(), records, shares) {
+                Ok(restored) => restored,
+                Err(e) => {
+                    // Cannot happen with records the core wrote; keep refusing rather than guess.
+                    error!(error = %e, "cannot rebuild the core from the store; refusing requests");
+                    self.fenced = Some(StoreError::Corrupt(e.to_string()));
+                    let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
+                    return;
+                }
+            };
         self.core = core;
         self.shared.metrics.store_rebuilds.inc();
         self.failed_from = None;
@@ -788,6 +908,25 @@ impl CoreTask {
             .filter(|r| !still_reclaiming.contains(&r.client))
             .collect();
         replay.extend(self.reclaims.iter().cloned());
+        let mut share_replay: Vec<brlock_core::ShareRecord> = self
+            .core
+            .share_records()
+            .into_iter()
+            .filter(|s| !still_reclaiming.contains(&s.client))
+            .collect();
+        share_replay.extend(self.share_reclaims.iter().cloned());
+        for s in share_replay {
+            let request = self.next_request();
+            self.handle(Event::Share {
+                request,
+                client: s.client,
+                owner: s.owner,
+                file: s.file,
+                access: s.access,
+                deny: s.deny,
+                reclaim: true,
+            });
+        }
         for r in replay {
             let request = self.next_request();
             self.handle(Event::Lock {
@@ -802,20 +941,13 @@ impl CoreTask {
                 cookie: Vec::new(),
             });
         }
-        let share_count = shares.len();
         let in_grace = self.core.grace().is_some();
-        for (file, share) in shares {
-            let request = self.next_request();
-            self.handle(Event::Share {
-                request,
-                client: share.client,
-                owner: share.owner,
-                file,
-                access: share.access,
-                deny: share.deny,
-                reclaim: in_grace,
-            });
+        // The host writes of the failed batches are lost with them: write every binding again.
+        let names: Vec<Vec<u8>> = self.callers.keys().cloned().collect();
+        for name in names {
+            self.sync_host(&name);
         }
+        self.flush_host_writes();
         let mut requeued = 0;
         for (file, waiter) in queued {
             if !self.still_conflicts(&file, &waiter) {
@@ -842,7 +974,7 @@ impl CoreTask {
             shares = share_count,
             waiters = requeued,
             store_failures = self.store_failures,
-            "store answers again: core rebuilt from its {count} lock records; serving"
+            "store answers again: core rebuilt from its {count} lock records and {share_count} shares; serving"
         );
     }
 
@@ -915,6 +1047,7 @@ impl CoreTask {
                 }
                 Action::GraceEnded { released } => {
                     self.reclaims.clear();
+                    self.share_reclaims.clear();
                     info!(released, "grace period ended")
                 }
             }
@@ -951,29 +1084,140 @@ impl CoreTask {
         id
     }
 
-    /// Binds `caller_name` to the address of its first request; false when it comes from another.
-    fn admit(&mut self, caller: &[u8], peer: SocketAddr) -> bool {
+    /// Binds `caller_name` to the address of its first request (and notes the address of ours it
+    /// reached, `local`); false when it comes from another. A binding survives a restart (the
+    /// store keeps it) until the host is freed or forgotten.
+    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> bool {
         let ip = canonical(peer.ip());
         match self.callers.get(caller) {
-            Some(bound) if *bound != ip => {
-                debug!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound, "refused: caller_name bound to another address");
+            Some(bound) if bound.ip != ip => {
+                info!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound.ip, "refused: caller_name bound to another address");
                 false
             }
             Some(_) => true,
             None => {
-                self.callers.insert(caller.to_vec(), ip);
+                let local = canonical(intake::local_for(local, peer.ip()));
+                self.callers.insert(caller.to_vec(), Bound { ip, local });
+                self.sync_host(caller);
                 true
             }
         }
     }
 
+    /// The store row of client host `name`, if it is bound.
+    fn host_row(&self, name: &[u8]) -> Option<ClientHost> {
+        let bound = self.callers.get(name)?;
+        let monitored = self.monitored.get(name);
+        Some(ClientHost {
+            caller_name: name.to_vec(),
+            address: bound.ip,
+            local_address: bound.local,
+            nsm_state: monitored.map(|m| m.state),
+            statd_monitored: monitored.is_some_and(|m| m.statd),
+        })
+    }
+
+    /// Queues the store write that makes `name`'s row match `callers` and `monitored`.
+    fn sync_host(&mut self, name: &[u8]) {
+        let write = match self.host_row(name) {
+            Some(row) => HostWrite::Put(row),
+            None => HostWrite::Delete(name.to_vec()),
+        };
+        self.host_writes.push(write);
+    }
+
+    /// Writes queued host changes now if no event carried them.
+    fn flush_host_writes(&mut self) {
+        if !self.host_writes.is_empty() && self.serving() {
+            self.after_event(Vec::new());
+        }
+    }
+
+    /// Takes back the bindings and monitoring the store kept (after a restart).
+    fn restore_hosts(&mut self, hosts: &[ClientHost]) {
+        for h in hosts {
+            self.callers.insert(
+                h.caller_name.clone(),
+                Bound {
+                    ip: h.address,
+                    local: h.local_address,
+                },
+            );
+            if let Some(state) = h.nsm_state {
+                self.monitored.insert(
+                    h.caller_name.clone(),
+                    Monitored {
+                        state,
+                        last_seen: Instant::now(),
+                        statd: h.statd_monitored,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets client host `name`: no binding, no monitoring (SM_UNMON to statd), nothing stored.
+    fn forget_host(&mut self, name: &[u8]) {
+        self.unmonitor(name);
+        self.callers.remove(name);
+        self.sync_host(name);
+    }
+
+    /// SM_NOTIFY to the built-in NSM: every host named `mon_name` (or, as statd matches, bound to
+    /// an address spelled `mon_name`) whose bound address is the sender's and whose NSM state
+    /// differs rebooted: its locks are freed. A notice from any other address frees nothing.
+    fn client_rebooted(&mut self, peer: SocketAddr, notice: StatChange) {
+        let sender = canonical(peer.ip());
+        let name = String::from_utf8_lossy(&notice.mon_name).into_owned();
+        let by_address = name.parse::<IpAddr>().ok().map(canonical);
+        let mut matched: Vec<Vec<u8>> = self
+            .callers
+            .iter()
+            .filter(|(caller, bound)| {
+                caller.as_slice() == notice.mon_name.as_slice() || Some(bound.ip) == by_address
+            })
+            .map(|(caller, _)| caller.clone())
+            .collect();
+        matched.sort();
+        if matched.is_empty() {
+            debug!(%peer, host = %name, "reboot notice for a host brlockd does not know");
+            return;
+        }
+        for caller in matched {
+            let bound = self.callers[&caller].ip;
+            let caller_text = String::from_utf8_lossy(&caller).into_owned();
+            if bound != sender {
+                warn!(%peer, host = %caller_text, %bound,
+                    "reboot notice refused: it does not come from the host's bound address");
+                continue;
+            }
+            if self
+                .monitored
+                .get(&caller)
+                .is_some_and(|m| m.state == notice.state)
+            {
+                debug!(host = %caller_text, state = notice.state, "reboot notice with the state we know: not a reboot");
+                continue;
+            }
+            info!(host = %caller_text, state = notice.state, "client rebooted (SM_NOTIFY): freeing its locks");
+            self.forget_host(&caller);
+            self.handle(Event::FreeAll {
+                client: ClientId::new(caller),
+            });
+        }
+        self.flush_host_writes();
+    }
+
     /// Tells statd to stop watching `name` (SM_UNMON) and forgets it, so that its next monitored
     /// LOCK sends SM_MON again.
     fn unmonitor(&mut self, name: &[u8]) {
-        if self.monitored.remove(name).is_some()
-            && let Some(statd) = &self.statd
-        {
-            let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+        if let Some(m) = self.monitored.remove(name) {
+            if m.statd
+                && let Some(statd) = &self.statd
+            {
+                let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+            }
+            self.sync_host(name);
         }
     }
 
@@ -1005,9 +1249,18 @@ impl CoreTask {
     /// this the map would grow with every host that ever called.
     fn forget_unbound_callers(&mut self) {
         let (core, monitored) = (&self.core, &self.monitored);
-        self.callers.retain(|name, _| {
-            monitored.contains_key(name) || core.knows_client(&ClientId::new(name.to_vec()))
-        });
+        let forgotten: Vec<Vec<u8>> = self
+            .callers
+            .keys()
+            .filter(|name| {
+                !monitored.contains_key(*name) && !core.knows_client(&ClientId::new(name.to_vec()))
+            })
+            .cloned()
+            .collect();
+        for name in forgotten {
+            self.callers.remove(&name);
+            self.sync_host(&name);
+        }
     }
 
     fn is_msg(p: NlmProc) -> bool {
@@ -1071,6 +1324,7 @@ impl CoreTask {
             ctx,
             cookie,
             reclaim,
+            share_reclaim,
         }) = self.pending.remove(&request)
         else {
             return;
@@ -1079,6 +1333,11 @@ impl CoreTask {
             && self.core.grace().is_some()
         {
             self.reclaims.push(lock);
+        }
+        if let (Some(share), Outcome::Granted) = (share_reclaim, &outcome)
+            && self.core.grace().is_some()
+        {
+            self.share_reclaims.push(share);
         }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
@@ -1090,8 +1349,14 @@ impl CoreTask {
 
     /// Host-level checks every request naming a lock or share must pass: the caller_name ↔ address
     /// binding and the file handle. `Some(stat)` refuses.
-    fn precheck(&mut self, caller: &[u8], fh: &[u8], peer: SocketAddr) -> Option<Stat> {
-        if !self.admit(caller, peer) {
+    fn precheck(
+        &mut self,
+        caller: &[u8],
+        fh: &[u8],
+        peer: SocketAddr,
+        local: IpAddr,
+    ) -> Option<Stat> {
+        if !self.admit(caller, peer, local) {
             return Some(Stat::Denied);
         }
         if let Some(m) = self.monitored.get_mut(caller) {
@@ -1119,12 +1384,31 @@ impl CoreTask {
             } => Some(record(client, owner, file, *range, *kind)),
             _ => None,
         };
+        let share_reclaim = match &event {
+            Event::Share {
+                reclaim: true,
+                client,
+                owner,
+                file,
+                access,
+                deny,
+                ..
+            } => Some(brlock_core::ShareRecord {
+                file: file.clone(),
+                client: client.clone(),
+                owner: owner.clone(),
+                access: *access,
+                deny: *deny,
+            }),
+            _ => None,
+        };
         self.pending.insert(
             request,
             Pending {
                 ctx,
                 cookie,
                 reclaim,
+                share_reclaim,
             },
         );
         if !self.serving() {
@@ -1145,7 +1429,9 @@ impl CoreTask {
         match call {
             NlmCall::Null => self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok"),
             NlmCall::Test(a) | NlmCall::TestMsg(a) => {
-                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                if let Some(stat) =
+                    self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer, ctx.local)
+                {
                     // A TEST answered DENIED must name a holder, and a refused caller has none.
                     let stat = match stat {
                         Stat::Denied => Stat::DeniedNolocks,
@@ -1164,21 +1450,31 @@ impl CoreTask {
                 });
             }
             NlmCall::Lock(a) | NlmCall::LockMsg(a) | NlmCall::NmLock(a) => {
-                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                if let Some(stat) =
+                    self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer, ctx.local)
+                {
                     return self.answer(ctx, a.cookie, stat, None);
                 }
                 let monitored = ctx.procedure != NlmProc::NmLock;
                 if monitored {
+                    let name = &a.lock.caller_name;
+                    let before = self.monitored.get(name).map(|m| (m.state, m.statd));
+                    let statd = match (before, &self.statd) {
+                        (Some((_, true)), _) => true,
+                        (_, Some(statd)) => {
+                            let _ = statd.send(callbacks::StatdCall::Mon(name.clone()));
+                            true
+                        }
+                        (_, None) => false,
+                    };
                     let seen = Monitored {
                         state: a.state,
                         last_seen: Instant::now(),
+                        statd,
                     };
-                    let first = self
-                        .monitored
-                        .insert(a.lock.caller_name.clone(), seen)
-                        .is_none();
-                    if first && let Some(statd) = &self.statd {
-                        let _ = statd.send(callbacks::StatdCall::Mon(a.lock.caller_name.clone()));
+                    self.monitored.insert(name.clone(), seen);
+                    if before != Some((a.state, statd)) {
+                        self.sync_host(name);
                     }
                 }
                 let grant = GrantCookie {
@@ -1201,7 +1497,9 @@ impl CoreTask {
                 });
             }
             NlmCall::Cancel(a) | NlmCall::CancelMsg(a) => {
-                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                if let Some(stat) =
+                    self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer, ctx.local)
+                {
                     return self.answer(ctx, a.cookie, stat, None);
                 }
                 let l = a.lock;
@@ -1215,7 +1513,9 @@ impl CoreTask {
                 });
             }
             NlmCall::Unlock(a) | NlmCall::UnlockMsg(a) => {
-                if let Some(stat) = self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer) {
+                if let Some(stat) =
+                    self.precheck(&a.lock.caller_name, &a.lock.fh, ctx.peer, ctx.local)
+                {
                     return self.answer(ctx, a.cookie, stat, None);
                 }
                 let l = a.lock;
@@ -1259,14 +1559,15 @@ impl CoreTask {
             | NlmCall::CancelRes(_)
             | NlmCall::UnlockRes(_) => self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok"),
             NlmCall::NsmNotify(notice) => {
-                // Only the local statd may say a host rebooted.
-                if canonical(ctx.peer.ip()).is_loopback() {
+                // Only the local statd may say a host rebooted: a loopback address and a privileged
+                // port (Linux lockd's nlmsvc_proc_sm_notify), so that no local user can free
+                // another host's locks.
+                if canonical(ctx.peer.ip()).is_loopback() && ctx.peer.port() < 1024 {
                     let name = notice.mon_name.clone();
                     match self.monitored.get(&name).map(|m| m.state) {
                         Some(state) if state != notice.state => {
                             info!(host = %String::from_utf8_lossy(&name), state = notice.state, "client rebooted: freeing its locks");
-                            self.unmonitor(&name);
-                            self.callers.remove(&name);
+                            self.forget_host(&name);
                             self.handle(Event::FreeAll {
                                 client: client(&name),
                             });
@@ -1276,13 +1577,13 @@ impl CoreTask {
                         }
                     }
                 } else {
-                    debug!(peer = %ctx.peer, "reboot notice from a remote address ignored");
+                    warn!(peer = %ctx.peer, "reboot notice (NLM procedure 16) refused: not from a privileged port on a loopback address");
                 }
                 self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
             }
             NlmCall::Share(a) | NlmCall::Unshare(a) => {
                 let s = &a.share;
-                if let Some(stat) = self.precheck(&s.caller_name, &s.fh, ctx.peer) {
+                if let Some(stat) = self.precheck(&s.caller_name, &s.fh, ctx.peer, ctx.local) {
                     return self.answer(ctx, a.cookie, stat, None);
                 }
                 let owner = dispatch::owner_id(&s.caller_name, 0, &s.oh);
@@ -1309,10 +1610,9 @@ impl CoreTask {
                 }
             }
             NlmCall::FreeAll(n) => {
-                if self.admit(&n.name, ctx.peer) {
+                if self.admit(&n.name, ctx.peer, ctx.local) {
                     info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
-                    self.callers.remove(&n.name);
-                    self.unmonitor(&n.name);
+                    self.forget_host(&n.name);
                     self.handle(Event::FreeAll {
                         client: client(&n.name),
                     });
@@ -1336,7 +1636,7 @@ impl CoreTask {
     ) {
         let (Some(grant), Some(&ip)) = (
             GrantCookie::decode(cookie),
-            self.callers.get(client.as_bytes()),
+            self.callers.get(client.as_bytes()).map(|b| &b.ip),
         ) else {
             info!(waiter = waiter.0, %client, "cannot call back: client address unknown");
             let _ = self.shared.core_tx.send(CoreMsg::CallbackOutcome {

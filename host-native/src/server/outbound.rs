@@ -89,6 +89,16 @@ fn call_record(program: u32, version: u32, procedure: u32, args: &[u8]) -> (u32,
     (xid, out)
 }
 
+/// A call record for (program, version, procedure) with AUTH_NONE and a fresh xid.
+pub(crate) fn call_record_for(
+    program: u32,
+    version: u32,
+    procedure: u32,
+    args: &[u8],
+) -> (u32, Vec<u8>) {
+    call_record(program, version, procedure, args)
+}
+
 fn local_for(peer: SocketAddr) -> SocketAddr {
     let ip = match (peer.ip(), peer.ip().is_loopback()) {
         (IpAddr::V4(_), true) => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -99,7 +109,7 @@ fn local_for(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, 0)
 }
 
-fn results_of(xid: u32, record: &[u8]) -> Option<Result<Vec<u8>, CallFailure>> {
+pub(crate) fn results_of(xid: u32, record: &[u8]) -> Option<Result<Vec<u8>, CallFailure>> {
     let reply = match decode_reply(record) {
         Ok(r) => r,
         Err(e) => return Some(Err(CallFailure::Malformed(e.to_string()))),

@@ -9,8 +9,8 @@
 //! handing events to the core, answers every withheld reply from the failed batch on with
 //! NLM4_FAILED (v1/v3: DENIED_NOLOCKS) and drops the withheld callbacks, waits until every batch
 //! submitted so far has resolved, then calls [`PersistSink::recover`] (retrying while the store is
-//! still down) and rebuilds the core from the records the store holds, then takes the old core's
-//! share reservations and queued blocking LOCKs again (`CoreTask::rebuild`). The store never takes
+//! still down) and rebuilds the core from the lock records and share reservations the store holds,
+//! then takes the old core's queued blocking LOCKs again (`CoreTask::rebuild`). The store never takes
 //! a batch computed from the failed one: the sink fails every later batch until `recover` (group
 //! commit's `halt_on_failure`). So the core and the store agree on every acknowledged lock at all
 //! times.
@@ -21,27 +21,34 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use brlock_core::{LockRecord, PersistOp};
+use brlock_core::{LockRecord, PersistOp, ShareRecord};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
-use crate::store::{GroupCommit, GroupCommitOptions, RecordFilter, Store, StoreError, Write};
+use crate::store::{
+    GroupCommit, GroupCommitOptions, HostWrite, RecordFilter, Store, StoreError, Write,
+};
 
 use super::CoreMsg;
 
-/// One event's persist actions, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One event's persist actions, in order, and the client-host changes that go with them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PersistBatch {
     /// `(epoch, seq, op)` exactly as the core emitted them.
     pub ops: Vec<(u64, u64, PersistOp)>,
+    /// Bindings and monitoring the server changed while handling the event (a new host's binding
+    /// is durable before its first lock is acknowledged).
+    pub hosts: Vec<HostWrite>,
 }
 
 /// Resolves once the batch (and every batch submitted before it) is durable, or with the reason it
 /// never will be. [`StoreError::Fenced`] means another instance owns the store: stop serving.
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
-/// Resolves with every record the store holds, once later batches are accepted again.
-pub type Recovered = Pin<Box<dyn Future<Output = Result<Vec<LockRecord>, StoreError>> + Send>>;
+/// Resolves with every lock record and share reservation the store holds, once later batches are
+/// accepted again.
+pub type Recovered =
+    Pin<Box<dyn Future<Output = Result<(Vec<LockRecord>, Vec<ShareRecord>), StoreError>> + Send>>;
 
 /// Where persist batches go. `submit` is called from the core task and must not block: queue the
 /// batch (e.g. for a group-commit task) and return a future for its durability. Batches become durable
@@ -102,13 +109,17 @@ impl PersistSink for StorePersistSink {
             .into_iter()
             .map(|(_, seq, op)| Write { seq, op })
             .collect();
-        Box::pin(self.commits.submit_now(writes))
+        Box::pin(self.commits.submit_now_with_hosts(writes, batch.hosts))
     }
 
     fn recover(&mut self) -> Recovered {
         self.commits.resume();
         let store = self.store.clone();
-        Box::pin(async move { store.records(&RecordFilter::All).await })
+        Box::pin(async move {
+            let locks = store.records(&RecordFilter::All).await?;
+            let shares = store.kept().await?.shares;
+            Ok((locks, shares))
+        })
     }
 }
 

@@ -1,5 +1,8 @@
-//! Start-up with a durable store: open it, bump the epoch, load the previous epoch's records and
-//! rebuild the core from them with `Core::restore` (which enters the grace period).
+//! Start-up with a store: take the store's instance lock (SQLite), open it, bump the epoch (and
+//! brlockd's NSM state number), load what the earlier epochs kept — lock records, share
+//! reservations, client hosts — and rebuild the core from them with `Core::restore_with_shares`
+//! (which enters the grace period). The caller binds every socket first (`Sockets::bind`), so a
+//! second instance that cannot listen never touches the store.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,7 +12,8 @@ use tracing::{info, warn};
 
 use super::persist::{MemorySink, PersistSink, StorePersistSink};
 use crate::config::ServerConfig;
-use crate::store::{Store, StoreError};
+use crate::store::instance_lock::{self, InstanceLock, InstanceLockError};
+use crate::store::{ClientHost, Store, StoreError};
 
 /// A core rebuilt from the store, ready for [`super::Server::start_restored`].
 pub struct Restored {
@@ -21,9 +25,45 @@ pub struct Restored {
     /// The store, when it is a durable one.
     pub store: Option<Arc<Store>>,
     pub epoch: u64,
-    /// Restored lock records and the clients they belong to.
+    /// Restored lock records, share reservations, and the clients they belong to.
     pub locks: usize,
+    pub shares: usize,
     pub clients: usize,
+    /// brlockd's NSM state number for this run (odd; 2 more than the last run's).
+    pub nsm_state: u32,
+    /// The client hosts the store kept: their bindings are restored, and each is sent a reboot
+    /// notice.
+    pub hosts: Vec<ClientHost>,
+    /// Held while serving (SQLite): no second instance starts on this store meanwhile.
+    pub instance_lock: Option<InstanceLock>,
+}
+
+impl Restored {
+    /// A fresh core out of grace that persists nothing: for tests and embedding.
+    pub fn fresh(config: &ServerConfig) -> Restored {
+        Restored {
+            core: Core::new(config.core.clone()),
+            actions: Vec::new(),
+            sink: Box::new(MemorySink),
+            store: None,
+            epoch: 0,
+            locks: 0,
+            shares: 0,
+            clients: 0,
+            nsm_state: memory_nsm_state(),
+            hosts: Vec::new(),
+            instance_lock: None,
+        }
+    }
+}
+
+/// Without a store there is no state number to bump: an odd number from the clock, so that a
+/// restart is told apart from the last run (statd compares numbers, not their order).
+fn memory_nsm_state() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs() as u32)
+        | 1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +72,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot restore the stored locks: {0}")]
     Restore(RestoreError),
+    #[error(transparent)]
+    InUse(#[from] InstanceLockError),
 }
 
 /// `config.store` without a password, for logs.
@@ -48,47 +90,60 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Opens `config.store`, starts a new epoch and restores the core. `memory` keeps nothing: a fresh
-/// core, no grace period, and a warning.
-pub async fn restore(config: &ServerConfig) -> Result<Restored, StartError> {
+/// Opens `config.store`, starts a new epoch and restores the core. `holder` (pid and address) goes
+/// into the SQLite lock file for a second instance's error message. `memory` keeps nothing, but a
+/// start still opens the grace period — clients may have been told to reclaim (by the host's statd,
+/// or an operator's sm-notify) — and takes reclaims unverified, as Linux lockd does.
+pub async fn restore(config: &ServerConfig, holder: &str) -> Result<Restored, StartError> {
     if config.store == "memory" {
+        let mut core_config = config.core.clone();
+        core_config.verify_reclaims = false;
+        let (core, actions) = Core::open_grace(core_config, 0, 1);
         warn!(
-            "store: memory — no lock survives a restart (use --store sqlite://PATH for durability)"
+            grace_s = config.core.grace.div_ceil(1000),
+            "store: memory — no lock survives a restart (use --store sqlite://PATH for \
+             durability); grace period opened anyway, reclaims taken unverified"
         );
         return Ok(Restored {
-            core: Core::new(config.core.clone()),
-            actions: Vec::new(),
-            sink: Box::new(MemorySink),
-            store: None,
-            epoch: 0,
-            locks: 0,
-            clients: 0,
+            core,
+            actions,
+            ..Restored::fresh(config)
         });
     }
+    let instance_lock = instance_lock::acquire(&config.store, holder)?;
     let store = Arc::new(Store::open(&config.store).await?);
     let (epoch, records) = store.begin_epoch().await?;
+    let kept = store.kept().await?;
     let locks = records.len();
+    let shares = kept.shares.len();
     let clients = records
         .iter()
         .map(|r| &r.client)
+        .chain(kept.shares.iter().map(|s| &s.client))
         .collect::<BTreeSet<_>>()
         .len();
     info!(
         backend = store.backend(),
         url = %redacted(&config.store),
         epoch,
+        nsm_state = kept.nsm_state,
+        lock_file = ?instance_lock.as_ref().map(|l| l.path().display().to_string()),
         "store: opened; epoch {epoch} begun (earlier instances on this store are fenced)"
     );
     let (core, actions) =
-        Core::restore(config.core.clone(), 0, epoch, records).map_err(StartError::Restore)?;
+        Core::restore_with_shares(config.core.clone(), 0, epoch, records, kept.shares)
+            .map_err(StartError::Restore)?;
     match core.grace() {
         Some(grace) => info!(
             locks,
+            shares,
             clients,
-            "restored {locks} locks of {clients} clients; grace period {} s",
+            hosts = kept.hosts.len(),
+            "restored {locks} locks and {shares} shares of {clients} clients; grace period {} s",
             grace.remaining.div_ceil(1000)
         ),
         None => info!(
+            hosts = kept.hosts.len(),
             "restored {locks} locks of {clients} clients; nothing to reclaim, no grace period"
         ),
     }
@@ -100,7 +155,11 @@ pub async fn restore(config: &ServerConfig) -> Result<Restored, StartError> {
         store: Some(store),
         epoch,
         locks,
+        shares,
         clients,
+        nsm_state: kept.nsm_state,
+        hosts: kept.hosts,
+        instance_lock,
     })
 }
 

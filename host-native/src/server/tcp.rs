@@ -50,6 +50,9 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream
+        .local_addr()
+        .map_or_else(|_| shared.config.listen.ip(), |a| a.ip());
     shared.metrics.open_connections.inc();
     debug!(%peer, "connection opened");
     let (mut reader, mut writer) = stream.into_split();
@@ -83,7 +86,7 @@ async fn connection(
         };
         let pushed = decoder.push(&buf[..n]);
         while let Some(record) = decoder.next_record() {
-            on_record(&shared, &record, peer, Transport::Tcp, &reply_to);
+            on_record(&shared, &record, peer, local, Transport::Tcp, &reply_to);
         }
         if let Err(e) = pushed {
             info!(%peer, error = %e, "closing connection");

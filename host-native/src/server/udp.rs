@@ -16,12 +16,16 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let reply_to = ReplyTo::Udp(socket.clone());
+    // Unspecified on a wildcard socket: the core task works the address out when it needs it.
+    let local = socket
+        .local_addr()
+        .map_or_else(|_| shared.config.listen.ip(), |a| a.ip());
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
             _ = super::stopped(&mut stop) => break,
             received = socket.recv_from(&mut buf) => match received {
-                Ok((n, peer)) => on_record(&shared, &buf[..n], peer, Transport::Udp, &reply_to),
+                Ok((n, peer)) => on_record(&shared, &buf[..n], peer, local, Transport::Udp, &reply_to),
                 // E.g. ICMP errors from an earlier send surface here on some systems.
                 Err(e) => debug!(error = %e, "UDP receive failed"),
             },

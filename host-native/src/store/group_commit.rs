@@ -47,7 +47,7 @@ use std::task::{Context, Poll};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Store, StoreError, Write};
+use super::{HostWrite, Store, StoreError, Write};
 
 #[derive(Clone, Copy, Debug)]
 pub struct GroupCommitOptions {
@@ -95,6 +95,7 @@ struct Counters {
 
 struct Submission {
     writes: Vec<Write>,
+    hosts: Vec<HostWrite>,
     done: oneshot::Sender<Result<(), StoreError>>,
     /// Held while queued: `submit`'s backpressure.
     _permit: Option<OwnedSemaphorePermit>,
@@ -166,20 +167,31 @@ impl GroupCommit {
     /// only when the queue is full.
     pub async fn submit(&self, writes: Vec<Write>) -> Ticket {
         let permit = self.permits.clone().acquire_owned().await.ok();
-        self.enqueue(writes, permit)
+        self.enqueue(writes, Vec::new(), permit)
     }
 
     /// `submit` without waiting, for a caller that cannot wait (brlockd's core task, whose own input
     /// is the backpressure): the queue may grow past [`GroupCommitOptions::queue`].
     pub fn submit_now(&self, writes: Vec<Write>) -> Ticket {
-        let permit = self.permits.clone().try_acquire_owned().ok();
-        self.enqueue(writes, permit)
+        self.submit_now_with_hosts(writes, Vec::new())
     }
 
-    fn enqueue(&self, writes: Vec<Write>, permit: Option<OwnedSemaphorePermit>) -> Ticket {
+    /// `submit_now` with client-host changes that commit in the same transaction as `writes`.
+    pub fn submit_now_with_hosts(&self, writes: Vec<Write>, hosts: Vec<HostWrite>) -> Ticket {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        self.enqueue(writes, hosts, permit)
+    }
+
+    fn enqueue(
+        &self,
+        writes: Vec<Write>,
+        hosts: Vec<HostWrite>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Ticket {
         let (done, rx) = oneshot::channel();
         let submission = Submission {
             writes,
+            hosts,
             done,
             _permit: permit,
         };
@@ -229,6 +241,7 @@ async fn run(
     let mut fenced: Option<StoreError> = None;
     let mut halted: Option<StoreError> = None;
     let mut batch: Vec<Write> = Vec::new();
+    let mut hosts: Vec<HostWrite> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
     let mut next = None;
     loop {
@@ -248,7 +261,7 @@ async fn run(
             let _ = first.done.send(Err(e.clone()));
             continue;
         }
-        take(first, &mut batch, &mut waiters);
+        take(first, &mut batch, &mut hosts, &mut waiters);
         // Everything already waiting joins this transaction, up to `max_writes`. (A `Resume` here
         // finds nothing halted: it was sent after an earlier halt's submissions had all failed.)
         while batch.len() < max_writes {
@@ -259,17 +272,17 @@ async fn run(
                     next = Some(s);
                     break;
                 }
-                Ok(Msg::Submit(s)) => take(s, &mut batch, &mut waiters),
+                Ok(Msg::Submit(s)) => take(s, &mut batch, &mut hosts, &mut waiters),
                 Ok(Msg::Resume) => {}
                 Err(_) => break,
             }
         }
         let result = if let Some(e) = &fenced {
             Err(e.clone())
-        } else if batch.is_empty() {
+        } else if batch.is_empty() && hosts.is_empty() {
             Ok(())
         } else {
-            let result = store.apply(epoch, &batch).await;
+            let result = store.apply_with_hosts(epoch, &batch, &hosts).await;
             match &result {
                 Ok(()) => {
                     counters.transactions.fetch_add(1, Ordering::Relaxed);
@@ -305,14 +318,17 @@ async fn run(
             let _ = done.send(result.clone());
         }
         batch.clear();
+        hosts.clear();
     }
 }
 
 fn take(
     s: Submission,
     batch: &mut Vec<Write>,
+    hosts: &mut Vec<HostWrite>,
     waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
 ) {
     batch.extend(s.writes);
+    hosts.extend(s.hosts);
     waiters.push(s.done);
 }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use brlock_core::{ClientId, FileId, LockRecord, OwnerId, PersistOp};
+use brlock_core::{ClientId, FileId, LockRecord, OwnerId, PersistOp, ShareRecord};
 
-use super::{RecordFilter, StoreError, Write, check_fence};
+use super::{ClientHost, HostWrite, Kept, RecordFilter, StoreError, Write, check_fence};
 
 type Key = (FileId, ClientId, OwnerId, u64);
 
@@ -23,6 +23,9 @@ fn key(r: &LockRecord) -> Key {
 struct State {
     epoch: u64,
     records: BTreeMap<Key, LockRecord>,
+    shares: BTreeMap<(FileId, ClientId, OwnerId), ShareRecord>,
+    hosts: BTreeMap<Vec<u8>, ClientHost>,
+    nsm_state: u32,
     /// Fault injection: while set, writes and reads fail with `Unavailable(reason)`.
     unavailable: Option<String>,
 }
@@ -58,10 +61,16 @@ impl MemoryStore {
     pub(super) fn begin_epoch(&self) -> (u64, Vec<LockRecord>) {
         let mut state = self.state();
         state.epoch += 1;
+        state.nsm_state = super::next_nsm_state(state.nsm_state);
         (state.epoch, state.records.values().cloned().collect())
     }
 
-    pub(super) fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+    pub(super) fn apply(
+        &self,
+        epoch: u64,
+        batch: &[Write],
+        hosts: &[HostWrite],
+    ) -> Result<(), StoreError> {
         let mut state = self.state();
         Self::check_available(&state)?;
         check_fence(epoch, state.epoch)?;
@@ -72,6 +81,24 @@ impl MemoryStore {
                 }
                 PersistOp::Delete(r) => {
                     state.records.remove(&key(r));
+                }
+                PersistOp::PutShare(r) => {
+                    let k = (r.file.clone(), r.client.clone(), r.owner.clone());
+                    state.shares.insert(k, r.clone());
+                }
+                PersistOp::DeleteShare(r) => {
+                    let k = (r.file.clone(), r.client.clone(), r.owner.clone());
+                    state.shares.remove(&k);
+                }
+            }
+        }
+        for write in hosts {
+            match write {
+                HostWrite::Put(host) => {
+                    state.hosts.insert(host.caller_name.clone(), host.clone());
+                }
+                HostWrite::Delete(name) => {
+                    state.hosts.remove(name);
                 }
             }
         }
@@ -87,6 +114,16 @@ impl MemoryStore {
             .filter(|r| filter.matches(r))
             .cloned()
             .collect())
+    }
+
+    pub(super) fn kept(&self) -> Result<Kept, StoreError> {
+        let state = self.state();
+        Self::check_available(&state)?;
+        Ok(Kept {
+            nsm_state: state.nsm_state,
+            shares: state.shares.values().cloned().collect(),
+            hosts: state.hosts.values().cloned().collect(),
+        })
     }
 
     pub(super) fn epoch(&self) -> u64 {

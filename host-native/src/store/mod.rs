@@ -22,6 +22,13 @@
 //! price that SQL sees values ≥ 2^63 as negative — SQL here only compares them for equality.
 //! A row the core could not have written (a kind other than 0 or 1) is [`StoreError::Corrupt`].
 //!
+//! # What a restart needs besides the locks
+//! Share reservations (`share_record`, written by the core's `PutShare`/`DeleteShare` like lock
+//! records), the client hosts to notify of a restart with their caller_name ↔ address bindings
+//! (`client_host`, written by the server as [`HostWrite`]s in the same transactions as the lock
+//! writes they go with), and brlockd's own NSM state number (`server.nsm_state`, odd, 2 more at
+//! every `begin_epoch`, as statd's state file). [`Store::kept`] reads the last two back at start-up.
+//!
 //! # Fencing
 //! Every write transaction first reads the single `server` row and goes on only if its epoch is the
 //! one the writer passes (the epoch its `begin_epoch` returned); otherwise it fails with
@@ -48,6 +55,7 @@ macro_rules! select {
 }
 
 mod group_commit;
+pub mod instance_lock;
 mod memory;
 mod postgres;
 mod sqlite;
@@ -57,7 +65,11 @@ mod sqlite_write;
 
 use std::fmt;
 
-use brlock_core::{ClientId, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range};
+use std::net::IpAddr;
+
+use brlock_core::{
+    ClientId, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range, ShareMode, ShareRecord,
+};
 
 pub use group_commit::{GroupCommit, GroupCommitOptions, GroupCommitStats, Ticket};
 pub use memory::MemoryStore;
@@ -73,6 +85,40 @@ pub const DEFAULT_URL: &str = "sqlite://./brlock.db";
 pub struct Write {
     pub seq: u64,
     pub op: PersistOp,
+}
+
+/// A client host as the store keeps it: who must hear of a restart, and the binding its requests
+/// are checked against.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct ClientHost {
+    pub caller_name: Vec<u8>,
+    /// Where its calls come from (its bound address).
+    pub address: IpAddr,
+    /// The address of ours its calls arrived at: what it mounted, and so the name its statd knows
+    /// us by (the default `mon_name` of a reboot notice).
+    pub local_address: IpAddr,
+    /// The NSM state its latest monitored LOCK carried; `None` when it never sent one.
+    pub nsm_state: Option<u32>,
+    /// With `--nsm statd`: SM_MON for it went to the local statd.
+    pub statd_monitored: bool,
+}
+
+/// A change to the stored client hosts, applied in order with a batch's lock writes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HostWrite {
+    Put(ClientHost),
+    Delete(Vec<u8>),
+}
+
+/// What a restart reads back besides the lock records.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Kept {
+    /// brlockd's NSM state number for this run (already bumped by `begin_epoch`).
+    pub nsm_state: u32,
+    /// Share reservations, sorted.
+    pub shares: Vec<ShareRecord>,
+    /// Client hosts, sorted by caller_name.
+    pub hosts: Vec<ClientHost>,
 }
 
 /// Which records [`Store::records`] lists.
@@ -198,11 +244,34 @@ impl Store {
     /// Applies `batch` in order in one transaction, if the store is still at `epoch`. `Ok` means the
     /// transaction has committed durably; on `Err` nothing of `batch` was written.
     pub async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+        self.apply_with_hosts(epoch, batch, &[]).await
+    }
+
+    /// [`Store::apply`] with client-host changes in the same transaction (`hosts` in order).
+    pub async fn apply_with_hosts(
+        &self,
+        epoch: u64,
+        batch: &[Write],
+        hosts: &[HostWrite],
+    ) -> Result<(), StoreError> {
         match self {
-            Store::Memory(s) => s.apply(epoch, batch),
-            Store::Sqlite(s) => s.apply(epoch, batch).await,
-            Store::Postgres(s) => s.apply(epoch, batch).await,
+            Store::Memory(s) => s.apply(epoch, batch, hosts),
+            Store::Sqlite(s) => s.apply(epoch, batch, hosts).await,
+            Store::Postgres(s) => s.apply(epoch, batch, hosts).await,
         }
+    }
+
+    /// The NSM state number, share reservations and client hosts the store keeps (see the module
+    /// doc), sorted. Read at start-up, after `begin_epoch`.
+    pub async fn kept(&self) -> Result<Kept, StoreError> {
+        let mut kept = match self {
+            Store::Memory(s) => s.kept()?,
+            Store::Sqlite(s) => s.kept().await?,
+            Store::Postgres(s) => s.kept().await?,
+        };
+        kept.shares.sort_unstable();
+        kept.hosts.sort_unstable();
+        Ok(kept)
     }
 
     /// The stored records `filter` selects, sorted. For tools and tests; the server keeps its locks in
@@ -245,6 +314,92 @@ pub(crate) fn to_db(v: u64) -> i64 {
 /// The inverse of [`to_db`].
 pub(crate) fn from_db(v: i64) -> u64 {
     u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+pub(crate) fn mode_to_db(mode: ShareMode) -> i16 {
+    match mode {
+        ShareMode::None => 0,
+        ShareMode::Read => 1,
+        ShareMode::Write => 2,
+        ShareMode::Both => 3,
+    }
+}
+
+pub(crate) fn mode_from_db(mode: i64, what: &str) -> Result<ShareMode, StoreError> {
+    Ok(match mode {
+        0 => ShareMode::None,
+        1 => ShareMode::Read,
+        2 => ShareMode::Write,
+        3 => ShareMode::Both,
+        m => {
+            return Err(StoreError::Corrupt(format!(
+                "{what} has share mode {m}, not 0 to 3"
+            )));
+        }
+    })
+}
+
+/// Builds a share record from a row's columns.
+pub(crate) fn share_from_row(
+    file: Vec<u8>,
+    client: Vec<u8>,
+    owner: Vec<u8>,
+    access: i64,
+    deny: i64,
+) -> Result<ShareRecord, StoreError> {
+    let what = || {
+        format!(
+            "share record (file {}, client {}, owner {})",
+            FileId::new(file.clone()),
+            ClientId::new(client.clone()),
+            OwnerId::new(owner.clone())
+        )
+    };
+    let access = mode_from_db(access, &what())?;
+    let deny = mode_from_db(deny, &what())?;
+    Ok(ShareRecord {
+        file: FileId::new(file),
+        client: ClientId::new(client),
+        owner: OwnerId::new(owner),
+        access,
+        deny,
+    })
+}
+
+/// Builds a client host from a row's columns.
+pub(crate) fn host_from_row(
+    caller_name: Vec<u8>,
+    address: &[u8],
+    local_address: &[u8],
+    monitored: bool,
+    nsm_state: i64,
+    statd_monitored: bool,
+) -> Result<ClientHost, StoreError> {
+    let ip = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "client host {:?}: address {:?} is not an IP address",
+                    String::from_utf8_lossy(&caller_name),
+                    String::from_utf8_lossy(bytes)
+                ))
+            })
+    };
+    Ok(ClientHost {
+        address: ip(address)?,
+        local_address: ip(local_address)?,
+        nsm_state: monitored.then_some(nsm_state as u32),
+        statd_monitored,
+        caller_name,
+    })
+}
+
+/// The next NSM state number after `current` (statd: odd while up, 2 more at every start). The
+/// stores compute the same in SQL.
+pub fn next_nsm_state(current: u32) -> u32 {
+    (current | 1).wrapping_add(2)
 }
 
 pub(crate) fn kind_to_db(kind: LockKind) -> i16 {
@@ -321,17 +476,31 @@ pub(crate) mod migrations {
 
     pub(crate) type Embedded = &'static [(i64, &'static str, &'static str)];
 
-    pub(crate) const SQLITE: Embedded = &[(
-        1,
-        "lock records",
-        include_str!("../../migrations/sqlite/0001_lock_records.sql"),
-    )];
+    pub(crate) const SQLITE: Embedded = &[
+        (
+            1,
+            "lock records",
+            include_str!("../../migrations/sqlite/0001_lock_records.sql"),
+        ),
+        (
+            2,
+            "restart state",
+            include_str!("../../migrations/sqlite/0002_restart_state.sql"),
+        ),
+    ];
 
-    pub(crate) const POSTGRES: Embedded = &[(
-        1,
-        "lock records",
-        include_str!("../../migrations/postgres/0001_lock_records.sql"),
-    )];
+    pub(crate) const POSTGRES: Embedded = &[
+        (
+            1,
+            "lock records",
+            include_str!("../../migrations/postgres/0001_lock_records.sql"),
+        ),
+        (
+            2,
+            "restart state",
+            include_str!("../../migrations/postgres/0002_restart_state.sql"),
+        ),
+    ];
 
     pub(crate) fn migrator(embedded: Embedded) -> Migrator {
         Migrator::with_migrations(

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use brlock_core::{LockRecord, PersistOp};
+use brlock_core::{LockRecord, PersistOp, ShareRecord};
 use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use super::{
-    RecordFilter, StoreError, Write, check_fence, from_db, kind_to_db, migrations, record_from_row,
-    to_db,
+    HostWrite, Kept, RecordFilter, StoreError, Write, check_fence, from_db, host_from_row,
+    kind_to_db, migrations, mode_to_db, record_from_row, share_from_row, to_db,
 };
 
 /// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
@@ -52,10 +52,12 @@ impl PostgresStore {
 
     pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let epoch: Option<i64> =
-            sqlx::query_scalar("UPDATE server SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
-                .fetch_optional(&mut *tx)
-                .await?;
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE server SET epoch = epoch + 1, nsm_state = ((nsm_state | 1) + 2) % 4294967296 \
+                 WHERE id = 1 RETURNING epoch",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
         let mut records = Vec::new();
         {
@@ -68,7 +70,12 @@ impl PostgresStore {
         Ok((from_db(epoch), records))
     }
 
-    pub(super) async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+    pub(super) async fn apply(
+        &self,
+        epoch: u64,
+        batch: &[Write],
+        hosts: &[HostWrite],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         // FOR SHARE: a concurrent epoch bump waits until this transaction is over.
         let current: Option<i64> =
@@ -79,6 +86,59 @@ impl PostgresStore {
             current.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
         // Dropping `tx` on an error rolls it back.
         check_fence(epoch, from_db(current))?;
+        // Shares and hosts are rare next to locks: a statement each, in order.
+        for write in batch {
+            match &write.op {
+                PersistOp::PutShare(r) => {
+                    sqlx::query(
+                        "INSERT INTO share_record (file, client, owner, access, deny, epoch, seq) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (file, client, owner) DO UPDATE SET access = excluded.access, \
+                         deny = excluded.deny, epoch = excluded.epoch, seq = excluded.seq",
+                    )
+                    .bind(r.file.as_bytes())
+                    .bind(r.client.as_bytes())
+                    .bind(r.owner.as_bytes())
+                    .bind(mode_to_db(r.access))
+                    .bind(mode_to_db(r.deny))
+                    .bind(to_db(epoch))
+                    .bind(to_db(write.seq))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                PersistOp::DeleteShare(r) => {
+                    delete_share(&mut tx, r).await?;
+                }
+                PersistOp::Put(_) | PersistOp::Delete(_) => {}
+            }
+        }
+        for write in hosts {
+            match write {
+                HostWrite::Put(h) => {
+                    sqlx::query(
+                        "INSERT INTO client_host (caller_name, address, local_address, monitored, \
+                         nsm_state, statd_monitored) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (caller_name) DO UPDATE SET address = excluded.address, \
+                         local_address = excluded.local_address, monitored = excluded.monitored, \
+                         nsm_state = excluded.nsm_state, statd_monitored = excluded.statd_monitored",
+                    )
+                    .bind(&h.caller_name)
+                    .bind(h.address.to_string().into_bytes())
+                    .bind(h.local_address.to_string().into_bytes())
+                    .bind(h.nsm_state.is_some())
+                    .bind(i64::from(h.nsm_state.unwrap_or(0)))
+                    .bind(h.statd_monitored)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                HostWrite::Delete(name) => {
+                    sqlx::query("DELETE FROM client_host WHERE caller_name = $1")
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
         // One transaction's effect is, per key, that of its last write: two statements carry it
         // instead of a round trip per write.
         let (puts, deletes) = net_effect(batch);
@@ -175,6 +235,51 @@ impl PostgresStore {
         Ok(records)
     }
 
+    pub(super) async fn kept(&self) -> Result<Kept, StoreError> {
+        let nsm_state: Option<i64> =
+            sqlx::query_scalar("SELECT nsm_state FROM server WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let nsm_state =
+            nsm_state.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        let mut shares = Vec::new();
+        let mut rows = sqlx::query("SELECT file, client, owner, access, deny FROM share_record")
+            .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            shares.push(share_from_row(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                i64::from(row.try_get::<i16, _>(3)?),
+                i64::from(row.try_get::<i16, _>(4)?),
+            )?);
+        }
+        drop(rows);
+        let mut hosts = Vec::new();
+        let mut rows = sqlx::query(
+            "SELECT caller_name, address, local_address, monitored, nsm_state, statd_monitored \
+             FROM client_host",
+        )
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let address: Vec<u8> = row.try_get(1)?;
+            let local: Vec<u8> = row.try_get(2)?;
+            hosts.push(host_from_row(
+                row.try_get(0)?,
+                &address,
+                &local,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+            )?);
+        }
+        Ok(Kept {
+            nsm_state: nsm_state as u32,
+            shares,
+            hosts,
+        })
+    }
+
     pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
         let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM server WHERE id = 1")
             .fetch_optional(&self.pool)
@@ -187,6 +292,19 @@ impl PostgresStore {
     pub(super) async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+async fn delete_share(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &ShareRecord,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM share_record WHERE file = $1 AND client = $2 AND owner = $3")
+        .bind(r.file.as_bytes())
+        .bind(r.client.as_bytes())
+        .bind(r.owner.as_bytes())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A record's store key: (file, client, owner, offset).
@@ -207,14 +325,16 @@ fn key(r: &LockRecord) -> Key<'_> {
 fn net_effect(batch: &[Write]) -> (Vec<(u64, &LockRecord)>, Vec<&LockRecord>) {
     let mut last: HashMap<Key<'_>, &Write> = HashMap::with_capacity(batch.len());
     for write in batch {
-        let (PersistOp::Put(r) | PersistOp::Delete(r)) = &write.op;
-        last.insert(key(r), write);
+        if let PersistOp::Put(r) | PersistOp::Delete(r) = &write.op {
+            last.insert(key(r), write);
+        }
     }
     let (mut puts, mut deletes) = (Vec::new(), Vec::new());
     for write in last.into_values() {
         match &write.op {
             PersistOp::Put(r) => puts.push((write.seq, r)),
             PersistOp::Delete(r) => deletes.push(r),
+            PersistOp::PutShare(_) | PersistOp::DeleteShare(_) => {}
         }
     }
     // A fixed row order: two concurrent transactions touching the same keys wait, never deadlock.

@@ -23,8 +23,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    RecordFilter, StoreError, Write, from_db, migrations, record_from_row, sqlite_load,
-    sqlite_write,
+    HostWrite, Kept, RecordFilter, StoreError, Write, from_db, host_from_row, migrations,
+    record_from_row, share_from_row, sqlite_load, sqlite_write,
 };
 
 /// How long a transaction waits for another process's write lock before the store is Unavailable.
@@ -61,10 +61,12 @@ impl SqliteStore {
 
     pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let epoch: Option<i64> =
-            sqlx::query_scalar("UPDATE server SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
-                .fetch_optional(&mut *tx)
-                .await?;
+        let epoch: Option<i64> = sqlx::query_scalar(
+            "UPDATE server SET epoch = epoch + 1, nsm_state = ((nsm_state | 1) + 2) % 4294967296 \
+                 WHERE id = 1 RETURNING epoch",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
         let records = {
             // Borrow the connection from sqlx's worker thread and read the rows on this one: see
@@ -77,13 +79,18 @@ impl SqliteStore {
         Ok((from_db(epoch), records))
     }
 
-    pub(super) async fn apply(&self, epoch: u64, batch: &[Write]) -> Result<(), StoreError> {
+    pub(super) async fn apply(
+        &self,
+        epoch: u64,
+        batch: &[Write],
+        hosts: &[HostWrite],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         {
             // The fencing check and the writes run on this thread with the C API, on the borrowed
             // connection: see `sqlite_write`. The handle is released before the commit below.
             let mut handle = tx.lock_handle().await?;
-            off_the_runtime(|| sqlite_write::apply(&mut handle, epoch, batch))?;
+            off_the_runtime(|| sqlite_write::apply(&mut handle, epoch, batch, hosts))?;
         }
         // Dropping `tx` on an error above rolls it back.
         tx.commit().await?;
@@ -114,6 +121,51 @@ impl SqliteStore {
             records.push(record(&row)?);
         }
         Ok(records)
+    }
+
+    pub(super) async fn kept(&self) -> Result<Kept, StoreError> {
+        let nsm_state: Option<i64> =
+            sqlx::query_scalar("SELECT nsm_state FROM server WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let nsm_state =
+            nsm_state.ok_or_else(|| StoreError::Corrupt("the server row is missing".into()))?;
+        let mut shares = Vec::new();
+        let mut rows = sqlx::query("SELECT file, client, owner, access, deny FROM share_record")
+            .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            shares.push(share_from_row(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+            )?);
+        }
+        drop(rows);
+        let mut hosts = Vec::new();
+        let mut rows = sqlx::query(
+            "SELECT caller_name, address, local_address, monitored, nsm_state, statd_monitored \
+             FROM client_host",
+        )
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let address: Vec<u8> = row.try_get(1)?;
+            let local: Vec<u8> = row.try_get(2)?;
+            hosts.push(host_from_row(
+                row.try_get(0)?,
+                &address,
+                &local,
+                row.try_get::<i64, _>(3)? != 0,
+                row.try_get(4)?,
+                row.try_get::<i64, _>(5)? != 0,
+            )?);
+        }
+        Ok(Kept {
+            nsm_state: nsm_state as u32,
+            shares,
+            hosts,
+        })
     }
 
     pub(super) async fn epoch(&self) -> Result<u64, StoreError> {

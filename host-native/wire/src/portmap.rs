@@ -57,11 +57,91 @@ impl XdrCodec for Mapping {
     }
 }
 
+/// rpcbind protocol versions 3 and 4 (RFC 1833 §2): the same program, with addresses as
+/// universal addresses and transports as netids.
+pub const RPCBIND_VERSION_4: u32 = 4;
+
+/// rpcbind v3/v4 procedures used here (SET and UNSET take an [`Rpcb`] and answer `bool`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RpcbProc {
+    Set = 1,
+    Unset = 2,
+}
+
+/// Longest netid, address or owner string accepted when decoding an [`Rpcb`].
+pub const MAX_RPCB_STRING: u32 = 1024;
+
+/// `rpcb`: (program, version) served over netid `netid` at universal address `addr`, registered by
+/// `owner`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rpcb {
+    pub prog: u32,
+    pub vers: u32,
+    /// `tcp`, `udp`, `tcp6`, `udp6`; empty in an UNSET means every netid.
+    pub netid: String,
+    /// Universal address (`h1.h2.h3.h4.p1.p2` for IPv4, RFC 5665).
+    pub addr: String,
+    pub owner: String,
+}
+
+impl XdrCodec for Rpcb {
+    fn encode(&self, w: &mut XdrWriter<'_>) -> Result<(), XdrError> {
+        w.put_u32(self.prog);
+        w.put_u32(self.vers);
+        w.put_string(self.netid.as_bytes(), MAX_RPCB_STRING)?;
+        w.put_string(self.addr.as_bytes(), MAX_RPCB_STRING)?;
+        w.put_string(self.owner.as_bytes(), MAX_RPCB_STRING)
+    }
+    fn decode(r: &mut XdrReader<'_>) -> Result<Self, XdrError> {
+        let prog = r.get_u32()?;
+        let vers = r.get_u32()?;
+        let mut text = || {
+            r.get_string(MAX_RPCB_STRING)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        Ok(Rpcb {
+            prog,
+            vers,
+            netid: text()?,
+            addr: text()?,
+            owner: text()?,
+        })
+    }
+}
+
+/// The universal address of `addr` (RFC 5665 §5.2.3.3/4): `127.0.0.1.16.205` for 127.0.0.1:4301.
+pub fn universal_address(addr: std::net::SocketAddr) -> String {
+    let port = addr.port();
+    format!("{}.{}.{}", addr.ip(), port >> 8, port & 0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::xdr::{decode_exact, encode_to_vec};
     use quickcheck::quickcheck;
+
+    #[test]
+    fn universal_addresses_spell_the_port_as_two_octets() {
+        assert_eq!(
+            universal_address("127.0.0.1:4301".parse().unwrap()),
+            "127.0.0.1.16.205"
+        );
+        assert_eq!(universal_address("[::1]:111".parse().unwrap()), "::1.0.111");
+    }
+
+    #[test]
+    fn rpcb_round_trips() {
+        let r = Rpcb {
+            prog: 100_021,
+            vers: 4,
+            netid: "tcp".into(),
+            addr: "127.0.0.2.3.232".into(),
+            owner: "brlockd".into(),
+        };
+        let bytes = encode_to_vec(&r).unwrap();
+        assert_eq!(decode_exact::<Rpcb>(&bytes), Ok(r));
+    }
 
     #[test]
     fn getport_args_wire_form() {

@@ -10,14 +10,17 @@
 //! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
 //!   still serves afterwards.
 //! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
-//! - `registration`: PMAPPROC_SET/UNSET with a test rpcbind, SM_MON and SM_UNMON to a fake
+//! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
+//! - `restart`: reboot notices to the clients' statd after a restart, the built-in NSM, what a
+//!   restart keeps (bindings, shares), one live instance per SQLite store, rpcbind after a crash.
 
 mod callbacks;
 mod cli;
 mod locking;
 mod malformed;
 mod registration;
+mod restart;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! brlockd's dealings with the host's other RPC services: PMAPPROC_SET/UNSET of NLM v1, v3,
-//! v4 (tcp and udp) with rpcbind at start and shutdown, SM_MON to statd on a client's first
+//! brlockd's dealings with the host's other RPC services: rpcbind UNSET then SET (v4, with the
+//! universal address listened on) of NLM v1, v3, v4 (tcp and udp) at start, UNSET at shutdown, SM_MON to statd on a client's first
 //! monitored LOCK and SM_UNMON once brlockd forgets the client, and the statd reboot relay (NLM
 //! procedure 16, Linux lockd's private SM_NOTIFY callback) freeing the rebooted client's locks.
 
@@ -12,7 +12,7 @@ use brlock_native::nlm::{NLM_PROGRAM, NlmProc, NlmVersion, Stat};
 use brlock_native::nsm::{
     Mon, MonId, NSM_PROGRAM, NSM_VERSION, NsmProc, RebootCallback, SmResult, SmStat, SmStatRes,
 };
-use brlock_native::portmap::{IPPROTO_TCP, IPPROTO_UDP, Mapping, PmapProc};
+use brlock_native::portmap::{Mapping, PmapProc, RpcbProc};
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
 use brlock_tests::brlockd::{Brlockd, Options};
@@ -23,53 +23,56 @@ use super::{assert_still_serves, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn sorted(mut v: Vec<(u32, u32, u32)>) -> Vec<(u32, u32, u32)> {
-    v.sort_unstable();
-    v
-}
-
-/// At start: SET (100021, v, tcp|udp, port) for v in 1, 3, 4. On SIGTERM: UNSET of every
-/// version (UNSET ignores protocol and port), then exit 0.
+/// At start: UNSET of every NLM version (a crashed instance's mappings), then rpcbind v4 SET
+/// (100021, v, tcp|udp, universal address listened on) for v in 1, 3, 4. On SIGTERM: UNSET of
+/// every version, then exit 0.
 #[test]
 fn registers_with_rpcbind_and_unregisters_on_sigterm() {
     let rpcbind = Portmapper::spawn(0).unwrap();
     let mut server = Brlockd::start_with(Options {
         rpcbind: Some(format!("127.0.0.1:{}", rpcbind.port())),
+        extra: vec!["--nsm".into(), "none".into()],
         ..Options::default()
     });
-    let port = u32::from(server.addr.port());
+    let port = server.addr.port();
+    let uaddr = format!("127.0.0.1.{}.{}", port >> 8, port & 0xff);
 
     let mut want_sets = Vec::new();
     for vers in [1, 3, 4] {
-        for prot in [IPPROTO_TCP, IPPROTO_UDP] {
-            want_sets.push((vers, prot, port));
+        for netid in ["tcp", "udp"] {
+            want_sets.push((vers, netid.to_string(), uaddr.clone()));
         }
     }
-    let want_sets = sorted(want_sets);
-    let sets = |regs: &[(PmapProc, Mapping)]| {
-        sorted(
-            regs.iter()
-                .filter(|(p, _)| *p == PmapProc::Set)
-                .map(|(_, m)| {
-                    assert_eq!(m.prog, NLM_PROGRAM, "SET of another program: {m:?}");
-                    (m.vers, m.prot, m.port)
-                })
-                .collect(),
-        )
+    want_sets.sort();
+    let sets = || {
+        let mut sets: Vec<(u32, String, String)> = rpcbind
+            .rpcb_registrations()
+            .into_iter()
+            .filter(|(p, _)| *p == RpcbProc::Set)
+            .map(|(_, r)| {
+                assert_eq!(r.prog, NLM_PROGRAM, "SET of another program: {r:?}");
+                (r.vers, r.netid, r.addr)
+            })
+            .collect();
+        sets.sort();
+        sets
     };
-    let got = wait_until(WAIT, || {
-        let regs = rpcbind.registrations();
-        (sets(&regs) == want_sets).then_some(regs)
-    });
-    let regs = got.unwrap_or_else(|| {
-        panic!(
-            "expected SETs {want_sets:?}; the portmapper received {:?}",
-            rpcbind.registrations()
-        )
-    });
+    let got = wait_until(WAIT, || (sets() == want_sets).then_some(()));
     assert!(
-        regs.iter().all(|(p, _)| *p == PmapProc::Set),
-        "UNSET before shutdown: {regs:?}"
+        got.is_some(),
+        "expected SETs {want_sets:?}; rpcbind received {:?}",
+        rpcbind.rpcb_registrations()
+    );
+    let unsets_at_start: Vec<u32> = rpcbind
+        .registrations()
+        .iter()
+        .filter(|(p, m)| *p == PmapProc::Unset && m.prog == NLM_PROGRAM)
+        .map(|(_, m)| m.vers)
+        .collect();
+    assert_eq!(
+        unsets_at_start,
+        [1, 3, 4],
+        "an UNSET of each version before the SETs"
     );
     assert_still_serves(server.addr);
 
@@ -85,9 +88,14 @@ fn registers_with_rpcbind_and_unregisters_on_sigterm() {
         .filter(|(p, _)| *p == PmapProc::Unset)
         .map(|(_, m)| *m)
         .collect();
+    assert_eq!(
+        unsets.len(),
+        6,
+        "three UNSETs at start, three at shutdown: {regs:?}"
+    );
     for vers in [1, 3, 4] {
         assert!(
-            unsets
+            unsets[3..]
                 .iter()
                 .any(|m| m.prog == NLM_PROGRAM && m.vers == vers),
             "no UNSET of NLM v{vers} at shutdown; the portmapper received {regs:?}"
@@ -97,15 +105,11 @@ fn registers_with_rpcbind_and_unregisters_on_sigterm() {
         unsets.iter().all(|m| m.prog == NLM_PROGRAM),
         "UNSET of another program: {unsets:?}"
     );
-    let first_unset = regs
-        .iter()
-        .position(|(p, _)| *p == PmapProc::Unset)
-        .unwrap();
-    assert!(
-        regs[first_unset..]
-            .iter()
-            .all(|(p, _)| *p == PmapProc::Unset),
-        "SET after the UNSETs: {regs:?}"
+    assert_eq!(
+        rpcbind.rpcb_registrations().len(),
+        6,
+        "SET after the UNSETs: {:?}",
+        rpcbind.rpcb_registrations()
     );
 }
 
@@ -195,8 +199,8 @@ fn expect_no_statd_call(statd: &Receiver<StatdCall>, quiet: Duration, while_: &s
     }
 }
 
-/// Sends NLM procedure 16 (`RebootCallback`) over UDP from 127.0.0.1, in the version and
-/// procedure brlockd gave statd in SM_MON's `my_id`, and expects a void reply.
+/// Sends NLM procedure 16 (`RebootCallback`) over UDP from a privileged port of 127.0.0.1, in the
+/// version and procedure brlockd gave statd in SM_MON's `my_id`, and expects a void reply.
 fn reboot_notice(server: SocketAddr, mon: &Mon, state: u32) {
     let notice = RebootCallback {
         mon_name: mon.mon_id.mon_name.clone(),
@@ -204,7 +208,12 @@ fn reboot_notice(server: SocketAddr, mon: &Mon, state: u32) {
         private: mon.private,
     };
     let args = encode_to_vec(&notice).expect("reboot callback encodes");
-    let mut rpc = RpcClient::connect(Transport::Udp, server).unwrap();
+    // From a privileged port, as statd sends it (brlockd refuses the relay from any other).
+    let port = (600..1000)
+        .find(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free privileged port");
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut rpc = RpcClient::connect_udp_from(local, server).unwrap();
     let reply = rpc
         .call_raw(
             mon.mon_id.my_id.my_prog,
