@@ -39,7 +39,7 @@ use ipnet::IpNet;
 
 use crate::config::ServerConfig;
 use crate::server::startup::{self, StartError};
-use crate::server::{AcceptAllHandles, FileHandleCheck, Server};
+use crate::server::{AcceptAllHandles, FileHandleCheck, Server, Sockets};
 use crate::store::{Store, StoreError};
 
 /// Why the service did not start.
@@ -48,12 +48,15 @@ pub enum ServiceError {
     /// The store could not be opened, or its records restored.
     #[error("--store {store}: {error}")]
     Store { store: String, error: StartError },
-    /// A socket could not be bound.
+    /// A socket could not be bound (the store was not touched).
     #[error("cannot listen on {listen}: {error}")]
     Listen {
         listen: SocketAddr,
         error: std::io::Error,
     },
+    /// The bound sockets could not be put to work.
+    #[error("cannot serve: {error}")]
+    Serve { error: std::io::Error },
 }
 
 impl ServiceError {
@@ -128,26 +131,28 @@ impl NlmServiceBuilder {
         &mut self.config
     }
 
-    /// Opens the store, restores its locks into the grace period, binds and serves.
+    /// Binds every socket, then (and only then: an instance that cannot listen must not touch,
+    /// and so fence, the store) opens the store, restores its locks into the grace period and
+    /// serves.
     pub async fn start(self) -> Result<NlmService, ServiceError> {
         let config = self.config;
-        let restored = startup::restore(&config)
-            .await
-            .map_err(|error| ServiceError::Store {
-                store: startup::redacted(&config.store),
-                error,
-            })?;
-        let store = restored.store.clone();
         let listen = config.listen;
-        let server = Server::start_restored(
-            config,
-            restored.core,
-            restored.actions,
-            restored.sink,
-            self.handles,
-        )
-        .await
-        .map_err(|error| ServiceError::Listen { listen, error })?;
+        let sockets = Sockets::bind(&config)
+            .await
+            .map_err(|error| ServiceError::Listen { listen, error })?;
+        let bound = sockets.local_addr().unwrap_or(listen);
+        let holder = format!("pid {}, listening on {bound}", std::process::id());
+        let restored =
+            startup::restore(&config, &holder)
+                .await
+                .map_err(|error| ServiceError::Store {
+                    store: startup::redacted(&config.store),
+                    error,
+                })?;
+        let store = restored.store.clone();
+        let server = Server::start_restored(config, sockets, restored, self.handles)
+            .await
+            .map_err(|error| ServiceError::Serve { error })?;
         Ok(NlmService { server, store })
     }
 }

@@ -11,9 +11,7 @@
 use std::process::ExitCode;
 
 use brlock_native::config::{ParseOutcome, ServerConfig};
-use brlock_native::server::startup::{self, StartError};
-use brlock_native::server::{AcceptAllHandles, Server, Sockets};
-use brlock_native::store::StoreError;
+use brlock_native::service::NlmService;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -69,45 +67,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // Every socket first: an instance that cannot listen must not touch (and fence) the store.
-        let sockets = match Sockets::bind(&config).await {
+        let server = match NlmService::builder(config).start().await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("brlockd: cannot listen on {}: {e}", config.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        let holder = format!(
-            "pid {}, listening on {}",
-            std::process::id(),
-            sockets
-                .local_addr()
-                .map_or_else(|_| config.listen.to_string(), |a| a.to_string())
-        );
-        let restored = match startup::restore(&config, &holder).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("brlockd: --store {}: {e}", startup::redacted(&config.store));
-                let code = match e {
-                    StartError::Store(StoreError::InvalidUrl { .. }) => 2,
-                    _ => 1,
-                };
-                return ExitCode::from(code);
-            }
-        };
-        let store = restored.store.clone();
-        let server = match Server::start_restored(
-            config,
-            sockets,
-            restored,
-            std::sync::Arc::new(AcceptAllHandles),
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("brlockd: cannot serve: {e}");
-                return ExitCode::FAILURE;
+                eprintln!("brlockd: {e}");
+                return ExitCode::from(e.exit_code());
             }
         };
         println!("listening on {}", server.local_addr());
@@ -125,9 +89,6 @@ fn main() -> ExitCode {
         };
         tracing::info!("shutting down");
         server.shutdown().await;
-        if let Some(store) = store {
-            store.close().await;
-        }
         code
     })
 }
