@@ -33,7 +33,7 @@ wait_line() { # FILE PATTERN
 start_nfsd() { # EXTRA-FLAGS…
     NFS_PORT=$(free_port); NLM_PORT=$(free_port)
     "$R/brlock-nfsd" --export "$WORK/export" --listen "127.0.0.1:$NFS_PORT" \
-        --nlm-listen "127.0.0.1:$NLM_PORT" --store memory --rpcbind none "$@" >"$WORK/nfsd.out" 2>"$WORK/nfsd.err" &
+        --nlm-listen "127.0.0.1:$NLM_PORT" --store memory --grace 0 --rpcbind none "$@" >"$WORK/nfsd.out" 2>"$WORK/nfsd.err" &
     NFSD=$!; PIDS+=("$NFSD")
     wait_line "$WORK/nfsd.out" exporting
 }

@@ -4,7 +4,11 @@
 //! restart of brlock-nfsd, so a client's handles — and the NLM locks keyed by them — stay valid
 //! across one (nfsserve's default handle embeds the start-up time and would go stale). The inode →
 //! path table is filled by a walk of the export at start-up and by every lookup, create and
-//! readdir; a handle the table does not know after a fresh walk is stale.
+//! readdir; a handle the table does not know after a fresh walk is stale. The table also knows
+//! whether each entry is a regular file, so NLM's handle check is one map lookup, no system call:
+//! locking inside the NFS server should cost no more than beside it. A file removed behind NFS's
+//! back (by a local process) leaves the table at the next NFS access to it, as a real server's
+//! cache of file handles would.
 //!
 //! Paths never leave the export: names are single components (no `/`, `..` stops at the root), the
 //! last component is never followed when it is a symbolic link (`O_NOFOLLOW`, `symlink_metadata`),
@@ -54,8 +58,14 @@ struct Inner {
     /// Identifies this export in its handles: the root directory's device and inode, so a handle
     /// of another export (or of a directory that was replaced) is refused as stale.
     export_id: u64,
-    /// Inode number → path relative to `root` ("" for the root).
-    paths: RwLock<HashMap<fileid3, PathBuf>>,
+    /// Inode number → where it is.
+    paths: RwLock<HashMap<fileid3, Entry>>,
+}
+
+struct Entry {
+    /// Relative to the export's root ("" for the root).
+    rel: PathBuf,
+    regular: bool,
 }
 
 fn io_status(e: &io::Error) -> nfsstat3 {
@@ -123,7 +133,13 @@ impl LocalFs {
     /// Walks the export and records every entry's inode (bounded by `MAX_WALK_ENTRIES`).
     fn rescan(&self) {
         let mut found = HashMap::new();
-        found.insert(self.inner.root_id, PathBuf::new());
+        found.insert(
+            self.inner.root_id,
+            Entry {
+                rel: PathBuf::new(),
+                regular: false,
+            },
+        );
         let mut dirs = vec![PathBuf::new()];
         while let Some(rel) = dirs.pop() {
             let Ok(entries) = fs::read_dir(self.inner.root.join(&rel)) else {
@@ -138,18 +154,22 @@ impl LocalFs {
                 if meta.is_dir() {
                     dirs.push(child.clone());
                 }
-                found.entry(meta.ino()).or_insert(child);
+                found.entry(meta.ino()).or_insert(Entry {
+                    rel: child,
+                    regular: meta.is_file(),
+                });
             }
         }
         *self.inner.paths.write().unwrap_or_else(|e| e.into_inner()) = found;
     }
 
-    fn remember(&self, id: fileid3, rel: PathBuf) {
+    fn remember(&self, id: fileid3, rel: PathBuf, meta: &fs::Metadata) {
+        let regular = meta.is_file();
         self.inner
             .paths
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, rel);
+            .insert(id, Entry { rel, regular });
     }
 
     fn forget(&self, id: fileid3) {
@@ -166,7 +186,7 @@ impl LocalFs {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .cloned()
+            .map(|e| e.rel.clone())
     }
 
     /// The path relative to the export of `id`, rescanning once for a handle from before a
@@ -223,7 +243,7 @@ impl LocalFs {
     fn made(&self, path: &Path, rel: PathBuf) -> Result<(fileid3, fattr3), nfsstat3> {
         let meta = fs::symlink_metadata(path).map_err(|e| io_status(&e))?;
         let id = meta.ino();
-        self.remember(id, rel);
+        self.remember(id, rel, &meta);
         Ok((id, metadata_to_fattr3(id, &meta)))
     }
 
@@ -252,20 +272,22 @@ impl LocalFs {
             .then(|| u64::from_le_bytes(ino.try_into().unwrap_or([0; 8])))
     }
 
-    /// For NLM: what `fh` names now. Uses only the table and one `lstat`, never a walk: it runs on
-    /// the lock manager's path, which must not wait for a directory scan.
+    /// For NLM: what `fh` names, from the table alone — no system call, never a walk: it runs on
+    /// the lock manager's path.
     pub fn classify(&self, fh: &[u8]) -> HandleKind {
         let Some(id) = self.handle_id(fh) else {
             return HandleKind::Unknown;
         };
-        let Some(rel) = self.known(id) else {
-            return HandleKind::Unknown;
-        };
-        match fs::symlink_metadata(self.inner.root.join(rel)) {
-            Ok(meta) if meta.ino() != id => HandleKind::Unknown,
-            Ok(meta) if meta.is_file() => HandleKind::RegularFile,
-            Ok(_) => HandleKind::NotRegular,
-            Err(_) => HandleKind::Unknown,
+        match self
+            .inner
+            .paths
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            Some(Entry { regular: true, .. }) => HandleKind::RegularFile,
+            Some(_) => HandleKind::NotRegular,
+            None => HandleKind::Unknown,
         }
     }
 
@@ -280,7 +302,7 @@ impl LocalFs {
     /// The id of `rel` (relative to the export), looked up like an NFS client would.
     pub fn id_of(&self, rel: &Path) -> Result<fileid3, nfsstat3> {
         let meta = fs::symlink_metadata(self.inner.root.join(rel)).map_err(|e| io_status(&e))?;
-        self.remember(meta.ino(), rel.to_path_buf());
+        self.remember(meta.ino(), rel.to_path_buf(), &meta);
         Ok(meta.ino())
     }
 }
@@ -446,9 +468,9 @@ impl NFSFileSystem for LocalFs {
             paths.remove(&old);
         }
         // The moved entry and, for a directory, everything below it.
-        for rel in paths.values_mut() {
-            if let Ok(rest) = rel.strip_prefix(&from_rel) {
-                *rel = to_rel.join(rest);
+        for entry in paths.values_mut() {
+            if let Ok(rest) = entry.rel.strip_prefix(&from_rel) {
+                entry.rel = to_rel.join(rest);
             }
         }
         Ok(())
@@ -484,7 +506,7 @@ impl NFSFileSystem for LocalFs {
         let mut result = ReadDirResult::default();
         for (name, meta) in all.iter().skip(start).take(max_entries) {
             let id = meta.ino();
-            self.remember(id, rel_dir.join(name));
+            self.remember(id, rel_dir.join(name), meta);
             result.entries.push(DirEntry {
                 fileid: id,
                 name: name.as_encoded_bytes().to_vec().into(),
