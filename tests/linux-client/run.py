@@ -459,7 +459,7 @@ def outer(args):
         print("linux-client: the run did not end in time; stopping it", flush=True)
         stop_process(child, signal.SIGTERM, 10)
         rc = 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         stop_process(child, signal.SIGTERM, 10)
         rc = 130
     finally:
@@ -474,7 +474,15 @@ def outer(args):
     return rc
 
 
+def stop_on_sigterm():
+    """SIGTERM unwinds like an exception, so every `finally` stops what it started."""
+    def raise_exit(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, raise_exit)
+
+
 def main():
+    stop_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", choices=["brlockd", "brlock-nfsd", "ganesha"], default="brlockd")
     p.add_argument("--brlockd", default=os.path.join(ROOT, "target", "debug", "brlockd"))
