@@ -1,5 +1,5 @@
-//! `brlock replay` as a user runs it: outputs, `--check`, postcard, and bad traces as clear errors with
-//! the line number and exit code 2.
+//! `brlock` as a user runs it: help and version, `replay`'s outputs, `--check`, postcard, and bad traces
+//! as clear errors with the line number and exit code 2.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -28,6 +28,63 @@ fn temp(name: &str, content: &[u8]) -> String {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn help_and_version_print_to_stdout_and_exit_0() {
+    let help = brlock(&["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", stderr(&help));
+    assert!(
+        stdout(&help).contains("Usage: brlock <COMMAND>") && stdout(&help).contains("replay"),
+        "{}",
+        stdout(&help)
+    );
+    for args in [&["replay", "--help"][..], &["help", "replay"]] {
+        let out = brlock(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("Usage: brlock replay [OPTIONS] <TRACE>")
+                && text.contains("--format")
+                && text.contains("--check"),
+            "{args:?}: {text}"
+        );
+    }
+    let version = brlock(&["--version"]);
+    assert_eq!(version.status.code(), Some(0), "{}", stderr(&version));
+    assert_eq!(
+        stdout(&version).trim(),
+        format!("brlock {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Bad arguments: exit 2, the reason on stderr, nothing on stdout.
+#[test]
+fn bad_arguments_exit_2() {
+    let split = scenario("split.jsonl");
+    for (args, want) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+        (&[], "Usage: brlock <COMMAND>"),
+        (&["replay"], "<TRACE>"),
+        (
+            &["replay", "--format", "xml", &split],
+            "invalid value 'xml'",
+        ),
+        (&["replay", "--no-such-flag", &split], "--no-such-flag"),
+        (&["replay", &split, &split], "unexpected argument"),
+    ] {
+        let out = brlock(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
+    }
+    // `--format jsonl` is the old spelling of json and still works.
+    let out = brlock(&["replay", "--format", "jsonl", &split]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
@@ -168,6 +225,4 @@ fn bad_traces_are_clear_errors_with_the_line_number() {
         "{}",
         stderr(&out)
     );
-    let out = brlock(&["frobnicate"]);
-    assert_eq!(out.status.code(), Some(2));
 }

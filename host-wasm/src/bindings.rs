@@ -1,7 +1,9 @@
 //! The JavaScript API. Values cross as plain JS objects in the trace format's JSON shapes (ids as text
 //! or `0x…` hex, events and actions as in a trace file); times that go *in* are `BigInt` (Rust `u64`).
-//! Numbers in returned objects above 2^53 lose precision in JS; the downloaded trace never does, since
-//! Rust writes it. Every failure is a thrown `Error` carrying the simulator's or the core's message.
+//! An integer in a returned object that a JS number cannot hold exactly (above 2^53 − 1, such as an
+//! offset of 9007199254740993) arrives as its decimal string, so nothing is rounded on the way out;
+//! `BigInt(x)` reads either form. Events going in as JSON text keep every digit. Every failure is a
+//! thrown `Error` carrying the simulator's or the core's message.
 
 use brlock_core::{Config, Event, FileId, Millis};
 use serde::Serialize;
@@ -24,8 +26,87 @@ impl From<Error> for JsValue {
 }
 
 fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    let text = serde_json::to_string(value).map_err(|e| Error::new(e.to_string()))?;
+    let text = js_json(value).map_err(|e| Error::new(e.to_string()))?;
     json_parse(&text)
+}
+
+/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `value` as JSON for `JSON.parse`, with every integer beyond ±(2^53 − 1) written as a decimal string:
+/// `JSON.parse` would round it to the nearest double (9007199254740993 to …992).
+pub fn js_json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        ExactIntegers::default(),
+    ))?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// serde_json's compact output, but integers a JS number cannot hold exactly are quoted. Inside a
+/// string (an integer map key is written as one) digits stay bare, or they would be quoted twice.
+#[derive(Default)]
+struct ExactIntegers {
+    in_string: bool,
+}
+
+impl ExactIntegers {
+    fn integer<W: ?Sized + std::io::Write>(
+        &self,
+        writer: &mut W,
+        digits: impl std::fmt::Display,
+        exact_in_js: bool,
+    ) -> std::io::Result<()> {
+        if exact_in_js || self.in_string {
+            write!(writer, "{digits}")
+        } else {
+            write!(writer, "\"{digits}\"")
+        }
+    }
+}
+
+impl serde_json::ser::Formatter for ExactIntegers {
+    fn begin_string<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.in_string = true;
+        writer.write_all(b"\"")
+    }
+    fn end_string<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.in_string = false;
+        writer.write_all(b"\"")
+    }
+    fn write_u64<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: u64,
+    ) -> std::io::Result<()> {
+        self.integer(writer, value, value <= MAX_SAFE_INTEGER)
+    }
+    fn write_i64<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: i64,
+    ) -> std::io::Result<()> {
+        self.integer(writer, value, value.unsigned_abs() <= MAX_SAFE_INTEGER)
+    }
+    fn write_u128<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: u128,
+    ) -> std::io::Result<()> {
+        self.integer(writer, value, value <= u128::from(MAX_SAFE_INTEGER))
+    }
+    fn write_i128<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: i128,
+    ) -> std::io::Result<()> {
+        self.integer(
+            writer,
+            value,
+            value.unsigned_abs() <= u128::from(MAX_SAFE_INTEGER),
+        )
+    }
 }
 
 /// A JS object, or a string holding JSON, as the JSON text serde reads.
@@ -49,6 +130,13 @@ struct StepView<'a> {
     event: &'a Event,
     actions: &'a [brlock_core::Action],
     note: &'a str,
+}
+
+#[derive(Serialize)]
+struct StepJson<'a> {
+    now: Millis,
+    event: &'a Event,
+    actions: &'a [brlock_core::Action],
 }
 
 /// The core behind a trace that can be extended, loaded, downloaded and looked at from any step.
@@ -185,6 +273,25 @@ impl WasmSimulator {
             })
             .collect();
         to_js(&steps)
+    }
+
+    /// Step `index` (counting from 0) as pretty-printed JSON `{now, event, actions}`, every number
+    /// exact, for showing it as the trace format spells it.
+    #[wasm_bindgen(js_name = stepJson)]
+    pub fn step_json(&self, index: u32) -> Result<String, JsValue> {
+        let index = index as usize;
+        let step = self.inner.steps().get(index).ok_or_else(|| {
+            Error::new(format!(
+                "no step {index}: the trace has {} steps",
+                self.inner.len()
+            ))
+        })?;
+        let view = StepJson {
+            now: step.now,
+            event: &step.event,
+            actions: self.inner.actions(index).unwrap_or(&[]),
+        };
+        serde_json::to_string_pretty(&view).map_err(|e| Error::new(e.to_string()).into())
     }
 
     /// The actions of building the core (a restore's persists), before the first step.

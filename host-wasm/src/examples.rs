@@ -22,13 +22,14 @@ macro_rules! example {
     };
 }
 
-pub const EXAMPLES: [Example; 6] = [
+pub const EXAMPLES: [Example; 7] = [
     example!("split", "Split: unlocking the middle of a range"),
     example!("upgrade", "Upgrade: shared to exclusive"),
     example!("deadlock", "Deadlock: a cycle is refused"),
     example!("fifo", "FIFO fairness: no overtaking"),
     example!("grace", "Grace period and reclaim"),
     example!("disconnect", "Disconnect TTL"),
+    example!("shares", "Share reservations: access and deny"),
 ];
 
 pub fn find(name: &str) -> Result<&'static Example, Error> {

@@ -2,7 +2,7 @@
 //! forth gives the same state, and a trace survives a download and a reload.
 
 use brlock_core::*;
-use brlock_wasm::{Simulator, examples::EXAMPLES};
+use brlock_wasm::{Simulator, bindings::js_json, examples::EXAMPLES};
 use serde_json::{Value, json};
 
 /// Everything the page draws, as one comparable value.
@@ -168,6 +168,26 @@ fn the_examples_show_what_their_titles_promise() {
         }
     )));
     assert_eq!(held(&disconnect, "deck.pptx"), ["bob:X:4096+8192"]);
+
+    let shares = at_end("shares");
+    assert_eq!(outcome(&shares, 2), "share_denied", "alice denies write");
+    assert_eq!(outcome(&shares, 4), "share_denied", "alice and carol read");
+    assert_eq!(outcome(&shares, 6), "granted", "once alice has gone");
+    let file = FileId::from("report.docx");
+    let now: Vec<(String, ShareMode, ShareMode)> = shares
+        .core()
+        .shares(&file)
+        .into_iter()
+        .map(|s| (s.owner.to_string(), s.access, s.deny))
+        .collect();
+    assert_eq!(
+        now,
+        [
+            ("bob".to_string(), ShareMode::Write, ShareMode::None),
+            ("carol".to_string(), ShareMode::Read, ShareMode::None)
+        ]
+    );
+    assert_eq!(held(&shares, "report.docx"), ["bob:X:0+4096"]);
 }
 
 #[test]
@@ -275,5 +295,40 @@ fn refusals_are_errors_with_a_message_not_panics() {
     assert_eq!(
         Simulator::from_jsonl(&backwards).unwrap_err().message,
         "line 3: time goes backwards: now 1 after 5"
+    );
+}
+
+/// JS numbers hold integers exactly up to 2^53 − 1; above that the page gets decimal strings, so an
+/// offset of 2^53 + 1 is not rounded to 2^53 on its way out of the core.
+#[test]
+fn integers_beyond_2_pow_53_cross_to_js_as_decimal_strings() {
+    assert_eq!(
+        js_json(&Range::new((1 << 53) + 1, 1)).unwrap(),
+        r#"{"offset":"9007199254740993","length":1}"#
+    );
+    assert_eq!(
+        js_json(&[Range::new((1 << 53) - 1, u64::MAX)]).unwrap(),
+        r#"[{"offset":9007199254740991,"length":"18446744073709551615"}]"#
+    );
+    assert_eq!(
+        js_json(&[i64::MIN, -1]).unwrap(),
+        r#"["-9223372036854775808",-1]"#
+    );
+    // A map key is already a string, and a string is written as it is.
+    let keyed = std::collections::BTreeMap::from([(u64::MAX, "18446744073709551615")]);
+    assert_eq!(
+        js_json(&keyed).unwrap(),
+        r#"{"18446744073709551615":"18446744073709551615"}"#
+    );
+    let mut sim = Simulator::new(Config::default());
+    sim.step(
+        0,
+        lock(1, "a", (1 << 53) + 1, 1, LockKind::Exclusive, false),
+    )
+    .unwrap();
+    let held = js_json(&sim.core().held_locks(&FileId::from("f"))).unwrap();
+    assert!(
+        held.contains(r#""range":{"offset":"9007199254740993","length":1}"#),
+        "{held}"
     );
 }

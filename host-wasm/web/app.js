@@ -36,9 +36,26 @@ const ownerLabel = (x) => (x.client === x.owner ? x.owner : `${x.client}/${x.own
 const K = (kind) => (kind === 'shared' ? 'S' : 'X');
 const kindWord = (kind) => (kind === 'shared' ? 'shared' : 'exclusive');
 
-function fmtRange(r) {
-  return r.length === 0 ? `${r.offset}–EOF` : `${r.offset}–${r.offset + r.length - 1}`;
+// Offsets and lengths are u64: JS numbers up to 2^53 − 1 and decimal strings above (bindings.rs), so
+// every range sum is done in BigInt; only pixel positions are (rounded) numbers.
+/** The inclusive byte span of a range; `end` is null for "to end of file" (length 0). */
+function span(r) {
+  const start = BigInt(r.offset), length = BigInt(r.length);
+  return { start, end: length === 0n ? null : start + length - 1n };
 }
+
+function fmtRange(r) {
+  const { start, end } = span(r);
+  return end === null ? `${start}–EOF` : `${start}–${end}`;
+}
+
+function overlaps(a, b) {
+  const x = span(a), y = span(b);
+  return (y.end === null || x.start <= y.end) && (x.end === null || y.start <= x.end);
+}
+
+const MODE_WORDS = { none: 'none', read: 'read', write: 'write', both: 'read+write' };
+const fmtShare = (x) => `access ${MODE_WORDS[x.access]} · deny ${MODE_WORDS[x.deny]}`;
 
 function fmtMs(ms) {
   ms = Number(ms);
@@ -101,7 +118,7 @@ function describeEvent(step) {
     case 'unlock': return `${ownerLabel(e)} unlock ${e.file} ${fmtRange(e.range)}`;
     case 'test': return `${ownerLabel(e)} test ${K(e.kind)} ${e.file} ${fmtRange(e.range)}`;
     case 'cancel': return `${ownerLabel(e)} cancel ${K(e.kind)} ${e.file} ${fmtRange(e.range)}`;
-    case 'share': return `${ownerLabel(e)} share ${e.file} access ${e.access} deny ${e.deny}`;
+    case 'share': return `${ownerLabel(e)} share ${e.file} access ${e.access} deny ${e.deny}${e.reclaim ? ' ·reclaim' : ''}`;
     case 'unshare': return `${ownerLabel(e)} unshare ${e.file}`;
     case 'tick': return `clock → ${fmtMs(step.now)}`;
     case 'client_connected': return `${e.client} connects (${e.adapter}, ttl ${fmtMs(e.ttl)})`;
@@ -123,6 +140,7 @@ function describeAction(a) {
       if (r.name === 'blocked') more = ` as waiter ${r.detail.waiter}`;
       if (r.name === 'deadlock') more = `: ${r.detail.cycle.map(ownerLabel).join(' → ')} → ${ownerLabel(r.detail.cycle[0])}`;
       if (r.name === 'no_locks') more = ` (${r.detail.limit})`;
+      if (r.name === 'share_denied') more = ` by ${ownerLabel(r.detail.owner)}'s share reservation`;
       return ['reply', h('span', {}, h('b', {}, `reply #${x.request}`), `: ${r.name}${more}`)];
     }
     case 'send_granted': return ['granted', h('span', {}, h('b', {}, 'GRANTED'), ` → ${ownerLabel(x)} ${K(x.kind)} ${x.file} ${fmtRange(x.range)} (waiter ${x.waiter}, attempt ${x.attempt})`)];
@@ -160,6 +178,8 @@ function explain(step, actions, graph) {
       if (type === 'unlock') return `Done: ${who} released whatever it held of ${fmtRange(e.range)} in ${e.file}.`;
       if (type === 'test') return `No conflict: ${who} would be granted ${what}.`;
       if (type === 'cancel') return `Done: ${who} no longer waits for ${what}.`;
+      if (type === 'share') return `Granted: ${who} now holds a share reservation on ${e.file}: ${fmtShare(e)}.`;
+      if (type === 'unshare') return `Done: ${who} holds no share reservation on ${e.file} now.`;
       return 'Done.';
     case 'denied': {
       const hd = r.detail.holder;
@@ -178,7 +198,12 @@ function explain(step, actions, graph) {
     case 'not_reclaimable': return `Refused: ${who} did not hold ${what} before the restart, so there is nothing to reclaim.`;
     case 'no_locks': return `Refused: the ${r.detail.limit.replace('_', ' ')} limit would be exceeded.`;
     case 'too_big': return 'Refused: the range reaches past the largest offset this server accepts.';
-    case 'share_denied': return `Refused: conflicts with ${ownerLabel(r.detail.owner)}'s share reservation.`;
+    case 'share_denied': {
+      // A refused event changes nothing, so the refusing reservation is still there to read.
+      const theirs = sim.shares(e.file).find((x) => ownerKey(x) === ownerKey(r.detail.owner));
+      return `Refused: ${who}'s ${fmtShare(e)} on ${e.file} meets ${ownerLabel(r.detail.owner)}'s share reservation`
+        + `${theirs ? ` (${fmtShare(theirs)})` : ''}: an access must not meet another's deny, nor a deny another's access.`;
+    }
     default: return r.name;
   }
 }
@@ -257,13 +282,17 @@ const submitRequest = guard((ev) => {
   if (!ownerText || !file) throw new Error('owner and file are needed');
   const { client, owner } = ownerOf(ownerText);
   const kind = document.querySelector('input[name=kind]:checked').value;
-  // Built as text so offsets above 2^53 reach the core exactly.
-  const range = `{"offset":${digits('offset')},"length":${digits('length')}}`;
-  const common = `"request":${nextRequestId()},"client":${JSON.stringify(client)},"owner":${JSON.stringify(owner)},"file":${JSON.stringify(file)},"range":${range}`;
+  const who = `"request":${nextRequestId()},"client":${JSON.stringify(client)},"owner":${JSON.stringify(owner)},"file":${JSON.stringify(file)}`;
   let body;
-  if (op === 'lock') body = `${common},"kind":"${kind}","wait":${$('wait').checked},"reclaim":${$('reclaim').checked},"cookie":[]`;
-  else if (op === 'unlock') body = common;
-  else body = `${common},"kind":"${kind}"`;
+  if (op === 'share') body = `${who},"access":"${$('access').value}","deny":"${$('deny').value}","reclaim":${$('reclaim').checked}`;
+  else if (op === 'unshare') body = who;
+  else {
+    // Built as text so offsets above 2^53 reach the core exactly.
+    const common = `${who},"range":{"offset":${digits('offset')},"length":${digits('length')}}`;
+    if (op === 'lock') body = `${common},"kind":"${kind}","wait":${$('wait').checked},"reclaim":${$('reclaim').checked},"cookie":[]`;
+    else if (op === 'unlock') body = common;
+    else body = `${common},"kind":"${kind}"`;
+  }
   issue(`{"${op}":{${body}}}`);
 });
 
@@ -285,6 +314,20 @@ function clientEvent(type) {
   } else {
     issue({ [type]: { client } });
   }
+}
+
+/** Shows the form fields the chosen operation takes: a range and kind for byte-range locks, access and
+ * deny modes for a share reservation, only the file and owner for unshare. */
+function showFieldsOfOp() {
+  const op = $('op').value;
+  const ranged = !['share', 'unshare'].includes(op);
+  $('range-fields').hidden = !ranged;
+  $('share-fields').hidden = op !== 'share';
+  document.querySelectorAll('input[name=kind]').forEach((r) => { r.disabled = op === 'unlock'; });
+  $('offset').disabled = $('length').disabled = !ranged;
+  $('wait').disabled = op !== 'lock';
+  $('wait').closest('label').hidden = !ranged;
+  $('reclaim').disabled = !['lock', 'share'].includes(op);
 }
 
 const download = guard(() => {
@@ -312,7 +355,7 @@ function render() {
   const reply = current ? replyOf(current.actions) : null;
   renderOutcome(current, graph);
   renderFiles(current, reply);
-  renderGraph(graph, reply);
+  renderGraph(graph, reply, current);
   renderGrace();
   renderClock();
   renderStats();
@@ -351,11 +394,11 @@ function renderOutcome(current, graph) {
   box.append(h('ul', { class: 'actions', 'aria-label': 'Actions the core produced' },
     current.actions.map((a) => { const [k, t] = describeAction(a); return h('li', { class: `k-${k}` }, t); })));
   box.append(h('details', { class: 'json' }, h('summary', {}, 'event and actions as JSON'),
-    h('pre', {}, JSON.stringify({ now: current.now, event: current.event, actions: current.actions }, null, 2))));
+    h('pre', {}, sim.stepJson(sim.position - 1))));
 }
 
-function niceStep(span) {
-  const raw = span / 5;
+function niceStep(extent) {
+  const raw = extent / 5;
   const p = 10 ** Math.floor(Math.log10(raw));
   const m = raw / p;
   return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
@@ -371,20 +414,39 @@ function renderFiles(current, reply) {
     return;
   }
   // What the current step asked for, when it was refused: drawn as a ghost in the requester's lane.
+  // A refused share reservation is drawn as a ghost chip next to the file's shares, the same way.
   let ghost = null;
   let refuser = null;
+  let shareGhost = null;
   if (current && reply && ['denied', 'deadlock', 'denied_grace', 'not_reclaimable', 'no_locks'].includes(reply.name)) {
     const [type, e] = eventOf(current);
     if ((type === 'lock' || type === 'test') && e.range) ghost = { ...e, outcome: reply.name };
     if (reply.name === 'denied') refuser = reply.detail.holder;
   }
-  const width = Math.max(520, box.clientWidth || 700);
-  files.forEach((file) => box.append(renderFile(file, width, ghost && ghost.file === file ? ghost : null, ghost && ghost.file === file ? refuser : null)));
+  if (current && reply && reply.name !== 'granted' && eventOf(current)[0] === 'share') {
+    shareGhost = { ...eventOf(current)[1], outcome: reply.name, refuser: reply.name === 'share_denied' ? reply.detail.owner : null };
+  }
+  const width = Math.max(280, box.clientWidth || 700);
+  files.forEach((file) => box.append(renderFile(file, width, ghost && ghost.file === file ? ghost : null,
+    ghost && ghost.file === file ? refuser : null, shareGhost && shareGhost.file === file ? shareGhost : null)));
 }
 
-function renderFile(file, W, ghost, refuser) {
+/** `text` cut to about `px` pixels of 12 px type, with an ellipsis. */
+function clip(text, px) {
+  const n = Math.max(3, Math.floor(px / 7));
+  return text.length <= n ? text : `${text.slice(0, n - 1)}…`;
+}
+
+/** Compact axis numbers: 1,500 and 250,000 as written, 2.5e15 above a million. */
+function fmtTick(v) {
+  if (v < 1e6) return Number.isInteger(v) ? v.toLocaleString('en-US') : String(v);
+  return Number(v.toPrecision(3)).toExponential().replace('e+', 'e');
+}
+
+function renderFile(file, W, ghost, refuser, shareGhost) {
   const held = sim.heldLocks(file);
   const waiters = sim.waiters(file);
+  const shares = sim.shares(file);
   const lanes = new Map();
   const lane = (who) => {
     const key = ownerKey(who);
@@ -397,14 +459,19 @@ function renderFile(file, W, ghost, refuser) {
   const ordered = [...lanes.values()].sort((a, b) => colour(a.who) - colour(b.who) || ownerKey(a.who).localeCompare(ownerKey(b.who)));
 
   // One linear scale per file; "to end of file" runs into a zone past the last tick.
-  const all = [...held, ...waiters, ...(ghost ? [ghost] : [])].map((x) => x.range);
-  let maxEnd = 10;
-  for (const r of all) maxEnd = Math.max(maxEnd, r.length === 0 ? r.offset + 1 : r.offset + r.length);
-  const step = niceStep(maxEnd);
-  const D = Math.ceil(maxEnd / step) * step;
-  const labelW = 118, x0 = labelW + 8, eofW = 52, x1 = W - eofW - 14, xEnd = W - 4;
+  const all = [...held, ...waiters, ...(ghost ? [ghost] : [])].map((x) => span(x.range));
+  let maxEnd = 10n;
+  for (const { start, end } of all) maxEnd = [maxEnd, (end ?? start) + 1n].reduce((a, b) => (a > b ? a : b));
+  const step = niceStep(Number(maxEnd));
+  const D = Math.ceil(Number(maxEnd) / step) * step;
+  const narrow = W < 480;
+  const labelW = narrow ? 78 : 118, x0 = labelW + 8, eofW = narrow ? 48 : 52, x1 = W - eofW - 14, xEnd = W - 4;
   const sx = (v) => x0 + (v / D) * (x1 - x0);
-  const rx = (r) => [sx(r.offset), r.length === 0 ? xEnd : Math.max(sx(r.offset) + 4, sx(r.offset + r.length))];
+  const rx = (r) => {
+    const { start, end } = span(r);
+    const a = sx(Number(start));
+    return [a, end === null ? xEnd : Math.max(a + 4, sx(Number(end + 1n)))];
+  };
 
   const axisH = 22, heldH = 22, waitH = 18, pad = 6;
   let y = axisH;
@@ -420,7 +487,7 @@ function renderFile(file, W, ghost, refuser) {
   const axis = s('g', { class: 'axis' });
   for (let v = 0; v <= D + step / 2; v += step) {
     axis.append(s('line', { x1: sx(v), x2: sx(v), y1: axisH - 4, y2: H }));
-    axis.append(s('text', { x: sx(v), y: 12, 'text-anchor': v === 0 ? 'start' : 'middle' }, Number.isInteger(v) ? v.toLocaleString('en-US') : v));
+    axis.append(s('text', { x: sx(v), y: 12, 'text-anchor': v === 0 ? 'start' : 'middle' }, fmtTick(v)));
   }
   axis.append(s('text', { x: xEnd - 2, y: 12, 'text-anchor': 'end' }, '→ EOF'));
   svg.append(axis);
@@ -430,12 +497,12 @@ function renderFile(file, W, ghost, refuser) {
     const g = s('g', { class: 'lane', 'data-owner': ownerKey(row.who) });
     g.append(s('rect', { class: 'lane-bg', x: 0, y: row.y, width: W, height: row.hgt, rx: 6 }));
     g.append(s('rect', { x: 0, y: row.y, width: 4, height: row.hgt, rx: 2, fill: hue }));
-    g.append(s('text', { class: 'lane-label', x: 12, y: row.y + pad + heldH / 2 + 4 }, ownerLabel(row.who)));
+    g.append(s('text', { class: 'lane-label', x: 12, y: row.y + pad + heldH / 2 + 4 }, clip(ownerLabel(row.who), labelW - 12),
+      s('title', {}, ownerLabel(row.who))));
     const hy = row.y + pad;
     for (const l of row.held) {
       const [a, b] = rx(l.range);
-      const isRefuser = refuser && !refuser.queued && ownerKey(refuser) === ownerKey(l)
-        && l.range.offset <= refuser.range.offset + Math.max(refuser.range.length, 1) - 1 && refuser.range.offset <= (l.range.length === 0 ? Infinity : l.range.offset + l.range.length - 1);
+      const isRefuser = refuser && !refuser.queued && ownerKey(refuser) === ownerKey(l) && overlaps(l.range, refuser.range);
       const cls = `held${isRefuser ? ' refuser' : ''}`;
       let fill = l.kind === 'exclusive' ? hue : `url(#hatch-${colour(l)})`;
       let stroke = hue;
@@ -443,7 +510,7 @@ function renderFile(file, W, ghost, refuser) {
       if (l.unreclaimed) { fill = '#eef1f6'; stroke = '#8a94a8'; dash = '1.5 2.5'; }
       g.append(s('rect', { class: cls, 'data-kind': l.kind, 'data-range': fmtRange(l.range), x: a, y: hy, width: b - a, height: heldH, rx: 4, fill, stroke: isRefuser ? null : stroke, 'stroke-width': 1.5, 'stroke-dasharray': dash },
         s('title', {}, `${ownerLabel(l)} holds ${kindWord(l.kind)} ${fmtRange(l.range)}${l.unreclaimed ? ' (restored, not yet reclaimed)' : ''}`)));
-      rangeLabel(g, `${l.unreclaimed ? '↻ ' : ''}${K(l.kind)} ${fmtRange(l.range)}`, a, b, hy + heldH / 2 + 4, l.kind === 'exclusive' && !l.unreclaimed);
+      rangeLabel(g, `${l.unreclaimed ? '↻ ' : ''}${K(l.kind)} ${fmtRange(l.range)}`, a, b, hy + heldH / 2 + 4, l.kind === 'exclusive' && !l.unreclaimed, x0, isRefuser ? a : W - 4);
       if (isRefuser) g.append(s('text', { class: 'tag', x: Math.min(b + 6, W - 60), y: hy - 1 + heldH / 2 + 4 }, b + 60 < W ? '◀ refuses' : ''));
     }
     const wy = row.y + pad + heldH + 4;
@@ -454,40 +521,80 @@ function renderFile(file, W, ghost, refuser) {
         s('title', {}, `${ownerLabel(w)} waits (#${w.order} in the queue) for ${kindWord(w.kind)} ${fmtRange(w.range)} since ${fmtMs(w.since)}`)));
       g.append(s('circle', { cx: a + 9, cy: wy + waitH / 2, r: 7, fill: hue }));
       g.append(s('text', { x: a + 9, y: wy + waitH / 2 + 3.5, 'text-anchor': 'middle', style: 'fill:#fff;font-size:10px;font-weight:700' }, w.order));
-      rangeLabel(g, `waits ${K(w.kind)} ${fmtRange(w.range)}`, a + 16, b, wy + waitH / 2 + 4, false);
+      rangeLabel(g, `waits ${K(w.kind)} ${fmtRange(w.range)}`, a + 16, b, wy + waitH / 2 + 4, false, x0, W - 4);
     }
     if (ghost && ownerKey(ghost) === ownerKey(row.who)) {
       const [a, b] = rx(ghost.range);
       const label = ghost.outcome === 'deadlock' ? '✕ deadlock' : '✕ refused';
       g.append(s('rect', { class: 'ghost', x: a, y: wy, width: b - a, height: waitH, rx: 4 },
         s('title', {}, `refused: ${kindWord(ghost.kind)} ${fmtRange(ghost.range)}`)));
-      const text = `${label} ${K(ghost.kind)} ${fmtRange(ghost.range)}`;
-      g.append(s('text', { class: 'ghost-label', x: b - a > text.length * 6.2 ? a + 6 : Math.min(b + 6, W - text.length * 6.2), y: wy + waitH / 2 + 4 }, text));
+      // Inside the ghost, else left of it, else right of it; the short label where the long one fits nowhere.
+      const place = (text) => {
+        const est = text.length * 6.8;
+        if (b - a > est + 8) return [a + 6, 'start'];
+        if (a - 6 - est >= x0) return [a - 6, 'end'];
+        if (b + 6 + est <= W - 2) return [b + 6, 'start'];
+        return null;
+      };
+      const long = `${label} ${K(ghost.kind)} ${fmtRange(ghost.range)}`;
+      const text = place(long) ? long : label;
+      const [x, anchor] = place(text) ?? [Math.max(x0, a - 6), 'end'];
+      g.append(s('text', { class: 'ghost-label', x, 'text-anchor': anchor, y: wy + waitH / 2 + 4 }, text));
     }
     svg.append(g);
   }
   if (rows.length === 0) svg.append(s('text', { x: x0, y: axisH + 20, class: 'range-label', style: 'fill:#64708a;font-style:italic;font-weight:400' }, 'no locks'));
+  // A file with only share reservations needs no empty byte axis.
+  const drawing = rows.length === 0 && shares.length ? h('div', { class: 'empty small' }, 'no byte-range locks') : svg;
 
+  const counts = `${held.length} lock${held.length === 1 ? '' : 's'}, ${waiters.length} waiting`
+    + (shares.length ? `, ${shares.length} share reservation${shares.length === 1 ? '' : 's'}` : '');
   const card = h('div', { class: 'file', 'data-file': file },
-    h('div', { class: 'file-title' }, file, h('span', { class: 'muted' }, `${held.length} lock${held.length === 1 ? '' : 's'}, ${waiters.length} waiting`)),
-    svg);
+    h('div', { class: 'file-title' }, file, h('span', { class: 'muted' }, counts)),
+    drawing);
+  if (shares.length || shareGhost) card.append(renderShares(file, shares, shareGhost));
   if (waiters.length) {
     card.append(h('div', { class: 'queue', 'aria-label': `queue of ${file}` }, h('span', { class: 'muted' }, 'Queue:'),
       waiters.map((w, i) => h('span', { class: 'chip', 'data-owner': ownerKey(w) },
         h('span', { class: 'num', style: `background:${PALETTE[colour(w)]}` }, i + 1),
         `${ownerLabel(w)} ${K(w.kind)} ${fmtRange(w.range)}`,
-        h('span', { class: 'muted' }, `waiting ${fmtMs(Number(sim.now()) - w.since)}`)))));
+        h('span', { class: 'muted' }, `waiting ${fmtMs(Number(sim.now()) - Number(w.since))}`)))));
   }
   return card;
 }
 
-function rangeLabel(g, text, a, b, y, onSolid) {
-  const fits = (b - a) > text.length * 6.4 + 8;
-  if (fits) g.append(s('text', { class: `range-label ${onSolid ? 'on-solid' : 'halo'}`, x: a + 6, y }, text));
+/** A file's share reservations, one chip per owner with its access and deny modes; a refused
+ * reservation as a ghost chip, and the reservation that refused it outlined in red. */
+function renderShares(file, shares, ghost) {
+  const modes = (x) => [
+    h('span', { class: `mode access-${x.access}`, title: `access: ${MODE_WORDS[x.access]}` }, 'access ', h('b', {}, MODE_WORDS[x.access])),
+    h('span', { class: `mode deny-${x.deny}`, title: `deny others: ${MODE_WORDS[x.deny]}` }, 'deny ', h('b', {}, MODE_WORDS[x.deny]))];
+  const chips = shares.map((x) => {
+    const refusing = ghost && ghost.refuser && ownerKey(ghost.refuser) === ownerKey(x);
+    return h('span', { class: `chip share${refusing ? ' refuser' : ''}`, 'data-owner': ownerKey(x), 'data-access': x.access, 'data-deny': x.deny,
+      title: `${ownerLabel(x)} holds a share reservation on ${file}: ${fmtShare(x)}` },
+    h('span', { class: 'dot', style: `background:${PALETTE[colour(x)]}` }), h('span', { class: 'who' }, ownerLabel(x)), modes(x),
+    refusing ? h('span', { class: 'tag' }, '◀ refuses') : null);
+  });
+  if (ghost) {
+    chips.push(h('span', { class: 'chip share ghost', 'data-owner': ownerKey(ghost), 'data-access': ghost.access, 'data-deny': ghost.deny,
+      title: `refused (${ghost.outcome.replace('_', ' ')}): ${ownerLabel(ghost)} ${fmtShare(ghost)}` },
+    h('span', { class: 'who' }, `✕ ${ownerLabel(ghost)}`), modes(ghost)));
+  }
+  return h('div', { class: 'shares', 'aria-label': `share reservations of ${file}` }, h('span', { class: 'muted' }, 'Shares:'), chips);
+}
+
+/** A range's label: inside its bar when it fits, else beside it (left first, where the "refuses" tag
+ * is not) within [lo, hi], else only its first word inside. A 1-byte lock at 2^53 still shows its offset. */
+function rangeLabel(g, text, a, b, y, onSolid, lo, hi) {
+  const est = text.length * 6.6;
+  if (b - a > est + 8) g.append(s('text', { class: `range-label ${onSolid ? 'on-solid' : 'halo'}`, x: a + 6, y }, text));
+  else if (a - 6 - est >= lo) g.append(s('text', { class: 'range-label halo', x: a - 6, y, 'text-anchor': 'end' }, text));
+  else if (b + 6 + est <= hi) g.append(s('text', { class: 'range-label halo', x: b + 6, y }, text));
   else if (b - a > 16) g.append(s('text', { class: `range-label ${onSolid ? 'on-solid' : 'halo'}`, x: a + 4, y }, text.split(' ')[0]));
 }
 
-function renderGraph(graph, reply) {
+function renderGraph(graph, reply, current) {
   const box = $('graph');
   box.replaceChildren();
   const cycle = reply && reply.name === 'deadlock' ? reply.detail.cycle : null;
@@ -499,7 +606,7 @@ function renderGraph(graph, reply) {
     box.append(h('div', { class: 'empty' }, 'Nobody is waiting. Blocked requests appear here as arrows from the waiter to whoever it waits for.'));
     return;
   }
-  // Edges keyed by (from, to); the refused request's edge closes the cycle.
+  // Edges keyed by (from, to); the refused request's edge closes the cycle, over the file it asked for.
   const edges = new Map();
   const edge = (from, to, file, refused) => {
     const key = `${ownerKey(from)}>${ownerKey(to)}`;
@@ -511,15 +618,16 @@ function renderGraph(graph, reply) {
   };
   graph.forEach((g) => edge(g.from, g.to, g.file, false));
   if (cycle) {
+    const asked = current ? eventOf(current)[1].file : null;
     cycle.forEach((who, i) => {
       const next = cycle[(i + 1) % cycle.length];
-      edge(who, next, null, i === 0).cycle = true;
+      edge(who, next, i === 0 ? asked : null, i === 0).cycle = true;
     });
   }
-  const W = Math.min(560, Math.max(300, box.clientWidth || 400)), H = 290, R = 20;
+  const W = Math.min(560, Math.max(260, box.clientWidth || 400)), H = 290, R = 20;
   const keys = [...nodes.keys()];
   const n = keys.length;
-  const radius = n === 2 ? Math.min(130, W / 2 - 50) : H / 2 - 44;
+  const radius = n === 2 ? Math.min(130, W / 2 - 50) : Math.min(H / 2 - 44, W / 2 - 56);
   const pos = new Map(keys.map((k, i) => {
     const angle = -Math.PI / 2 + (2 * Math.PI * i) / n + (n === 2 ? Math.PI / 2 : 0);
     return [k, { x: W / 2 + radius * Math.cos(angle), y: H / 2 + 4 + radius * Math.sin(angle) }];
@@ -527,38 +635,78 @@ function renderGraph(graph, reply) {
   const svg = s('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'wait-for graph' });
   svg.append(s('defs', {},
     ['grey', '#7b869c', 'red', '#d6304a'].reduce((acc, v, i, arr) => (i % 2 ? acc : [...acc, s('marker', { id: `arrow-${v}`, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: arr[i + 1] }))]), [])));
+  const edgeLayer = s('g'), nodeLayer = s('g'), labelLayer = s('g');
+  svg.append(edgeLayer, nodeLayer, labelLayer);
+  const labels = [];
   for (const e of edges.values()) {
     const p = pos.get(ownerKey(e.from)), q = pos.get(ownerKey(e.to));
     const dx = q.x - p.x, dy = q.y - p.y, len = Math.hypot(dx, dy) || 1;
     const bend = 26;
-    const c = { x: (p.x + q.x) / 2 - (dy / len) * bend, y: (p.y + q.y) / 2 + (dx / len) * bend };
+    const normal = { x: -dy / len, y: dx / len };
+    const c = { x: (p.x + q.x) / 2 + normal.x * bend, y: (p.y + q.y) / 2 + normal.y * bend };
     const unit = (from, to) => { const l = Math.hypot(to.x - from.x, to.y - from.y) || 1; return { x: (to.x - from.x) / l, y: (to.y - from.y) / l }; };
     const u = unit(p, c), v = unit(q, c);
     const a = { x: p.x + u.x * R, y: p.y + u.y * R }, b = { x: q.x + v.x * (R + 3), y: q.y + v.y * (R + 3) };
-    const cls = `edge${e.cycle ? ' cycle' : ''}${e.refused ? ' refused' : ''}`;
-    const mid = { x: 0.25 * a.x + 0.5 * c.x + 0.25 * b.x, y: 0.25 * a.y + 0.5 * c.y + 0.25 * b.y };
-    const label = e.refused ? 'refused' : [...e.files].join(', ');
-    svg.append(s('g', { class: cls, 'data-from': ownerKey(e.from), 'data-to': ownerKey(e.to) },
+    const mods = `${e.cycle ? ' cycle' : ''}${e.refused ? ' refused' : ''}`;
+    const files = [...e.files].join(', ');
+    const label = e.refused ? `${files}${files ? ' · ' : ''}refused` : files;
+    const text = s('text', { 'text-anchor': 'middle' }, label);
+    edgeLayer.append(s('g', { class: `edge${mods}`, 'data-from': ownerKey(e.from), 'data-to': ownerKey(e.to) },
       s('path', { d: `M${a.x},${a.y} Q${c.x},${c.y} ${b.x},${b.y}`, 'marker-end': `url(#arrow-${e.cycle ? 'red' : 'grey'})` }),
-      s('text', { x: mid.x - (dy / len) * 10, y: mid.y + (dx / len) * 10 + 3, 'text-anchor': 'middle' }, label),
-      s('title', {}, `${ownerLabel(e.from)} waits for ${ownerLabel(e.to)}${e.refused ? ' (refused: it would close a cycle)' : ''}`)));
+      s('title', {}, `${ownerLabel(e.from)} waits for ${ownerLabel(e.to)}${files ? ` on ${files}` : ''}${e.refused ? ' (refused: it would close a cycle)' : ''}`)));
+    labelLayer.append(s('g', { class: `edge-label${mods}`, 'data-from': ownerKey(e.from), 'data-to': ownerKey(e.to) }, text));
+    // The point of the curve at t, and the curve's side: where this edge's label may go.
+    const at = (t) => ({ x: (1 - t) ** 2 * a.x + 2 * t * (1 - t) * c.x + t ** 2 * b.x, y: (1 - t) ** 2 * a.y + 2 * t * (1 - t) * c.y + t ** 2 * b.y });
+    labels.push({ text, at, normal });
   }
   const inCycle = new Set((cycle || []).map(ownerKey));
+  const nodeLabels = [];
   for (const [k, who] of nodes) {
     const p = pos.get(k);
     const hue = PALETTE[colour(who)];
-    svg.append(s('g', { class: `node${inCycle.has(k) ? ' cycle' : ''}`, 'data-owner': k },
+    const name = s('text', { x: p.x, y: p.y < H / 2 ? p.y - R - 7 : p.y + R + 16, 'text-anchor': 'middle' }, clip(ownerLabel(who), 140));
+    nodeLayer.append(s('g', { class: `node${inCycle.has(k) ? ' cycle' : ''}`, 'data-owner': k },
       s('circle', { cx: p.x, cy: p.y, r: R, fill: tint(hue, 0.78) }),
       s('circle', { cx: p.x, cy: p.y, r: R - 5, fill: hue, style: 'stroke:none' }),
       // Labels sit outside the ring, away from the arrows between nodes.
-      s('text', { x: p.x, y: p.y < H / 2 ? p.y - R - 7 : p.y + R + 16, 'text-anchor': 'middle' }, ownerLabel(who))));
+      name, s('title', {}, ownerLabel(who))));
+    nodeLabels.push(name);
   }
   box.append(svg);
+  placeLabels(labels, [...pos.values()].map((p) => ({ x: p.x - R - 2, y: p.y - R - 2, w: 2 * R + 4, h: 2 * R + 4 })), nodeLabels, W, H);
   if (cycle) {
     const names = cycle.map(ownerLabel);
     box.append(h('p', { class: 'graph-caption cycle', id: 'cycle' }, `Deadlock refused: ${names.join(' → ')} → ${names[0]}`));
   } else {
     box.append(h('p', { class: 'graph-caption muted' }, `${graph.length} wait${graph.length === 1 ? '' : 's'}; an arrow points from a waiter to whom it waits for.`));
+  }
+}
+
+/** Puts each edge label near its edge where it covers no node, no owner's name and no label placed
+ * before it: it tries points along the curve on either side, nearest the middle first, and takes the
+ * first free one (or the least covered). Measured after the SVG is in the page, so text widths are real. */
+function placeLabels(labels, nodeBoxes, nodeLabels, W, H) {
+  const taken = [...nodeBoxes, ...nodeLabels.map((t) => { const b = t.getBBox(); return { x: b.x - 2, y: b.y - 1, w: b.width + 4, h: b.height + 2 }; })];
+  const overlap = (p, q) => Math.max(0, Math.min(p.x + p.w, q.x + q.w) - Math.max(p.x, q.x)) * Math.max(0, Math.min(p.y + p.h, q.y + q.h) - Math.max(p.y, q.y));
+  for (const { text, at, normal } of labels) {
+    const b = text.getBBox();
+    const w = b.width + 6, hgt = b.height + 2;
+    let best = null;
+    search: for (const t of [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78]) {
+      for (const off of [11, -11, 22, -22, 0]) {
+        const m = at(t);
+        const cx = m.x + normal.x * off, cy = m.y + normal.y * off;
+        const box = { x: cx - w / 2, y: cy - hgt / 2, w, h: hgt };
+        const outside = Math.max(0, -box.x) + Math.max(0, box.x + w - W) + Math.max(0, -box.y) + Math.max(0, box.y + hgt - H);
+        const cost = taken.reduce((sum, o) => sum + overlap(box, o), 0) + outside * hgt;
+        if (!best || cost < best.cost) best = { cost, box, cx, cy };
+        if (cost === 0) break search;
+      }
+    }
+    // The text was measured at (0, 0) with its baseline there: centre its box on the chosen point.
+    text.setAttribute('x', best.cx);
+    text.setAttribute('y', best.cy - b.height / 2 - b.y);
+    taken.push(best.box);
   }
 }
 
@@ -684,11 +832,8 @@ async function main() {
   $('download').addEventListener('click', download);
   $('load-trace').addEventListener('change', (e) => { if (e.target.files[0]) loadFile(e.target.files[0]); e.target.value = ''; });
   $('request-form').addEventListener('submit', submitRequest);
-  $('op').addEventListener('change', () => {
-    const op = $('op').value;
-    document.querySelectorAll('input[name=kind]').forEach((r) => { r.disabled = op === 'unlock'; });
-    $('wait').disabled = $('reclaim').disabled = op !== 'lock';
-  });
+  $('op').addEventListener('change', showFieldsOfOp);
+  showFieldsOfOp();
   document.querySelectorAll('[data-advance]').forEach((b) => b.addEventListener('click', () => tickAt(sim.now() + BigInt(b.dataset.advance))));
   $('to-timer').addEventListener('click', () => { const t = sim.pollTimeout(); if (t !== undefined) tickAt(t); });
   document.querySelectorAll('[data-client]').forEach((b) => b.addEventListener('click', () => clientEvent(b.dataset.client)));

@@ -1,16 +1,19 @@
-//! `brlock`: tools around the core. For now one command:
+//! `brlock`: tools around the core, one subcommand each.
 //!
 //! ```text
 //! brlock replay [--format json|postcard] [--check EXPECTED] TRACE
 //! ```
 //!
-//! Runs the core over TRACE (JSON lines or postcard, told apart by content; `-` reads standard input)
-//! and prints each event's actions: JSON lines `{"step":N,"actions":[...]}` by default, postcard with
-//! `--format postcard`. With `--check`, compares with the recorded EXPECTED (in the `--format`'s form)
-//! instead and names the first difference.
+//! `replay` runs the core over TRACE (JSON lines or postcard, told apart by content; `-` reads standard
+//! input) and prints each event's actions: JSON lines `{"step":N,"actions":[...]}` by default, postcard
+//! with `--format postcard`. With `--check`, it compares with the recorded EXPECTED (in the `--format`'s
+//! form) instead and names the first difference.
 //!
-//! Exit codes: 0 done (or all matches), 1 a difference from EXPECTED, 2 a bad trace, a bad EXPECTED
-//! file or bad arguments.
+//! Exit codes: 0 done (or all matches, or `--help`/`--version`), 1 a difference from EXPECTED, 2 a bad
+//! trace, a bad EXPECTED file or bad arguments.
+//!
+//! A new subcommand is a variant of [`Command`] with its own `Args` struct and one function returning
+//! `Result<(), Failure>`; `main` only dispatches.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -20,19 +23,49 @@ use brlock_conformance::{
     parse_jsonl_lines, write_outputs_jsonl,
 };
 use brlock_core::{Replay, Trace};
+use clap::{Parser, Subcommand, ValueEnum};
 
-const USAGE: &str = "usage: brlock replay [--format json|postcard] [--check EXPECTED] TRACE";
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Json,
-    Postcard,
+#[derive(Parser)]
+#[command(
+    name = "brlock",
+    version,
+    about = "Tools around the brlock core: replay and check traces."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-struct Args {
+#[derive(Subcommand)]
+enum Command {
+    /// Run the core over a trace and print (or check) each event's actions.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 done or all outputs match, 1 a difference from EXPECTED, \
+                        2 a bad trace, a bad EXPECTED file or bad arguments."
+)]
+struct ReplayArgs {
+    /// The form of the printed outputs and of EXPECTED.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Compare with these recorded outputs instead of printing, and name the first difference.
+    #[arg(long, value_name = "EXPECTED")]
     check: Option<String>,
+    /// The trace: JSON lines or postcard (told apart by content); `-` reads standard input.
+    #[arg(value_name = "TRACE")]
     trace: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// JSON lines, `{"step":N,"actions":[...]}`.
+    #[value(alias = "jsonl")]
+    Json,
+    /// The postcard encoding of the same outputs.
+    Postcard,
 }
 
 /// A failure to report: the message and the exit code.
@@ -40,47 +73,6 @@ struct Failure(String, u8);
 
 fn bad(message: String) -> Failure {
     Failure(message, 2)
-}
-
-fn parse_args(args: &[String]) -> Result<Args, Failure> {
-    let mut rest = args.iter();
-    match rest.next().map(String::as_str) {
-        Some("replay") => {}
-        Some("-h" | "--help") | None => return Err(bad(USAGE.into())),
-        Some(other) => return Err(bad(format!("unknown command `{other}`\n{USAGE}"))),
-    }
-    let (mut format, mut check, mut trace) = (Format::Json, None, None);
-    while let Some(arg) = rest.next() {
-        let mut value = |flag: &str| {
-            rest.next()
-                .cloned()
-                .ok_or_else(|| bad(format!("{flag} needs a value\n{USAGE}")))
-        };
-        match arg.as_str() {
-            "--format" => {
-                format = match value("--format")?.as_str() {
-                    "json" | "jsonl" => Format::Json,
-                    "postcard" => Format::Postcard,
-                    other => {
-                        return Err(bad(format!("unknown format `{other}` (json or postcard)")));
-                    }
-                }
-            }
-            "--check" => check = Some(value("--check")?),
-            "-h" | "--help" => return Err(bad(USAGE.into())),
-            flag if flag.starts_with("--") => {
-                return Err(bad(format!("unknown option `{flag}`\n{USAGE}")));
-            }
-            path if trace.is_none() => trace = Some(path.to_string()),
-            extra => return Err(bad(format!("unexpected argument `{extra}`\n{USAGE}"))),
-        }
-    }
-    let trace = trace.ok_or_else(|| bad(format!("no TRACE given\n{USAGE}")))?;
-    Ok(Args {
-        format,
-        check,
-        trace,
-    })
 }
 
 fn read(path: &str) -> Result<Vec<u8>, Failure> {
@@ -156,8 +148,7 @@ fn read_expected(path: &str, format: Format) -> Result<Vec<Expected>, Failure> {
     }
 }
 
-fn main_inner(args: &[String]) -> Result<(), Failure> {
-    let args = parse_args(args)?;
+fn replay(args: ReplayArgs) -> Result<(), Failure> {
     // EXPECTED is read first: a bad recording is an error (2) even when the trace is bad too.
     let expected = args
         .check
@@ -181,8 +172,12 @@ fn main_inner(args: &[String]) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match main_inner(&args) {
+    // Bad arguments exit 2 with clap's message; --help and --version print to stdout and exit 0.
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message, code)) => {
             eprintln!("brlock: {message}");

@@ -34,66 +34,40 @@ use brlock_native::nlm::{
 use brlock_native::rpc::{decode_reply, encode_record};
 use brlock_tests::client::{NlmClient, Owner, Transport, success_results};
 use brlock_tests::script::bytes_arg;
+use clap::Parser;
 
+/// An NLM v4 load generator: LOCK+UNLOCK pairs of non-conflicting owners, one TCP connection each.
+#[derive(Parser)]
+#[command(name = "brlock-bench", version)]
 struct Args {
+    /// The NLM server's TCP address.
+    #[arg(long, value_name = "HOST:PORT")]
     addr: SocketAddr,
+    /// Connections, each its own lock owner.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
     connections: u32,
+    /// LOCK+UNLOCK pairs each connection keeps in flight.
+    #[arg(long, value_name = "D", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
     pipeline: u32,
+    /// How long to run.
+    #[arg(long, value_name = "S", default_value_t = 10)]
     seconds: u64,
+    /// Also report this server process's CPU time (from /proc/PID/stat).
+    #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    fh: Vec<u8>,
+    /// The file handle to lock: its text, or `hex:…`.
+    #[arg(long, value_name = "TEXT|hex:…", default_value = "bench-file", value_parser = file_handle)]
+    fh: FileHandle,
 }
 
-const USAGE: &str = "usage: brlock-bench --addr HOST:PORT [--connections N] [--pipeline D] \
-                     [--seconds S] [--server-pid PID] [--fh TEXT|hex:…]";
+/// `--fh`'s bytes (a newtype: clap reads a bare `Vec<u8>` as many values).
+#[derive(Clone)]
+struct FileHandle(Vec<u8>);
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        connections: 1,
-        pipeline: 1,
-        seconds: 10,
-        server_pid: None,
-        fh: b"bench-file".to_vec(),
-    };
-    let mut have_addr = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--addr" => {
-                args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?;
-                have_addr = true;
-            }
-            "--connections" => {
-                args.connections = value()?
-                    .parse()
-                    .map_err(|e| format!("--connections: {e}"))?;
-            }
-            "--pipeline" => {
-                args.pipeline = value()?.parse().map_err(|e| format!("--pipeline: {e}"))?;
-            }
-            "--seconds" => {
-                args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
-            }
-            "--server-pid" => {
-                args.server_pid = Some(value()?.parse().map_err(|e| format!("--server-pid: {e}"))?);
-            }
-            "--fh" => args.fh = bytes_arg(&value()?).map_err(|e| format!("--fh: {e}"))?,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    if !have_addr {
-        return Err(format!("--addr is required\n{USAGE}"));
-    }
-    if args.connections == 0 {
-        return Err("--connections must be at least 1".into());
-    }
-    if args.pipeline == 0 || args.pipeline > 4096 {
-        return Err("--pipeline must be between 1 and 4096".into());
-    }
-    Ok(args)
+fn file_handle(text: &str) -> Result<FileHandle, String> {
+    bytes_arg(text).map(FileHandle)
 }
 
 /// utime + stime of `pid`, in seconds.
@@ -140,7 +114,7 @@ fn run_connection(
         first_error: None,
     };
     let owner = Owner::new(&format!("bench-{n}"), n, &format!("bench-{n}"));
-    let fh = &args.fh;
+    let fh = &args.fh.0;
     let fail = |out: &mut Outcome, what: String| {
         out.errors += 1;
         if out.first_error.is_none() {
@@ -223,11 +197,11 @@ fn pipelined(
         pending.clear();
         for i in 0..depth as u64 {
             let offset = u64::from(n) * 1_000_000 + i * 16;
-            let lock = NlmCall::Lock(c.lock_args(owner, &args.fh, true, offset, 10, false));
+            let lock = NlmCall::Lock(c.lock_args(owner, &args.fh.0, true, offset, 10, false));
             let cookie = c.cookie();
             let unlock = NlmCall::Unlock(UnlockArgs {
                 cookie,
-                lock: owner.lock(&args.fh, offset, 10),
+                lock: owner.lock(&args.fh.0, offset, 10),
             });
             for call in [lock, unlock] {
                 let procedure = call.procedure();
@@ -308,14 +282,8 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("brlock-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let args = Arc::new(args);
+    // Bad flags exit 2 with clap's message; --help prints to stdout and exits 0.
+    let args = Arc::new(Args::parse());
     let n = args.connections as usize;
     // `ready`: every connection is open and holds its extra lock; `start`: go.
     let ready = Arc::new(Barrier::new(n + 1));
@@ -358,7 +326,7 @@ fn main() -> ExitCode {
         args.connections,
         args.pipeline,
         elapsed,
-        args.fh.len()
+        args.fh.0.len()
     );
     println!(
         "pairs={pairs} pairs/s={rate:.0} {} p50={}us p99={}us errors={errors}",
@@ -389,5 +357,90 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser, error::ErrorKind};
+
+    use super::Args;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("brlock-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_keep_their_defaults_and_meanings() {
+        Args::command().debug_assert();
+        let args = parse(&["--addr", "127.0.0.1:2049"]).unwrap();
+        assert_eq!(args.addr, "127.0.0.1:2049".parse().unwrap());
+        assert_eq!(
+            (
+                args.connections,
+                args.pipeline,
+                args.seconds,
+                args.server_pid
+            ),
+            (1, 1, 10, None)
+        );
+        assert_eq!(args.fh.0, b"bench-file");
+        let args = parse(&[
+            "--addr",
+            "[::1]:4045",
+            "--connections",
+            "16",
+            "--pipeline",
+            "4096",
+            "--seconds",
+            "3",
+            "--server-pid",
+            "42",
+            "--fh",
+            "hex:00ff",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                args.connections,
+                args.pipeline,
+                args.seconds,
+                args.server_pid
+            ),
+            (16, 4096, 3, Some(42))
+        );
+        assert_eq!(args.fh.0, [0x00, 0xff]);
+    }
+
+    #[test]
+    fn help_goes_to_stdout_with_exit_0_and_bad_flags_exit_2() {
+        let help = parse(&["--help"]).err().expect("--help stops parsing");
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        assert_eq!(help.exit_code(), 0);
+        assert!(!help.use_stderr(), "help is printed on stdout");
+        let text = help.render().to_string();
+        for flag in [
+            "--addr",
+            "--connections",
+            "--pipeline",
+            "--seconds",
+            "--server-pid",
+            "--fh",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from help:\n{text}");
+        }
+        for bad in [
+            &[][..],
+            &["--addr", "nowhere"],
+            &["--addr", "127.0.0.1:1", "--connections", "0"],
+            &["--addr", "127.0.0.1:1", "--pipeline", "0"],
+            &["--addr", "127.0.0.1:1", "--pipeline", "4097"],
+            &["--addr", "127.0.0.1:1", "--fh", "hex:abc"],
+            &["--addr", "127.0.0.1:1", "--no-such-flag"],
+        ] {
+            let error = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
+            assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");
+            assert!(error.use_stderr(), "{bad:?}");
+        }
     }
 }
