@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nfs-bench --addr HOST:PORT --export PATH [--mount-port P] [--connections N] [--seconds S]
-//!           [--size BYTES] [--server-pid PID]
+//!           [--size BYTES] [--server-pid PID]        (nfs-bench --help)
 //! ```
 //!
 //! Each of N TCP connections mounts PATH (MOUNT v3 MNT, on `--mount-port`, default the NFS port as
@@ -22,6 +22,7 @@ use brlock_native::rpc::{
     encode_record,
 };
 use brlock_native::xdr::{XdrReader, XdrWriter};
+use clap::Parser;
 
 const MOUNT_PROGRAM: u32 = 100_005;
 const NFS_PROGRAM: u32 = 100_003;
@@ -33,57 +34,30 @@ const NFSPROC3_REMOVE: u32 = 12;
 const FILE_SYNC: u32 = 2;
 const FHSIZE3: u32 = 64;
 
+/// A small-file NFSv3 workload: CREATE, WRITE, GETATTR, REMOVE per file, one call at a time per
+/// connection.
+#[derive(Parser, Debug)]
+#[command(name = "nfs-bench", version)]
 struct Args {
+    /// The NFS server (TCP).
+    #[arg(long, value_name = "HOST:PORT")]
     addr: SocketAddr,
+    /// MOUNT's port on the same host [default: --addr's port, as nfsserve serves both there].
+    #[arg(long, value_name = "PORT")]
     mount_port: Option<u16>,
+    /// The export's MOUNT path.
+    #[arg(long, value_name = "PATH")]
     export: String,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     connections: u32,
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
-    size: usize,
+    /// Bytes written to each file (at most 1 MiB).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(0..=1 << 20))]
+    size: u32,
+    /// Report this process's CPU time per file (the server's pid).
+    #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-}
-
-const USAGE: &str = "usage: nfs-bench --addr HOST:PORT --export PATH [--mount-port P] \
-                     [--connections N] [--seconds S] [--size BYTES] [--server-pid PID]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 2049)),
-        mount_port: None,
-        export: String::new(),
-        connections: 1,
-        seconds: 5,
-        size: 4096,
-        server_pid: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let parsed = |v: String, what: &str| -> Result<u64, String> {
-            v.parse().map_err(|e| format!("{what}: {e}"))
-        };
-        match flag.as_str() {
-            "--addr" => args.addr = value()?.parse().map_err(|e| format!("--addr: {e}"))?,
-            "--mount-port" => args.mount_port = Some(parsed(value()?, "--mount-port")? as u16),
-            "--export" => args.export = value()?,
-            "--connections" => args.connections = parsed(value()?, "--connections")? as u32,
-            "--seconds" => args.seconds = parsed(value()?, "--seconds")?,
-            "--size" => args.size = parsed(value()?, "--size")? as usize,
-            "--server-pid" => args.server_pid = Some(parsed(value()?, "--server-pid")? as u32),
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    if args.export.is_empty() {
-        return Err(format!("--export is required\n{USAGE}"));
-    }
-    if args.connections == 0 || args.size > 1 << 20 {
-        return Err("--connections must be ≥ 1 and --size ≤ 1 MiB".into());
-    }
-    Ok(args)
 }
 
 /// One TCP connection speaking ONC RPC, one call at a time.
@@ -240,7 +214,7 @@ fn run_connection(args: &Args, id: u32, start: &Barrier) -> Result<(u64, Vec<u32
     let mut mconn = RpcConn::connect(mount_addr, id)?;
     let root = mount(&mut mconn, &args.export)?;
     let mut conn = RpcConn::connect(args.addr, id)?;
-    let data = vec![0x5a; args.size];
+    let data = vec![0x5a; args.size as usize];
     start.wait();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut latencies = Vec::new();
@@ -255,13 +229,7 @@ fn run_connection(args: &Args, id: u32, start: &Barrier) -> Result<(u64, Vec<u32
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("nfs-bench: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Arc::new(Args::parse());
     let start = Arc::new(Barrier::new(args.connections as usize + 1));
     let workers: Vec<_> = (0..args.connections)
         .map(|id| {
