@@ -615,3 +615,27 @@ fn rpcbind_points_at_the_new_instance_right_after_a_crash() {
     }
     assert!(!second.log_contains("refused the registration", Duration::from_millis(200)));
 }
+
+/// `--store memory` keeps nothing, yet a start opens the grace period (clients may have been told
+/// to reclaim by someone else): new locks wait, reclaims are taken unverified.
+#[test]
+fn a_memory_store_still_opens_grace_and_takes_reclaims_unverified() {
+    let server = Brlockd::start_with(Options {
+        grace: Some(30),
+        ..Options::default()
+    });
+    assert!(server.log_contains("grace period opened anyway", WAIT));
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    let a = Owner::new("told-by-someone", 1, "oh-a");
+    let b = Owner::new("newcomer", 2, "oh-b");
+    assert_eq!(
+        c.lock(&b, b"fh-mem", true, 0, 10, false).unwrap(),
+        Stat::DeniedGracePeriod
+    );
+    assert_eq!(reclaim(&mut c, &a, b"fh-mem", 0, 10), Stat::Granted);
+    assert_eq!(
+        c.lock(&b, b"fh-mem", true, 0, 10, false).unwrap(),
+        Stat::DeniedGracePeriod,
+        "nothing to wait for: grace runs to its deadline"
+    );
+}
