@@ -69,6 +69,9 @@ fn fake_statd(port: Option<u16>) -> (RpcServer, Receiver<Notice>) {
         if header.program != NSM_PROGRAM || header.version != NSM_VERSION {
             return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
         }
+        if header.procedure == NsmProc::Null as u32 {
+            return Some(Reply::success(header.xid, Vec::new()));
+        }
         if header.procedure != NsmProc::Notify as u32 {
             return Some(Reply::accepted(header.xid, AcceptStat::ProcUnavail));
         }
@@ -325,7 +328,8 @@ fn the_builtin_nsm_is_registered_answers_and_frees_only_the_rebooted_host() {
     assert_still_serves(server.addr);
 }
 
-/// Without `--nsm`, brlockd uses the statd rpcbind knows of, and says so.
+/// Without `--nsm`, brlockd uses the statd rpcbind knows of, and says so; else (nothing
+/// registered, or a stale mapping) the built-in NSM.
 #[test]
 fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
     let (statd, _notices) = fake_statd(None);
@@ -341,6 +345,19 @@ fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
         "{}",
         with_statd.stderr_text()
     );
+    // A mapping a crashed instance left behind (nothing answers there) is no statd to use.
+    let stale = Portmapper::spawn(0).unwrap();
+    stale.map_nsm_to(brlock_tests::brlockd::DEAD_PORT);
+    let after_crash = Brlockd::start_with(Options {
+        rpcbind: Some(format!("127.0.0.1:{}", stale.port())),
+        statd: Some(String::new()),
+        ..Options::default()
+    });
+    assert!(
+        after_crash.log_contains("no live statd is registered with rpcbind", WAIT),
+        "{}",
+        after_crash.stderr_text()
+    );
     let empty = Portmapper::spawn(0).unwrap();
     let builtin = Brlockd::start_with(Options {
         rpcbind: Some(format!("127.0.0.1:{}", empty.port())),
@@ -348,7 +365,7 @@ fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
         ..Options::default()
     });
     assert!(
-        builtin.log_contains("no statd is registered with rpcbind", WAIT),
+        builtin.log_contains("no live statd is registered with rpcbind", WAIT),
         "{}",
         builtin.stderr_text()
     );
