@@ -16,7 +16,7 @@ use brlock_native::nlm::{NLM_PROGRAM, NlmProc, NlmVersion, ShareAccess, ShareMod
 use brlock_native::nsm::{
     NSM_PROGRAM, NSM_VERSION, NsmProc, RebootCallback, SmName, SmResult, SmStatRes, StatChange,
 };
-use brlock_native::portmap::{PmapProc, RpcbProc};
+use brlock_native::portmap::RpcbProc;
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
 use brlock_tests::brlockd::{Brlockd, Options, brlockd_path};
@@ -605,18 +605,28 @@ fn rpcbind_points_at_the_new_instance_right_after_a_crash() {
     first.kill();
     let second = Brlockd::start_with(opts(&db));
     assert!(sets(12).is_some(), "{:?}", rpcbind.rpcb_registrations());
-    // UNSET (portmap v2, every protocol) of each version came after the first instance's SETs
-    // and before the second's.
-    let unsets: Vec<u32> = rpcbind
-        .registrations()
-        .iter()
-        .filter(|(p, m)| *p == PmapProc::Unset && m.prog == NLM_PROGRAM)
-        .map(|(_, m)| m.vers)
+    // Each start: an UNSET of every NLM version (portmap v2, every protocol), then the SETs.
+    let nlm: Vec<(&str, u32)> = rpcbind
+        .changes()
+        .into_iter()
+        .filter(|&(_, prog, _)| prog == NLM_PROGRAM)
+        .map(|(what, _, vers)| (what, vers))
         .collect();
+    let one_start = [
+        ("unset", 1),
+        ("unset", 3),
+        ("unset", 4),
+        ("set", 1),
+        ("set", 1),
+        ("set", 3),
+        ("set", 3),
+        ("set", 4),
+        ("set", 4),
+    ];
     assert_eq!(
-        unsets,
-        [1, 3, 4, 1, 3, 4],
-        "an UNSET before each start's SETs"
+        nlm,
+        [one_start, one_start].concat(),
+        "UNSET before SET at each start"
     );
     let port = second.addr.port();
     let want = format!("127.0.0.1.{}.{}", port >> 8, port & 0xff);
