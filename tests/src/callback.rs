@@ -177,6 +177,9 @@ fn serve_connection(
     }
 }
 
+/// A SET or UNSET as the test rpcbind saw it: (`"set"`/`"unset"`, program, version).
+pub type Change = (&'static str, u32, u32);
+
 /// A portmapper (program 100000 v2) that maps NLM, every version and protocol, to one port
 /// (which [`Portmapper::map_nlm_to`] changes, as a client host's lockd registering anew would), and
 /// NSM to another ([`Portmapper::map_nsm_to`]; 0, unregistered, at first). It also takes rpcbind v4
@@ -189,7 +192,7 @@ pub struct Portmapper {
     pub rpcb: Arc<Mutex<Vec<(RpcbProc, Rpcb)>>>,
     /// Every SET and UNSET of either version, in arrival order: (`"set"`/`"unset"`, program,
     /// version).
-    pub changes: Arc<Mutex<Vec<(&'static str, u32, u32)>>>,
+    pub changes: Arc<Mutex<Vec<Change>>>,
     /// Every GETPORT query received, with the transport it came on.
     pub queries: Arc<Mutex<Vec<(Transport, Mapping)>>>,
     /// Every SET and UNSET received (all answered `true`), in arrival order.
@@ -311,7 +314,7 @@ impl Portmapper {
     }
 
     /// Every SET and UNSET (portmap v2 or rpcbind v4) so far, in arrival order.
-    pub fn changes(&self) -> Vec<(&'static str, u32, u32)> {
+    pub fn changes(&self) -> Vec<Change> {
         self.changes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
