@@ -190,8 +190,10 @@ fn grace_waits_for_shares_as_for_locks_and_releases_unreclaimed_ones_at_its_end(
 
 #[test]
 fn unsharing_a_restored_share_in_grace_stops_the_wait_for_it() {
-    let mut config = Config::default();
-    config.unlock_in_grace = true;
+    let config = Config {
+        unlock_in_grace: true,
+        ..Config::default()
+    };
     let (core, _) = Core::restore_with_shares(
         config,
         0,
@@ -209,8 +211,10 @@ fn unsharing_a_restored_share_in_grace_stops_the_wait_for_it() {
 
 #[test]
 fn a_core_that_kept_nothing_opens_grace_and_takes_reclaims_unverified() {
-    let mut config = Config::default();
-    config.verify_reclaims = false;
+    let mut config = Config {
+        verify_reclaims: false,
+        ..Config::default()
+    };
     let (core, actions) = Core::open_grace(config.clone(), 0, 1);
     assert!(actions.is_empty());
     let mut t = T::from_core(core);

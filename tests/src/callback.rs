@@ -177,6 +177,9 @@ fn serve_connection(
     }
 }
 
+/// A SET or UNSET as the test rpcbind saw it: (`"set"`/`"unset"`, program, version).
+pub type Change = (&'static str, u32, u32);
+
 /// A portmapper (program 100000 v2) that maps NLM, every version and protocol, to one port
 /// (which [`Portmapper::map_nlm_to`] changes, as a client host's lockd registering anew would), and
 /// NSM to another ([`Portmapper::map_nsm_to`]; 0, unregistered, at first). It also takes rpcbind v4
@@ -187,6 +190,9 @@ pub struct Portmapper {
     nsm_port: Arc<AtomicU16>,
     /// Every rpcbind v4 SET and UNSET received (all answered `true`), in arrival order.
     pub rpcb: Arc<Mutex<Vec<(RpcbProc, Rpcb)>>>,
+    /// Every SET and UNSET of either version, in arrival order: (`"set"`/`"unset"`, program,
+    /// version).
+    pub changes: Arc<Mutex<Vec<Change>>>,
     /// Every GETPORT query received, with the transport it came on.
     pub queries: Arc<Mutex<Vec<(Transport, Mapping)>>>,
     /// Every SET and UNSET received (all answered `true`), in arrival order.
@@ -205,6 +211,8 @@ impl Portmapper {
         let nsm_mapped = Arc::clone(&nsm_port);
         let rpcb = Arc::new(Mutex::new(Vec::new()));
         let rpcb_log = Arc::clone(&rpcb);
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let (changes_v2, changes_v4) = (Arc::clone(&changes), Arc::clone(&changes));
         let handler: Arc<Handler> = Arc::new(move |transport, header, args| {
             if header.program != PMAP_PROGRAM {
                 return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
@@ -219,6 +227,15 @@ impl Portmapper {
                 let Ok(r) = decode_exact::<Rpcb>(args) else {
                     return Some(Reply::accepted(header.xid, AcceptStat::GarbageArgs));
                 };
+                let what = if procedure == RpcbProc::Set {
+                    "set"
+                } else {
+                    "unset"
+                };
+                changes_v4
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((what, r.prog, r.vers));
                 rpcb_log
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -245,6 +262,16 @@ impl Portmapper {
                     } else {
                         PmapProc::Unset
                     };
+                    let what = if procedure == PmapProc::Set {
+                        "set"
+                    } else {
+                        "unset"
+                    };
+                    changes_v2.lock().unwrap_or_else(|e| e.into_inner()).push((
+                        what,
+                        mapping.prog,
+                        mapping.vers,
+                    ));
                     sets.lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push((procedure, mapping));
@@ -275,6 +302,7 @@ impl Portmapper {
             nlm_port,
             nsm_port,
             rpcb,
+            changes,
             queries,
             registrations,
         })
@@ -283,6 +311,14 @@ impl Portmapper {
     /// Answers later GETPORTs for NSM (a host's statd) with `port` (0: none registered).
     pub fn map_nsm_to(&self, port: u16) {
         self.nsm_port.store(port, Ordering::SeqCst);
+    }
+
+    /// Every SET and UNSET (portmap v2 or rpcbind v4) so far, in arrival order.
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every rpcbind v4 SET and UNSET received so far, in arrival order.

@@ -219,7 +219,30 @@ async fn resolve_nsm(config: &ServerConfig) -> NsmResolved {
         .await
         .ok()
         .filter(|&p| p != 0)?;
-        Some(SocketAddr::new(rpcbind.ip(), port))
+        let addr = SocketAddr::new(rpcbind.ip(), port);
+        // A crashed brlockd with the built-in NSM leaves its mapping behind, and a live one answers
+        // NLM on the same port: neither is a statd to use.
+        let answers = |program: u32, version: u32| async move {
+            outbound::call(
+                Transport::Udp,
+                addr,
+                (program, version, 0),
+                &[],
+                Duration::from_secs(1),
+                true,
+            )
+            .await
+            .is_ok()
+        };
+        if !answers(crate::nsm::NSM_PROGRAM, crate::nsm::NSM_VERSION).await {
+            info!(%addr, "rpcbind names an NSM that does not answer (a stale mapping): ignored");
+            return None;
+        }
+        if answers(NLM_PROGRAM, NlmVersion::V4 as u32).await {
+            info!(%addr, "the NSM rpcbind names is another brlockd's built-in one: ignored");
+            return None;
+        }
+        Some(addr)
     };
     let statd_at = |addr: SocketAddr, why: String| NsmResolved {
         builtin: false,
@@ -260,7 +283,7 @@ async fn resolve_nsm(config: &ServerConfig) -> NsmResolved {
                 format!("another statd is registered with rpcbind (at {addr})"),
             ),
             None if config.rpcbind.is_some() => {
-                builtin("no statd is registered with rpcbind".into())
+                builtin("no live statd is registered with rpcbind".into())
             }
             None => builtin("--rpcbind none: no statd to find".into()),
         },

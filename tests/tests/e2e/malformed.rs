@@ -6,7 +6,7 @@ use std::time::Duration;
 use brlock_native::nlm::{self, LockArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion};
 use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, Reply, ReplyBody, encode_record};
 use brlock_native::xdr::XdrWriter;
-use brlock_tests::brlockd::Brlockd;
+use brlock_tests::brlockd::{Brlockd, Options};
 use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport};
 
 use super::assert_still_serves;
@@ -117,12 +117,16 @@ fn netobj_over_1024_bytes_is_garbage_args() {
     assert_still_serves(server.addr);
 }
 
+/// Programs brlockd does not serve on its port: NSM (100024) only with `--nsm builtin`.
 #[test]
 fn wrong_program_is_prog_unavail() {
-    let server = Brlockd::start();
+    let server = Brlockd::start_with(Options {
+        extra: vec!["--nsm".into(), "none".into()],
+        ..Options::default()
+    });
     for transport in Transport::ALL {
         let mut c = RpcClient::connect(transport, server.addr).unwrap();
-        for program in [100_099, 100_024, 100_000] {
+        for program in [100_099, 100_024, 100_003, 100_000] {
             let reply = c.call_raw(program, 1, 0, &[]).unwrap();
             assert_eq!(
                 accept_stat(&reply),

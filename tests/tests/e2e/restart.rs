@@ -16,7 +16,7 @@ use brlock_native::nlm::{NLM_PROGRAM, NlmProc, NlmVersion, ShareAccess, ShareMod
 use brlock_native::nsm::{
     NSM_PROGRAM, NSM_VERSION, NsmProc, RebootCallback, SmName, SmResult, SmStatRes, StatChange,
 };
-use brlock_native::portmap::{PmapProc, RpcbProc};
+use brlock_native::portmap::RpcbProc;
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
 use brlock_tests::brlockd::{Brlockd, Options, brlockd_path};
@@ -68,6 +68,9 @@ fn fake_statd(port: Option<u16>) -> (RpcServer, Receiver<Notice>) {
     let handler: Arc<PeerHandler> = Arc::new(move |_transport, peer, header, args| {
         if header.program != NSM_PROGRAM || header.version != NSM_VERSION {
             return Some(Reply::accepted(header.xid, AcceptStat::ProgUnavail));
+        }
+        if header.procedure == NsmProc::Null as u32 {
+            return Some(Reply::success(header.xid, Vec::new()));
         }
         if header.procedure != NsmProc::Notify as u32 {
             return Some(Reply::accepted(header.xid, AcceptStat::ProcUnavail));
@@ -325,7 +328,8 @@ fn the_builtin_nsm_is_registered_answers_and_frees_only_the_rebooted_host() {
     assert_still_serves(server.addr);
 }
 
-/// Without `--nsm`, brlockd uses the statd rpcbind knows of, and says so.
+/// Without `--nsm`, brlockd uses the statd rpcbind knows of, and says so; else (nothing
+/// registered, or a stale mapping) the built-in NSM.
 #[test]
 fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
     let (statd, _notices) = fake_statd(None);
@@ -341,6 +345,19 @@ fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
         "{}",
         with_statd.stderr_text()
     );
+    // A mapping a crashed instance left behind (nothing answers there) is no statd to use.
+    let stale = Portmapper::spawn(0).unwrap();
+    stale.map_nsm_to(brlock_tests::brlockd::DEAD_PORT);
+    let after_crash = Brlockd::start_with(Options {
+        rpcbind: Some(format!("127.0.0.1:{}", stale.port())),
+        statd: Some(String::new()),
+        ..Options::default()
+    });
+    assert!(
+        after_crash.log_contains("no live statd is registered with rpcbind", WAIT),
+        "{}",
+        after_crash.stderr_text()
+    );
     let empty = Portmapper::spawn(0).unwrap();
     let builtin = Brlockd::start_with(Options {
         rpcbind: Some(format!("127.0.0.1:{}", empty.port())),
@@ -348,7 +365,7 @@ fn the_default_nsm_is_the_statd_rpcbind_knows_else_builtin() {
         ..Options::default()
     });
     assert!(
-        builtin.log_contains("no statd is registered with rpcbind", WAIT),
+        builtin.log_contains("no live statd is registered with rpcbind", WAIT),
         "{}",
         builtin.stderr_text()
     );
@@ -588,18 +605,28 @@ fn rpcbind_points_at_the_new_instance_right_after_a_crash() {
     first.kill();
     let second = Brlockd::start_with(opts(&db));
     assert!(sets(12).is_some(), "{:?}", rpcbind.rpcb_registrations());
-    // UNSET (portmap v2, every protocol) of each version came after the first instance's SETs
-    // and before the second's.
-    let unsets: Vec<u32> = rpcbind
-        .registrations()
-        .iter()
-        .filter(|(p, m)| *p == PmapProc::Unset && m.prog == NLM_PROGRAM)
-        .map(|(_, m)| m.vers)
+    // Each start: an UNSET of every NLM version (portmap v2, every protocol), then the SETs.
+    let nlm: Vec<(&str, u32)> = rpcbind
+        .changes()
+        .into_iter()
+        .filter(|&(_, prog, _)| prog == NLM_PROGRAM)
+        .map(|(what, _, vers)| (what, vers))
         .collect();
+    let one_start = [
+        ("unset", 1),
+        ("unset", 3),
+        ("unset", 4),
+        ("set", 1),
+        ("set", 1),
+        ("set", 3),
+        ("set", 3),
+        ("set", 4),
+        ("set", 4),
+    ];
     assert_eq!(
-        unsets,
-        [1, 3, 4, 1, 3, 4],
-        "an UNSET before each start's SETs"
+        nlm,
+        [one_start, one_start].concat(),
+        "UNSET before SET at each start"
     );
     let port = second.addr.port();
     let want = format!("127.0.0.1.{}.{}", port >> 8, port & 0xff);
@@ -614,4 +641,28 @@ fn rpcbind_points_at_the_new_instance_right_after_a_crash() {
         }
     }
     assert!(!second.log_contains("refused the registration", Duration::from_millis(200)));
+}
+
+/// `--store memory` keeps nothing, yet a start opens the grace period (clients may have been told
+/// to reclaim by someone else): new locks wait, reclaims are taken unverified.
+#[test]
+fn a_memory_store_still_opens_grace_and_takes_reclaims_unverified() {
+    let server = Brlockd::start_with(Options {
+        grace: Some(30),
+        ..Options::default()
+    });
+    assert!(server.log_contains("grace period opened anyway", WAIT));
+    let mut c = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    let a = Owner::new("told-by-someone", 1, "oh-a");
+    let b = Owner::new("newcomer", 2, "oh-b");
+    assert_eq!(
+        c.lock(&b, b"fh-mem", true, 0, 10, false).unwrap(),
+        Stat::DeniedGracePeriod
+    );
+    assert_eq!(reclaim(&mut c, &a, b"fh-mem", 0, 10), Stat::Granted);
+    assert_eq!(
+        c.lock(&b, b"fh-mem", true, 0, 10, false).unwrap(),
+        Stat::DeniedGracePeriod,
+        "nothing to wait for: grace runs to its deadline"
+    );
 }
