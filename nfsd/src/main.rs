@@ -14,17 +14,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use brlock_native::config::{Args as NlmArgs, ServerConfig};
-use brlock_native::portmap::{IPPROTO_TCP, Mapping};
-use brlock_native::server::outbound::pmap_set;
+use brlock_native::server::outbound::Transport;
+use brlock_native::server::rpcbind;
 use brlock_native::service::NlmService;
 use brlock_nfsd::{ExportHandles, LocalFs};
 use clap::Parser;
 use nfsserve::tcp::{NFSTcp, NFSTcpListener};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{info, warn};
+use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 const NFS_PROGRAM: u32 = 100_003;
@@ -85,26 +84,9 @@ fn nlm_config(args: &Args) -> Result<ServerConfig, String> {
     .map_err(|e| e.to_string())
 }
 
-/// Registers (or removes) NFS v3 and MOUNT v3 over TCP at `port`; a stale mapping from an earlier
-/// run is removed first.
-async fn register_nfs(rpcbind: SocketAddr, port: u16, set: bool) {
-    for prog in [NFS_PROGRAM, MOUNT_PROGRAM] {
-        let mapping = Mapping {
-            prog,
-            vers: 3,
-            prot: IPPROTO_TCP,
-            port: u32::from(port),
-        };
-        let timeout = Duration::from_secs(1);
-        if set {
-            let _ = pmap_set(rpcbind, mapping, false, timeout).await;
-        }
-        match pmap_set(rpcbind, mapping, set, timeout).await {
-            Ok(true) => {}
-            Ok(false) => warn!(%rpcbind, prog, set, "rpcbind refused the mapping"),
-            Err(e) => warn!(%rpcbind, prog, error = %e, "rpcbind not reachable"),
-        }
-    }
+/// NFS v3 and MOUNT v3, both on the NFS port over TCP (nfsserve serves no UDP).
+fn nfs_programs() -> rpcbind::Programs {
+    vec![(NFS_PROGRAM, vec![3]), (MOUNT_PROGRAM, vec![3])]
 }
 
 fn main() -> ExitCode {
@@ -189,8 +171,10 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
     };
     nfs.with_export_name(&export_path);
     let nfs_port = nfs.get_listen_port();
+    let nfs_addr = SocketAddr::new(args.listen.ip(), nfs_port);
     if let Some(rpcbind) = rpcbind {
-        register_nfs(rpcbind, nfs_port, true).await;
+        // UNSET first (a crashed run's mappings), then SET the address listened on.
+        rpcbind::register(rpcbind, nfs_addr, &nfs_programs(), &[Transport::Tcp]).await;
     }
     let nlm_addr = nlm.as_ref().map(|n| n.local_addr().to_string());
     let nlm_addr = nlm_addr.as_deref().unwrap_or("off (--no-locking)");
@@ -219,7 +203,7 @@ async fn serve(args: Args, config: ServerConfig, fs: LocalFs) -> ExitCode {
     };
     info!("shutting down");
     if let Some(rpcbind) = rpcbind {
-        register_nfs(rpcbind, nfs_port, false).await;
+        rpcbind::unset(rpcbind, &nfs_programs()).await;
     }
     if let Some(nlm) = nlm {
         nlm.shutdown().await;

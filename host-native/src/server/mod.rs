@@ -373,7 +373,15 @@ impl Server {
             programs.push((crate::nsm::NSM_PROGRAM, vec![crate::nsm::NSM_VERSION]));
         }
         let registered = match config.rpcbind {
-            Some(rpcbind) => rpcbind::register(rpcbind, local_addr, &programs).await,
+            Some(rpcbind) => {
+                rpcbind::register(
+                    rpcbind,
+                    local_addr,
+                    &programs,
+                    &[Transport::Tcp, Transport::Udp],
+                )
+                .await
+            }
             None => false,
         };
         let statd = nsm

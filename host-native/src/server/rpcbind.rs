@@ -20,7 +20,7 @@ use crate::xdr::{decode_exact, encode_to_vec};
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one instance registers: (program, versions).
-pub(crate) type Programs = Vec<(u32, Vec<u32>)>;
+pub type Programs = Vec<(u32, Vec<u32>)>;
 
 fn netid(transport: Transport, addr: SocketAddr) -> &'static str {
     match (transport, addr.is_ipv4()) {
@@ -31,9 +31,14 @@ fn netid(transport: Transport, addr: SocketAddr) -> &'static str {
     }
 }
 
-/// UNSETs, then SETs every (program, version) on tcp and udp at `local`. Returns whether rpcbind
-/// answered at all.
-pub(crate) async fn register(rpcbind: SocketAddr, local: SocketAddr, programs: &Programs) -> bool {
+/// UNSETs, then SETs every (program, version) on each of `transports` at `local`. Returns whether
+/// rpcbind answered at all.
+pub async fn register(
+    rpcbind: SocketAddr,
+    local: SocketAddr,
+    programs: &Programs,
+    transports: &[Transport],
+) -> bool {
     if !unset(rpcbind, programs).await {
         return false;
     }
@@ -41,7 +46,7 @@ pub(crate) async fn register(rpcbind: SocketAddr, local: SocketAddr, programs: &
     let mut refused = 0;
     for (prog, versions) in programs {
         for &vers in versions {
-            for transport in [Transport::Tcp, Transport::Udp] {
+            for &transport in transports {
                 let result = if v4 {
                     match set_v4(rpcbind, *prog, vers, transport, local).await {
                         Err(CallFailure::Rejected(ReplyBody::Accepted {
@@ -80,7 +85,7 @@ pub(crate) async fn register(rpcbind: SocketAddr, local: SocketAddr, programs: &
 }
 
 /// UNSETs every (program, version) (portmap v2 UNSET removes every protocol of a version).
-pub(crate) async fn unset(rpcbind: SocketAddr, programs: &Programs) -> bool {
+pub async fn unset(rpcbind: SocketAddr, programs: &Programs) -> bool {
     for (prog, versions) in programs {
         for &vers in versions {
             let mapping = Mapping {
