@@ -34,6 +34,18 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// No limit at all: for benchmarks and tests that build states the defaults refuse.
+    pub fn unlimited() -> Self {
+        Self {
+            locks_per_file: u64::MAX,
+            locks_per_client: u64::MAX,
+            locks_total: u64::MAX,
+            waiters_per_file: u64::MAX,
+            connections_per_adapter: u64::MAX,
+            connections_by_adapter: Vec::new(),
+        }
+    }
+
     pub fn connections_for(&self, adapter: &str) -> u64 {
         self.connections_by_adapter
             .iter()
