@@ -21,10 +21,11 @@ const OWNERS: u64 = 99;
 const FILES: u64 = 2_000;
 
 fn config() -> Config {
-    let mut config = Config::default();
     // The flood is the point: let it in whole.
-    config.limits = Limits::unlimited();
-    config
+    Config {
+        limits: Limits::unlimited(),
+        ..Config::default()
+    }
 }
 
 fn file(i: u64) -> FileId {

@@ -35,9 +35,13 @@ impl Core {
                     file.waiters
                 ));
             }
-            for wid in &file.queue {
+            for (wid, queued) in &file.queue {
                 match self.waiters.get(wid) {
-                    Some(w) if w.file == fk && matches!(w.state, WaiterState::Queued { .. }) => {}
+                    Some(w)
+                        if w.file == fk
+                            && matches!(w.state, WaiterState::Queued { .. })
+                            && (w.owner, w.span, w.kind)
+                                == (queued.owner, queued.span, queued.kind) => {}
                     _ => {
                         return Err(format!(
                             "file {id}: queue holds {wid:?}, not a waiter queued here"
@@ -127,8 +131,12 @@ impl Core {
                 return Err(format!("owner {id}: lists {listed} locks, holds {held}"));
             }
             *client_counts.entry(*ck).or_default() += held;
-            for wid in &owner.waiters {
-                if self.waiters.get(wid).is_none_or(|w| w.owner != ok) {
+            for (fk, wid) in &owner.waiters {
+                if self
+                    .waiters
+                    .get(wid)
+                    .is_none_or(|w| w.owner != ok || w.file != *fk)
+                {
                     return Err(format!("owner {id}: lists a waiter that is not its own"));
                 }
             }
@@ -180,7 +188,7 @@ impl Core {
             if !self
                 .owners
                 .try_get(w.owner)
-                .is_some_and(|o| o.waiters.contains(wid))
+                .is_some_and(|o| o.waiters.contains(&(w.file, *wid)))
             {
                 return Err(format!("{wid:?}: owner does not list it"));
             }
@@ -189,7 +197,7 @@ impl Core {
             };
             match w.state {
                 WaiterState::Queued { expires_at } => {
-                    if !file.queue.contains(wid) {
+                    if !file.queue.contains_key(wid) {
                         return Err(format!("{wid:?}: queued but not in its file's queue"));
                     }
                     if expires_at
@@ -205,6 +213,32 @@ impl Core {
                         return Err(format!("{wid:?}: retry without its timer"));
                     }
                 }
+            }
+        }
+
+        // The kept wait-for graph equals the one recomputed from the queues and tables.
+        let pairs = self.recount_wait_pairs();
+        let mut waited_on: BTreeMap<OwnerKey, u64> = BTreeMap::new();
+        for (&(_, to), &count) in &pairs {
+            *waited_on.entry(to).or_default() += count;
+        }
+        for (ok, (_, id), owner) in self.owners.iter() {
+            let recounted: BTreeMap<OwnerKey, u64> = pairs
+                .range((ok, 0)..=(ok, u32::MAX))
+                .map(|(&(_, to), &count)| (to, count))
+                .collect();
+            if owner.waits_for != recounted {
+                return Err(format!(
+                    "owner {id}: waits for {:?}, but its queued waiters wait for {recounted:?}",
+                    owner.waits_for
+                ));
+            }
+            let expected = waited_on.get(&ok).copied().unwrap_or(0);
+            if owner.waited_on != expected {
+                return Err(format!(
+                    "owner {id}: waited on {} times, but {expected} pairs wait for it",
+                    owner.waited_on
+                ));
             }
         }
 

@@ -6,7 +6,7 @@ use core::ops::ControlFlow;
 
 use crate::action::{Action, Holder, Outcome, ReleaseReason, WaiterRemovedReason};
 use crate::event::LockKind;
-use crate::ids::{ClientId, FileId, OwnerId, RequestId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::{Range, Span};
 use crate::state::{Core, FileKey, WaiterState};
 use crate::table::{HeldLock, OwnerKey};
@@ -133,15 +133,9 @@ impl Core {
         if !fair {
             return None;
         }
-        file.queue.iter().find_map(|id| {
-            let w = &self.waiters[id];
-            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind)).then_some(
-                Obstacle::Queued(HeldLock {
-                    owner: w.owner,
-                    span: w.span,
-                    kind: w.kind,
-                }),
-            )
+        file.queue.values().find_map(|&w| {
+            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind))
+                .then_some(Obstacle::Queued(w))
         })
     }
 
@@ -161,12 +155,11 @@ impl Core {
             owners.insert(lock.owner);
             ControlFlow::Continue(())
         });
-        for id in file
-            .queue
-            .iter()
-            .take_while(|&&id| before.is_none_or(|b| id < b))
-        {
-            let w = &self.waiters[id];
+        let earlier = match before {
+            Some(b) => file.queue.range(..b),
+            None => file.queue.range(..),
+        };
+        for w in earlier.map(|(_, w)| w) {
             if w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind) {
                 owners.insert(w.owner);
             }
@@ -234,12 +227,15 @@ impl Core {
         }
         // Linux lockd's nlmsvc_unlock also cancels the owner's blocked request for the same range; a
         // grant whose callback is still pending goes with the lock it granted.
-        let owned: Vec<_> = self.owners.get(ok).waiters.iter().copied().collect();
+        let owned: Vec<WaiterId> = self
+            .owners
+            .get(ok)
+            .waiters
+            .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
+            .map(|&(_, id)| id)
+            .collect();
         for id in owned {
             let w = &self.waiters[&id];
-            if w.file != fk {
-                continue;
-            }
             match w.state {
                 WaiterState::Queued { .. } if w.span == span => {
                     self.remove_waiter(id, WaiterRemovedReason::Unlocked, out)

@@ -21,8 +21,9 @@ pub(crate) type ClientKey = u32;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FileState {
     pub locks: LockTable,
-    /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order).
-    pub queue: BTreeSet<WaiterId>,
+    /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order), each with its
+    /// owner, span and kind, so the scans every request makes of a queue stay inside this map.
+    pub queue: BTreeMap<WaiterId, HeldLock>,
     pub shares: BTreeMap<OwnerKey, (ShareMode, ShareMode)>,
     /// Restored locks (owner, start) → end not yet reclaimed; released when grace ends.
     pub unreclaimed: BTreeMap<(OwnerKey, u64), u64>,
@@ -56,8 +57,17 @@ pub(crate) struct OwnerState {
     pub client: ClientKey,
     /// Held lock records per file.
     pub files: FileCounts,
-    /// Queued waiters and granted ones whose callback is pending.
-    pub waiters: BTreeSet<WaiterId>,
+    /// Queued waiters and granted ones whose callback is pending, by file: a request looks for the
+    /// owner's waiter in its file without walking the owner's waiters in every other file.
+    pub waiters: BTreeSet<(FileKey, WaiterId)>,
+    /// Out-edges of the wait-for graph: owner → how many (queued waiter of this owner, conflicting
+    /// held lock or earlier queued waiter of that owner) pairs there are. An edge is there while its
+    /// count is positive. Kept in step with every queue and table change (`deadlock.rs`), so the
+    /// deadlock search reads each owner's edges in one step instead of recomputing them.
+    pub waits_for: BTreeMap<OwnerKey, u64>,
+    /// The sum of the counts of the edges into this owner: zero means nobody waits for it, so no
+    /// cycle can pass through it.
+    pub waited_on: u64,
     pub shares: BTreeSet<FileKey>,
     /// Files where this owner still has restored locks to reclaim.
     pub unreclaimed: BTreeSet<FileKey>,
@@ -381,6 +391,13 @@ impl Core {
 
     /// Applies a plan to a file's table and keeps every count in step; persists nothing.
     pub(crate) fn apply_counts(&mut self, file: FileKey, plan: &Plan) {
+        // Records a plan keeps unchanged block the same waiters before and after.
+        for lock in plan.removed.iter().filter(|l| !plan.added.contains(l)) {
+            self.held_changed(file, lock, -1);
+        }
+        for lock in plan.added.iter().filter(|l| !plan.removed.contains(l)) {
+            self.held_changed(file, lock, 1);
+        }
         self.files.get_mut(file).locks.apply(plan);
         // A plan changes one owner's locks (a release of several owners is several plans).
         let Some(owner) = plan.removed.first().or(plan.added.first()).map(|l| l.owner) else {

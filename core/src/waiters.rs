@@ -8,7 +8,7 @@ use crate::event::{CallbackResult, LockKind};
 use crate::ids::{RequestId, WaiterId};
 use crate::range::Span;
 use crate::state::{Core, FileKey, Timer, Waiter, WaiterState};
-use crate::table::OwnerKey;
+use crate::table::{HeldLock, OwnerKey};
 
 impl Core {
     /// The owner's waiter (queued or granted-pending) on this file for exactly `span` (and `kind`, if
@@ -21,10 +21,14 @@ impl Core {
         kind: Option<LockKind>,
     ) -> Option<WaiterId> {
         let owner = self.owners.try_get(ok)?;
-        owner.waiters.iter().copied().find(|id| {
-            let w = &self.waiters[id];
-            w.file == fk && w.span == span && kind.is_none_or(|k| k == w.kind)
-        })
+        owner
+            .waiters
+            .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
+            .map(|&(_, id)| id)
+            .find(|id| {
+                let w = &self.waiters[id];
+                w.span == span && kind.is_none_or(|k| k == w.kind)
+            })
     }
 
     pub(crate) fn enqueue(
@@ -56,10 +60,17 @@ impl Core {
             state: WaiterState::Queued { expires_at },
         };
         self.waiters.insert(id, waiter);
-        let file = self.files.get_mut(fk);
-        file.queue.insert(id);
-        file.waiters += 1;
-        self.owners.get_mut(ok).waiters.insert(id);
+        self.queue_insert(
+            fk,
+            id,
+            HeldLock {
+                owner: ok,
+                span,
+                kind,
+            },
+        );
+        self.files.get_mut(fk).waiters += 1;
+        self.owners.get_mut(ok).waiters.insert((fk, id));
         id
     }
 
@@ -69,7 +80,7 @@ impl Core {
         self.files.get_mut(waiter.file).waiters -= 1;
         match waiter.state {
             WaiterState::Queued { expires_at } => {
-                self.files.get_mut(waiter.file).queue.remove(&id);
+                self.queue_remove(waiter.file, id);
                 if let Some(at) = expires_at {
                     self.timers.remove(&(at, Timer::WaiterExpiry(id)));
                 }
@@ -80,7 +91,10 @@ impl Core {
                 }
             }
         }
-        self.owners.get_mut(waiter.owner).waiters.remove(&id);
+        self.owners
+            .get_mut(waiter.owner)
+            .waiters
+            .remove(&(waiter.file, id));
         Some(waiter)
     }
 
@@ -119,11 +133,18 @@ impl Core {
             if file.queue.is_empty() {
                 return;
             }
-            let queued: Vec<WaiterId> = file.queue.iter().copied().collect();
+            let queued: Vec<(WaiterId, HeldLock)> =
+                file.queue.iter().map(|(&id, &q)| (id, q)).collect();
             let mut granted_any = false;
-            for id in queued {
-                let w = &self.waiters[&id];
-                let (ok, span, kind) = (w.owner, w.span, w.kind);
+            for (
+                id,
+                HeldLock {
+                    owner: ok,
+                    span,
+                    kind,
+                },
+            ) in queued
+            {
                 if !self.blockers(fk, ok, span, kind, Some(id)).is_empty() {
                     continue;
                 }
@@ -152,7 +173,7 @@ impl Core {
         {
             self.timers.remove(&(at, Timer::WaiterExpiry(id)));
         }
-        self.files.get_mut(fk).queue.remove(&id);
+        self.queue_remove(fk, id);
         self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
             attempt: 1,
             retry_at: None,
