@@ -21,6 +21,19 @@ pub enum Limit {
     Total,
     /// Queued waiters of one file.
     QueueLength,
+    /// Queued waiters of one client in one file: its share of that file's queue
+    /// ([`Limits::client_queue_percent`](crate::Limits::client_queue_percent)).
+    QueueShare,
+    /// Waiters of one client (queued, or granted with the callback pending), across files.
+    WaitersPerClient,
+    /// Waiters of the whole server.
+    WaitersTotal,
+    /// Share reservations of one file.
+    SharesPerFile,
+    /// Share reservations of one client, across files.
+    SharesPerClient,
+    /// Share reservations of the whole server.
+    SharesTotal,
 }
 
 /// An owner as the core knows it: opaque bytes within a client.

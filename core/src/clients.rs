@@ -125,8 +125,9 @@ impl Core {
                 self.release_plan(fk, &plan, reason, out);
                 touched.insert(fk);
             }
-            for fk in core::mem::take(&mut self.owners.get_mut(ok).shares) {
-                self.files.get_mut(fk).shares.remove(&ok);
+            let shares: Vec<_> = self.owners.get(ok).shares.iter().copied().collect();
+            for fk in shares {
+                self.drop_share(fk, ok);
                 touched.insert(fk);
             }
             let unreclaimed: Vec<_> = self.owners.get(ok).unreclaimed.iter().copied().collect();

@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 
 use crate::ids::Millis;
 
-/// Counting limits. Lock limits count held lock records after merging.
+/// Counting limits: every table a client can grow has one. Lock limits count held lock records after
+/// merging; waiter limits count queued waiters and granted ones whose callback is pending; a request
+/// that would pass a limit is refused with `Outcome::NoLocks` naming it, and nothing changes.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
@@ -14,7 +16,16 @@ pub struct Limits {
     pub locks_per_file: u64,
     pub locks_per_client: u64,
     pub locks_total: u64,
+    /// Queued waiters of one file.
     pub waiters_per_file: u64,
+    /// How much of a file's queue (`waiters_per_file`) one client may fill, in percent (at least one
+    /// waiter): a host that floods a busy file's queue leaves room for the others.
+    pub client_queue_percent: u64,
+    pub waiters_per_client: u64,
+    pub waiters_total: u64,
+    pub shares_per_file: u64,
+    pub shares_per_client: u64,
+    pub shares_total: u64,
     /// Connected clients per adapter, unless `connections_by_adapter` names the adapter.
     pub connections_per_adapter: u64,
     pub connections_by_adapter: Vec<(String, u64)>,
@@ -27,6 +38,12 @@ impl Default for Limits {
             locks_per_client: 10_000,
             locks_total: 100_000,
             waiters_per_file: 100,
+            client_queue_percent: 25,
+            waiters_per_client: 1_000,
+            waiters_total: 20_000,
+            shares_per_file: 1_000,
+            shares_per_client: 1_000,
+            shares_total: 20_000,
             connections_per_adapter: 10_000,
             connections_by_adapter: Vec::new(),
         }
@@ -41,9 +58,23 @@ impl Limits {
             locks_per_client: u64::MAX,
             locks_total: u64::MAX,
             waiters_per_file: u64::MAX,
+            client_queue_percent: 100,
+            waiters_per_client: u64::MAX,
+            waiters_total: u64::MAX,
+            shares_per_file: u64::MAX,
+            shares_per_client: u64::MAX,
+            shares_total: u64::MAX,
             connections_per_adapter: u64::MAX,
             connections_by_adapter: Vec::new(),
         }
+    }
+
+    /// Queued waiters one client may have in one file.
+    pub fn client_queue_share(&self) -> u64 {
+        let percent = self.client_queue_percent.min(100);
+        // Widened so that u64::MAX waiters per file times 100 cannot overflow.
+        let share = u128::from(self.waiters_per_file) * u128::from(percent) / 100;
+        (share as u64).max(1)
     }
 
     pub fn connections_for(&self, adapter: &str) -> u64 {

@@ -160,10 +160,33 @@ impl Core {
             }
         }
 
+        let mut client_waiters: BTreeMap<u32, u64> = BTreeMap::new();
+        for w in self.waiters.values() {
+            if let Some(owner) = self.owners.try_get(w.owner) {
+                *client_waiters.entry(owner.client).or_default() += 1;
+            }
+        }
+        let mut client_shares: BTreeMap<u32, u64> = BTreeMap::new();
+        for (_, _, file) in self.files.iter() {
+            for ok in file.shares.keys() {
+                if let Some(owner) = self.owners.try_get(*ok) {
+                    *client_shares.entry(owner.client).or_default() += 1;
+                }
+            }
+        }
+        if client_shares.values().sum::<u64>() != self.total_shares {
+            return Err(format!("total shares {} miscounted", self.total_shares));
+        }
         let mut connected: BTreeMap<String, u64> = BTreeMap::new();
         for (ck, id, client) in self.clients.iter() {
             if client.locks != client_counts.get(&ck).copied().unwrap_or(0) {
                 return Err(format!("client {id}: lock count wrong"));
+            }
+            if client.waiters != client_waiters.get(&ck).copied().unwrap_or(0) {
+                return Err(format!("client {id}: waiter count wrong"));
+            }
+            if client.shares != client_shares.get(&ck).copied().unwrap_or(0) {
+                return Err(format!("client {id}: share count wrong"));
             }
             if client.connected {
                 let adapter = client

@@ -101,14 +101,14 @@ impl Core {
                 self.reply(req.request, Outcome::Denied { holder }, true, out);
             }
             Some(_) => {
+                // Limits first: a request that could not queue anyway costs no search.
+                if let Some(limit) = self.waiter_limit_refuses(fk, ok) {
+                    return self.reply(req.request, Outcome::NoLocks { limit }, true, out);
+                }
                 let blockers = self.blockers(fk, ok, span, req.kind, None);
                 if let Some(cycle) = self.find_cycle(ok, &blockers) {
                     let cycle = cycle.into_iter().map(|o| self.owner_ref(o)).collect();
                     return self.reply(req.request, Outcome::Deadlock { cycle }, true, out);
-                }
-                if self.files.get(fk).queue.len() as u64 >= self.config.limits.waiters_per_file {
-                    let limit = crate::action::Limit::QueueLength;
-                    return self.reply(req.request, Outcome::NoLocks { limit }, true, out);
                 }
                 let waiter = self.enqueue(fk, ok, span, req.kind, req.request, req.cookie);
                 self.reply(req.request, Outcome::Blocked { waiter }, true, out);
@@ -165,6 +165,26 @@ impl Core {
             }
         }
         owners
+    }
+
+    /// Whether queued request `id` still has a blocker: `blockers` without collecting them, so waking
+    /// a queue of n costs n short scans, each stopping at the first blocker.
+    pub(crate) fn is_blocked(
+        &self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        kind: LockKind,
+        id: WaiterId,
+    ) -> bool {
+        let file = self.files.get(fk);
+        file.locks
+            .conflicts(ok, span, kind, |_| ControlFlow::Break(()))
+            .is_break()
+            || file
+                .queue
+                .range(..id)
+                .any(|(_, w)| w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind))
     }
 
     fn holder(&self, obstacle: Obstacle) -> Holder {

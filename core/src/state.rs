@@ -50,6 +50,10 @@ pub(crate) struct ClientState {
     pub owners: BTreeSet<OwnerKey>,
     /// Held lock records of all this client's owners.
     pub locks: u64,
+    /// Waiters (queued or granted with the callback pending) of all this client's owners.
+    pub waiters: u64,
+    /// Share reservations of all this client's owners.
+    pub shares: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -161,6 +165,7 @@ pub struct Core {
     pub(crate) next_waiter: u64,
     pub(crate) timers: BTreeSet<(Millis, Timer)>,
     pub(crate) total_locks: u64,
+    pub(crate) total_shares: u64,
     pub(crate) connected: BTreeMap<String, u64>,
     pub(crate) grace: Option<Grace>,
     /// Files with a waiter that was grantable but for a limit; retried after every event, since a
@@ -189,6 +194,7 @@ impl Core {
             next_waiter: 1,
             timers: BTreeSet::new(),
             total_locks: 0,
+            total_shares: 0,
             connected: BTreeMap::new(),
             grace: None,
             limit_blocked: BTreeSet::new(),

@@ -70,7 +70,10 @@ impl Core {
             },
         );
         self.files.get_mut(fk).waiters += 1;
-        self.owners.get_mut(ok).waiters.insert((fk, id));
+        let owner = self.owners.get_mut(ok);
+        owner.waiters.insert((fk, id));
+        let ck = owner.client;
+        self.clients.get_mut(ck).waiters += 1;
         id
     }
 
@@ -91,10 +94,10 @@ impl Core {
                 }
             }
         }
-        self.owners
-            .get_mut(waiter.owner)
-            .waiters
-            .remove(&(waiter.file, id));
+        let owner = self.owners.get_mut(waiter.owner);
+        owner.waiters.remove(&(waiter.file, id));
+        let ck = owner.client;
+        self.clients.get_mut(ck).waiters -= 1;
         Some(waiter)
     }
 
@@ -145,7 +148,7 @@ impl Core {
                 },
             ) in queued
             {
-                if !self.blockers(fk, ok, span, kind, Some(id)).is_empty() {
+                if self.is_blocked(fk, ok, span, kind, id) {
                     continue;
                 }
                 let plan = self.files.get(fk).locks.plan_lock(ok, span, kind);
