@@ -118,6 +118,10 @@ pub struct Config {
     /// A reclaim must match a lock its owner held in the previous epoch.
     pub verify_reclaims: bool,
     pub callback: CallbackPolicy,
+    /// A grant no client has confirmed this long after it was granted is undone (released, and the
+    /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin
+    /// a range for longer, however slowly its sends fail. None: only `callback` decides.
+    pub callback_deadline: Option<Millis>,
     /// A waiter not granted within this long is removed (`WaiterRemoved { reason: Expired }`).
     pub blocking_timeout: Option<Millis>,
 }
@@ -171,10 +175,15 @@ impl Default for Config {
 
 impl Config {
     /// The default. POSIX semantics over NLM v4's full 64-bit range, a 90 s grace period (the seeds'
-    /// figure: long enough for statd's reboot notifications and the clients' reclaim retries), verified
-    /// reclaims, and Linux's patient callbacks (a lost GRANTED packet should not cost a client its lock).
-    /// TEST, UNLOCK and CANCEL are allowed during grace: none of them can take a lock a reclaimer needs,
-    /// and refusing them only makes clients spin.
+    /// figure: long enough for statd's reboot notifications and the clients' reclaim retries), and
+    /// verified reclaims. TEST, UNLOCK and CANCEL are allowed during grace: none of them can take a
+    /// lock a reclaimer needs, and refusing them only makes clients spin.
+    ///
+    /// Callbacks: a lost GRANTED packet should not cost a client its lock, but a client that never
+    /// confirms must not pin the range for long either (issue 13: squatters held grants ~60 s under
+    /// Linux's 6 × 10 s). So GRANTED is resent 2 s after a failed send, 3 sends in all, and a grant
+    /// still unconfirmed 10 s after it was made is undone: sends that fail at once end it after ~4 s,
+    /// sends that time out (brlockd's 5 s callback timeout) meet the 10 s deadline.
     pub fn brlock() -> Self {
         Self {
             max_offset: u64::MAX,
@@ -187,18 +196,26 @@ impl Config {
             late_reclaim: false,
             verify_reclaims: true,
             callback: CallbackPolicy::Retry {
-                interval: 10_000,
-                attempts: 6,
+                interval: 2_000,
+                attempts: 3,
             },
+            callback_deadline: Some(10_000),
             blocking_timeout: None,
         }
     }
 
     /// Linux lockd: TEST, UNLOCK and CANCEL refused in grace (50 s), late reclaims refused, GRANTED resent
-    /// every 10 s, offsets up to i64::MAX (OFFSET_MAX).
+    /// every 10 s (fs/lockd/svclock.c retries a failed callback after 10 s; brlock stops after six
+    /// sends, as it always did for this profile) with no overall deadline, offsets up to i64::MAX
+    /// (OFFSET_MAX).
     pub fn linux() -> Self {
         Self {
             max_offset: i64::MAX as u64,
+            callback: CallbackPolicy::Retry {
+                interval: 10_000,
+                attempts: 6,
+            },
+            callback_deadline: None,
             grace: 50_000,
             test_in_grace: false,
             unlock_in_grace: false,
@@ -209,7 +226,8 @@ impl Config {
     }
 
     /// NFS-Ganesha: TEST and UNLOCK allowed in grace, CANCEL refused, a failed callback releases the
-    /// lock, non-blocking requests may not overtake queued ones.
+    /// lock (and nothing else does: no deadline of its own), non-blocking requests may not overtake
+    /// queued ones.
     pub fn ganesha() -> Self {
         Self {
             fair_nonblocking: true,
@@ -218,6 +236,7 @@ impl Config {
             cancel_in_grace: false,
             verify_reclaims: false,
             callback: CallbackPolicy::Release,
+            callback_deadline: None,
             ..Self::brlock()
         }
     }
@@ -231,6 +250,7 @@ impl Config {
             late_reclaim: true,
             verify_reclaims: false,
             callback: CallbackPolicy::Release,
+            callback_deadline: None,
             ..Self::brlock()
         }
     }

@@ -229,11 +229,18 @@ impl Core {
                         return Err(format!("{wid:?}: expiry without its timer"));
                     }
                 }
-                WaiterState::Granted { retry_at, .. } => {
+                WaiterState::Granted {
+                    retry_at, deadline, ..
+                } => {
                     if retry_at
                         .is_some_and(|at| !self.timers.contains(&(at, Timer::CallbackRetry(*wid))))
                     {
                         return Err(format!("{wid:?}: retry without its timer"));
+                    }
+                    if deadline.is_some_and(|at| {
+                        !self.timers.contains(&(at, Timer::CallbackDeadline(*wid)))
+                    }) {
+                        return Err(format!("{wid:?}: callback deadline without its timer"));
                     }
                 }
             }
@@ -273,11 +280,10 @@ impl Core {
                     .try_get(ck)
                     .is_some_and(|c| c.disconnect_at == Some(at)),
                 Timer::CallbackRetry(wid) => self.waiters.get(&wid).is_some_and(|w| {
-                    w.state
-                        == WaiterState::Granted {
-                            attempt: attempt_of(w.state),
-                            retry_at: Some(at),
-                        }
+                    matches!(w.state, WaiterState::Granted { retry_at, .. } if retry_at == Some(at))
+                }),
+                Timer::CallbackDeadline(wid) => self.waiters.get(&wid).is_some_and(|w| {
+                    matches!(w.state, WaiterState::Granted { deadline, .. } if deadline == Some(at))
                 }),
                 Timer::WaiterExpiry(wid) => self.waiters.get(&wid).is_some_and(|w| {
                     w.state
@@ -310,12 +316,5 @@ impl Core {
             return Err(String::from("unreclaimed locks outside grace"));
         }
         Ok(())
-    }
-}
-
-fn attempt_of(state: WaiterState) -> u32 {
-    match state {
-        WaiterState::Granted { attempt, .. } => attempt,
-        WaiterState::Queued { .. } => 0,
     }
 }

@@ -117,9 +117,11 @@ pub(crate) enum WaiterState {
         expires_at: Option<Millis>,
     },
     /// Granted; the GRANTED callback's `attempt`th send is out (`retry_at` None) or due at `retry_at`.
+    /// Unconfirmed at `deadline`, the grant is undone.
     Granted {
         attempt: u32,
         retry_at: Option<Millis>,
+        deadline: Option<Millis>,
     },
 }
 
@@ -140,6 +142,7 @@ pub(crate) enum Timer {
     GraceEnd,
     Disconnect(ClientKey),
     CallbackRetry(WaiterId),
+    CallbackDeadline(WaiterId),
     WaiterExpiry(WaiterId),
 }
 
@@ -315,6 +318,7 @@ impl Core {
                 Timer::GraceEnd => self.end_grace(out),
                 Timer::Disconnect(client) => self.disconnect_expired(client, out),
                 Timer::CallbackRetry(waiter) => self.resend_granted(waiter, out),
+                Timer::CallbackDeadline(waiter) => self.callback_deadline_passed(waiter, out),
                 Timer::WaiterExpiry(waiter) => self.expire_waiter(waiter, out),
             }
         }

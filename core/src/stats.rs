@@ -58,6 +58,8 @@ pub struct Stats {
     pub callbacks_delivered: u64,
     pub callbacks_failed: u64,
     pub callbacks_refused: u64,
+    /// Grants undone because no client confirmed them by `Config::callback_deadline`.
+    pub callbacks_unconfirmed: u64,
     pub released_explicit: u64,
     pub released_disconnect: u64,
     pub released_free_all: u64,

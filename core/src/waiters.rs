@@ -88,9 +88,14 @@ impl Core {
                     self.timers.remove(&(at, Timer::WaiterExpiry(id)));
                 }
             }
-            WaiterState::Granted { retry_at, .. } => {
+            WaiterState::Granted {
+                retry_at, deadline, ..
+            } => {
                 if let Some(at) = retry_at {
                     self.timers.remove(&(at, Timer::CallbackRetry(id)));
+                }
+                if let Some(at) = deadline {
+                    self.timers.remove(&(at, Timer::CallbackDeadline(id)));
                 }
             }
         }
@@ -177,9 +182,17 @@ impl Core {
             self.timers.remove(&(at, Timer::WaiterExpiry(id)));
         }
         self.queue_remove(fk, id);
+        let deadline = self
+            .config
+            .callback_deadline
+            .map(|d| self.now.saturating_add(d));
+        if let Some(at) = deadline {
+            self.timers.insert((at, Timer::CallbackDeadline(id)));
+        }
         self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
             attempt: 1,
             retry_at: None,
+            deadline,
         };
         self.apply_plan(fk, plan, out);
         self.stats.wait_granted(self.now - since);
@@ -220,6 +233,7 @@ impl Core {
         let WaiterState::Granted {
             attempt,
             retry_at: None,
+            deadline,
         } = w.state
         else {
             return;
@@ -239,6 +253,7 @@ impl Core {
                 self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
                     attempt,
                     retry_at: Some(at),
+                    deadline,
                 };
                 self.timers.insert((at, Timer::CallbackRetry(id)));
             }
@@ -253,6 +268,7 @@ impl Core {
         let WaiterState::Granted {
             attempt,
             retry_at: Some(_),
+            deadline,
         } = w.state
         else {
             return;
@@ -260,8 +276,23 @@ impl Core {
         w.state = WaiterState::Granted {
             attempt: attempt + 1,
             retry_at: None,
+            deadline,
         };
         self.send_granted(id, out);
+    }
+
+    /// No client confirmed the grant in time (`Config::callback_deadline`), whatever send is out: the
+    /// range goes back to the waiters behind it.
+    pub(crate) fn callback_deadline_passed(&mut self, id: WaiterId, out: &mut Vec<Action>) {
+        if !self
+            .waiters
+            .get(&id)
+            .is_some_and(|w| matches!(w.state, WaiterState::Granted { .. }))
+        {
+            return;
+        }
+        self.stats.callbacks_unconfirmed += 1;
+        self.undo_grant(id, out);
     }
 
     /// The client never took the lock: release it and let the next waiters in.

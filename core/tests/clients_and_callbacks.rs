@@ -207,6 +207,7 @@ fn retry_policy_resends_every_interval_then_releases_when_attempts_run_out() {
             interval: 10_000,
             attempts: 3,
         },
+        callback_deadline: None,
         ..Config::default()
     });
     let w = granted_one(&mut t);
@@ -285,6 +286,7 @@ fn a_waiter_not_granted_within_the_blocking_timeout_expires() {
 fn a_granted_waiter_does_not_expire() {
     let mut t = T::with(Config {
         blocking_timeout: Some(30_000),
+        callback_deadline: None,
         ..Config::default()
     });
     t.lock("a", "f", 0, 10, X);
@@ -334,5 +336,90 @@ fn a_grant_confirmed_after_its_lock_is_gone_leaves_nothing_behind() {
         !t.core.knows_client(&ClientId::from("b")),
         "b holds nothing"
     );
+    assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
+
+#[test]
+fn an_unconfirmed_grant_is_undone_at_the_callback_deadline() {
+    // The host never reports how the send ended: the deadline alone gives the range back.
+    let mut t = T::new();
+    granted_one(&mut t);
+    t.advance(9_999);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+    t.advance(1);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
+    assert_eq!(t.held("f"), ["c:X:0-9"], "the next waiter is granted");
+    assert_eq!(t.core.stats().callbacks_unconfirmed, 1);
+}
+
+#[test]
+fn by_default_a_grant_whose_sends_all_time_out_is_undone_within_10_s() {
+    // brlockd gives each send 5 s; the schedule resends 2 s after a failure.
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    t.advance(5_000);
+    t.callback(w, CallbackResult::Failed);
+    t.advance(2_000);
+    assert!(matches!(
+        t.last[..],
+        [Action::SendGranted { attempt: 2, .. }]
+    ));
+    t.advance(2_999);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+    t.advance(1);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
+    assert_eq!(
+        t.core.poll_timeout(),
+        Some(20_000),
+        "c's grant has its own deadline"
+    );
+}
+
+#[test]
+fn by_default_sends_that_fail_at_once_give_the_range_back_after_the_third() {
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    for attempt in 2..=3 {
+        t.callback(w, CallbackResult::Failed);
+        t.advance(2_000);
+        assert!(
+            matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt),
+            "{:?}",
+            t.last
+        );
+    }
+    t.callback(w, CallbackResult::Failed);
+    assert_eq!(t.now, 4_000);
+    assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
+
+#[test]
+fn a_confirmed_grant_outlives_the_callback_deadline() {
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    t.advance(9_000);
+    t.callback(w, CallbackResult::Delivered);
+    assert_eq!(t.core.poll_timeout(), None, "its deadline went with it");
+    t.advance(60_000);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+}
+
+#[test]
+fn the_linux_profile_resends_every_10_s_with_no_deadline() {
+    let mut t = T::with(Config::linux());
+    let w = granted_one(&mut t);
+    for attempt in 2..=6 {
+        t.callback(w, CallbackResult::Failed);
+        t.advance(10_000);
+        assert!(matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt));
+    }
+    assert_eq!(t.held("f"), ["b:X:0-9"], "still b's after 50 s");
+    t.callback(w, CallbackResult::Failed);
     assert_eq!(t.held("f"), ["c:X:0-9"]);
 }
