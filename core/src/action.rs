@@ -4,6 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cookie::COOKIE_LEN;
 use crate::event::LockKind;
 use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Range;
@@ -156,6 +157,11 @@ pub enum Action {
         kind: LockKind,
         cookie: Vec<u8>,
         attempt: u32,
+        /// Names this grant in the callback, unguessable without `Config::cookie_key`: brlockd sends
+        /// it as NLM_GRANTED_MSG's cookie, and a GRANTED_RES counts only if
+        /// [`Core::waiter_of_cookie`](crate::Core::waiter_of_cookie) finds its waiter. The same for
+        /// every send of one grant.
+        callback_cookie: [u8; COOKIE_LEN],
     },
     /// Make the store equal the core's held locks. `seq` grows by one per persist action of an epoch.
     Persist { epoch: u64, seq: u64, op: PersistOp },

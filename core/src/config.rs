@@ -4,6 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cookie::CookieKey;
 use crate::ids::Millis;
 
 /// Counting limits: every table a client can grow has one. Lock limits count held lock records after
@@ -122,6 +123,10 @@ pub struct Config {
     /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin
     /// a range for longer, however slowly its sends fail. None: only `callback` decides.
     pub callback_deadline: Option<Millis>,
+    /// The secret that makes callback cookies unguessable (`Action::SendGranted::callback_cookie`).
+    /// The host draws it from the operating system's random source at start; the zero default is
+    /// for tests and traces, where the same key must give the same cookies.
+    pub cookie_key: CookieKey,
     /// A waiter not granted within this long is removed (`WaiterRemoved { reason: Expired }`).
     pub blocking_timeout: Option<Millis>,
 }
@@ -200,6 +205,7 @@ impl Config {
                 attempts: 3,
             },
             callback_deadline: Some(10_000),
+            cookie_key: CookieKey::default(),
             blocking_timeout: None,
         }
     }

@@ -216,7 +216,19 @@ impl Core {
             kind: w.kind,
             cookie: w.cookie.clone(),
             attempt,
+            callback_cookie: self.config.cookie_key.cookie(id),
         });
+    }
+
+    /// The granted waiter whose callback `cookie` names (a client's NLM_GRANTED_RES carries it back),
+    /// if the cookie is one this core made and that grant still waits for its confirmation. A guessed
+    /// or altered cookie names nothing.
+    pub fn waiter_of_cookie(&self, cookie: &[u8]) -> Option<WaiterId> {
+        let id = self.config.cookie_key.waiter(cookie)?;
+        self.waiters
+            .get(&id)
+            .is_some_and(|w| matches!(w.state, WaiterState::Granted { .. }))
+            .then_some(id)
     }
 
     /// The host reports how a GRANTED callback ended. Reports for waiters the core no longer tracks (the
