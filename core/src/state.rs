@@ -171,9 +171,12 @@ pub struct Core {
     pub(crate) total_shares: u64,
     pub(crate) connected: BTreeMap<String, u64>,
     pub(crate) grace: Option<Grace>,
-    /// Files with a waiter that was grantable but for a limit; retried after every event, since a
-    /// release in another file (same client, or any for the total) can make room.
+    /// Files with a waiter that was grantable but for a limit; retried after every event that released
+    /// a lock record, since a release in another file (same client, or any for the total) can make
+    /// room. Events that release nothing cannot, so a flood of them costs no retries.
     pub(crate) limit_blocked: BTreeSet<FileKey>,
+    /// A lock count went down during the current event.
+    pub(crate) released_any: bool,
     pub(crate) stats: Stats,
 }
 
@@ -201,6 +204,7 @@ impl Core {
             connected: BTreeMap::new(),
             grace: None,
             limit_blocked: BTreeSet::new(),
+            released_any: false,
             stats: Stats::default(),
         }
     }
@@ -291,8 +295,11 @@ impl Core {
             Event::ReclaimComplete { client } => self.reclaim_complete(&client, out),
             Event::CallbackOutcome { waiter, result } => self.callback_outcome(waiter, result, out),
         }
-        for file in core::mem::take(&mut self.limit_blocked) {
-            self.wake(file, out);
+        if core::mem::take(&mut self.released_any) {
+            // A grant that merges records lowers a count too: that is retried after the next event.
+            for file in core::mem::take(&mut self.limit_blocked) {
+                self.wake(file, out);
+            }
         }
     }
 
@@ -420,6 +427,7 @@ impl Core {
                 .all(|l| l.owner == owner)
         );
         let delta = plan.delta();
+        self.released_any |= delta < 0;
         {
             let state = self.owners.get_mut(owner);
             let ck = state.client;
