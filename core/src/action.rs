@@ -4,6 +4,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cookie::COOKIE_LEN;
 use crate::event::{LockKind, ShareMode};
 use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Range;
@@ -21,6 +22,19 @@ pub enum Limit {
     Total,
     /// Queued waiters of one file.
     QueueLength,
+    /// Queued waiters of one client in one file: its share of that file's queue
+    /// ([`Limits::client_queue_percent`](crate::Limits::client_queue_percent)).
+    QueueShare,
+    /// Waiters of one client (queued, or granted with the callback pending), across files.
+    WaitersPerClient,
+    /// Waiters of the whole server.
+    WaitersTotal,
+    /// Share reservations of one file.
+    SharesPerFile,
+    /// Share reservations of one client, across files.
+    SharesPerClient,
+    /// Share reservations of the whole server.
+    SharesTotal,
 }
 
 /// An owner as the core knows it: opaque bytes within a client.
@@ -158,6 +172,11 @@ pub enum Action {
         kind: LockKind,
         cookie: Vec<u8>,
         attempt: u32,
+        /// Names this grant in the callback, unguessable without `Config::cookie_key`: brlockd sends
+        /// it as NLM_GRANTED_MSG's cookie, and a GRANTED_RES counts only if
+        /// [`Core::waiter_of_cookie`](crate::Core::waiter_of_cookie) finds its waiter. The same for
+        /// every send of one grant.
+        callback_cookie: [u8; COOKIE_LEN],
     },
     /// Make the store equal the core's held locks and share reservations. `seq` grows by one per
     /// persist action of an epoch.

@@ -97,7 +97,15 @@ impl Core {
         let mut touched = BTreeSet::new();
         // Its waiters go first, so waking afterwards cannot grant them.
         for &ok in &owners {
-            let waiters: Vec<_> = self.owners.get(ok).waiters.iter().copied().collect();
+            // In waiter order, as they were queued.
+            let mut waiters: Vec<_> = self
+                .owners
+                .get(ok)
+                .waiters
+                .iter()
+                .map(|&(_, id)| id)
+                .collect();
+            waiters.sort();
             for id in waiters {
                 touched.insert(self.waiters[&id].file);
                 match self.waiters[&id].state {
@@ -117,7 +125,7 @@ impl Core {
                 self.release_plan(fk, &plan, reason, out);
                 touched.insert(fk);
             }
-            let shares = core::mem::take(&mut self.owners.get_mut(ok).shares);
+            let shares = self.owners.get(ok).shares.clone();
             self.shares_released(ok, &shares, out);
             touched.extend(shares);
             let unreclaimed: Vec<_> = self.owners.get(ok).unreclaimed.iter().copied().collect();

@@ -4,9 +4,25 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::cookie::CookieKey;
 use crate::ids::Millis;
 
-/// Counting limits. Lock limits count held lock records after merging.
+/// Counting limits: every table a client can grow has one. Lock limits count held lock records after
+/// merging; waiter limits count queued waiters and granted ones whose callback is pending; a request
+/// that would pass a limit is refused with `Outcome::NoLocks` naming it, and nothing changes.
+///
+/// What the entries cost (`core/tests/memory.rs`, a counting allocator; x86-64): a held lock record
+/// 112 bytes in its owner's file; an owner of its own adds ~364 bytes, a client host ~269, a file
+/// ~825 (its tables' first nodes); a waiter ~634 bytes (~2.4 KB with an owner and client of its own);
+/// a share reservation ~482 — plus the bytes of the ids each new file, owner and client brings
+/// (stored once each), and of the waiter's cookie. Files, owners and clients are kept only while
+/// something of theirs is, so their number is bounded by the entries.
+///
+/// The worst case at these defaults — 100,000 locks, 10,000 waiters and 10,000 shares, each with a
+/// file, owner and client of its own and every id as long as brlockd's intake lets it be (128-byte
+/// file handle, 2,064-byte owner, 1,024-byte caller_name, 1,028-byte cookie) — measures 549 MiB,
+/// ~4.8 KB an entry: within 1 GiB with room for the host's own tables. Raising a total limit costs
+/// about that much per entry in the worst case.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
@@ -14,7 +30,16 @@ pub struct Limits {
     pub locks_per_file: u64,
     pub locks_per_client: u64,
     pub locks_total: u64,
+    /// Queued waiters of one file.
     pub waiters_per_file: u64,
+    /// How much of a file's queue (`waiters_per_file`) one client may fill, in percent (at least one
+    /// waiter): a host that floods a busy file's queue leaves room for the others.
+    pub client_queue_percent: u64,
+    pub waiters_per_client: u64,
+    pub waiters_total: u64,
+    pub shares_per_file: u64,
+    pub shares_per_client: u64,
+    pub shares_total: u64,
     /// Connected clients per adapter, unless `connections_by_adapter` names the adapter.
     pub connections_per_adapter: u64,
     pub connections_by_adapter: Vec<(String, u64)>,
@@ -27,6 +52,12 @@ impl Default for Limits {
             locks_per_client: 10_000,
             locks_total: 100_000,
             waiters_per_file: 100,
+            client_queue_percent: 25,
+            waiters_per_client: 1_000,
+            waiters_total: 10_000,
+            shares_per_file: 1_000,
+            shares_per_client: 1_000,
+            shares_total: 10_000,
             connections_per_adapter: 10_000,
             connections_by_adapter: Vec::new(),
         }
@@ -34,6 +65,32 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// No limit at all: for benchmarks and tests that build states the defaults refuse.
+    pub fn unlimited() -> Self {
+        Self {
+            locks_per_file: u64::MAX,
+            locks_per_client: u64::MAX,
+            locks_total: u64::MAX,
+            waiters_per_file: u64::MAX,
+            client_queue_percent: 100,
+            waiters_per_client: u64::MAX,
+            waiters_total: u64::MAX,
+            shares_per_file: u64::MAX,
+            shares_per_client: u64::MAX,
+            shares_total: u64::MAX,
+            connections_per_adapter: u64::MAX,
+            connections_by_adapter: Vec::new(),
+        }
+    }
+
+    /// Queued waiters one client may have in one file.
+    pub fn client_queue_share(&self) -> u64 {
+        let percent = self.client_queue_percent.min(100);
+        // Widened so that u64::MAX waiters per file times 100 cannot overflow.
+        let share = u128::from(self.waiters_per_file) * u128::from(percent) / 100;
+        (share as u64).max(1)
+    }
+
     pub fn connections_for(&self, adapter: &str) -> u64 {
         self.connections_by_adapter
             .iter()
@@ -75,6 +132,14 @@ pub struct Config {
     /// A reclaim must match a lock its owner held in the previous epoch.
     pub verify_reclaims: bool,
     pub callback: CallbackPolicy,
+    /// A grant no client has confirmed this long after it was granted is undone (released, and the
+    /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin
+    /// a range for longer, however slowly its sends fail. None: only `callback` decides.
+    pub callback_deadline: Option<Millis>,
+    /// The secret that makes callback cookies unguessable (`Action::SendGranted::callback_cookie`).
+    /// The host draws it from the operating system's random source at start; the zero default is
+    /// for tests and traces, where the same key must give the same cookies.
+    pub cookie_key: CookieKey,
     /// A waiter not granted within this long is removed (`WaiterRemoved { reason: Expired }`).
     pub blocking_timeout: Option<Millis>,
 }
@@ -128,10 +193,15 @@ impl Default for Config {
 
 impl Config {
     /// The default. POSIX semantics over NLM v4's full 64-bit range, a 90 s grace period (the seeds'
-    /// figure: long enough for statd's reboot notifications and the clients' reclaim retries), verified
-    /// reclaims, and Linux's patient callbacks (a lost GRANTED packet should not cost a client its lock).
-    /// TEST, UNLOCK and CANCEL are allowed during grace: none of them can take a lock a reclaimer needs,
-    /// and refusing them only makes clients spin.
+    /// figure: long enough for statd's reboot notifications and the clients' reclaim retries), and
+    /// verified reclaims. TEST, UNLOCK and CANCEL are allowed during grace: none of them can take a
+    /// lock a reclaimer needs, and refusing them only makes clients spin.
+    ///
+    /// Callbacks: a lost GRANTED packet should not cost a client its lock, but a client that never
+    /// confirms must not pin the range for long either (issue 13: squatters held grants ~60 s under
+    /// Linux's 6 × 10 s). So GRANTED is resent 2 s after a failed send, 3 sends in all, and a grant
+    /// still unconfirmed 10 s after it was made is undone: sends that fail at once end it after ~4 s,
+    /// sends that time out (brlockd's 5 s callback timeout) meet the 10 s deadline.
     pub fn brlock() -> Self {
         Self {
             max_offset: u64::MAX,
@@ -144,18 +214,27 @@ impl Config {
             late_reclaim: false,
             verify_reclaims: true,
             callback: CallbackPolicy::Retry {
-                interval: 10_000,
-                attempts: 6,
+                interval: 2_000,
+                attempts: 3,
             },
+            callback_deadline: Some(10_000),
+            cookie_key: CookieKey::default(),
             blocking_timeout: None,
         }
     }
 
     /// Linux lockd: TEST, UNLOCK and CANCEL refused in grace (50 s), late reclaims refused, GRANTED resent
-    /// every 10 s, offsets up to i64::MAX (OFFSET_MAX).
+    /// every 10 s (fs/lockd/svclock.c retries a failed callback after 10 s; brlock stops after six
+    /// sends, as it always did for this profile) with no overall deadline, offsets up to i64::MAX
+    /// (OFFSET_MAX).
     pub fn linux() -> Self {
         Self {
             max_offset: i64::MAX as u64,
+            callback: CallbackPolicy::Retry {
+                interval: 10_000,
+                attempts: 6,
+            },
+            callback_deadline: None,
             grace: 50_000,
             test_in_grace: false,
             unlock_in_grace: false,
@@ -166,7 +245,8 @@ impl Config {
     }
 
     /// NFS-Ganesha: TEST and UNLOCK allowed in grace, CANCEL refused, a failed callback releases the
-    /// lock, non-blocking requests may not overtake queued ones.
+    /// lock (and nothing else does: no deadline of its own), non-blocking requests may not overtake
+    /// queued ones.
     pub fn ganesha() -> Self {
         Self {
             fair_nonblocking: true,
@@ -175,6 +255,7 @@ impl Config {
             cancel_in_grace: false,
             verify_reclaims: false,
             callback: CallbackPolicy::Release,
+            callback_deadline: None,
             ..Self::brlock()
         }
     }
@@ -188,6 +269,7 @@ impl Config {
             late_reclaim: true,
             verify_reclaims: false,
             callback: CallbackPolicy::Release,
+            callback_deadline: None,
             ..Self::brlock()
         }
     }

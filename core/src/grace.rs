@@ -147,11 +147,18 @@ impl Core {
         for share in shares {
             let fk = core.files.intern(&share.file, Default::default);
             let (ck, ok) = core.intern_owner(&share.client, &share.owner);
-            core.files
+            let new = core
+                .files
                 .get_mut(fk)
                 .shares
-                .insert(ok, (share.access, share.deny));
+                .insert(ok, (share.access, share.deny))
+                .is_none();
             core.owners.get_mut(ok).shares.insert(fk);
+            if new {
+                // The share limits count restored reservations like granted ones.
+                core.clients.get_mut(ck).shares += 1;
+                core.total_shares += 1;
+            }
             unreclaimed_shares.insert((ok, fk));
             pending.insert(ck);
         }
@@ -330,7 +337,7 @@ impl Core {
     }
 
     /// `ok`'s shares of `files` were dropped with its client (FREE_ALL, TTL): persist that, and stop
-    /// waiting for their reclaim. The caller has already taken them out of `owners[ok].shares`.
+    /// waiting for their reclaim (each removal keeps the share counts of the limits in step).
     pub(crate) fn shares_released(
         &mut self,
         ok: OwnerKey,
@@ -338,8 +345,9 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         for &fk in files {
-            if let Some(modes) = self.files.get_mut(fk).shares.remove(&ok) {
+            if let Some(&modes) = self.files.get(fk).shares.get(&ok) {
                 let record = self.share_record(fk, ok, modes);
+                self.drop_share(fk, ok);
                 self.persist(PersistOp::DeleteShare(record), out);
             }
             self.forget_unreclaimed_share(ok, fk, out);
@@ -537,9 +545,9 @@ impl Core {
         }
         let mut touched = alloc::collections::BTreeSet::new();
         for &(ok, fk) in &shares {
-            self.owners.get_mut(ok).shares.remove(&fk);
-            if let Some(modes) = self.files.get_mut(fk).shares.remove(&ok) {
+            if let Some(&modes) = self.files.get(fk).shares.get(&ok) {
                 let record = self.share_record(fk, ok, modes);
+                self.drop_share(fk, ok);
                 self.persist(PersistOp::DeleteShare(record), out);
             }
             touched.insert((fk, ok));

@@ -35,9 +35,13 @@ impl Core {
                     file.waiters
                 ));
             }
-            for wid in &file.queue {
+            for (wid, queued) in &file.queue {
                 match self.waiters.get(wid) {
-                    Some(w) if w.file == fk && matches!(w.state, WaiterState::Queued { .. }) => {}
+                    Some(w)
+                        if w.file == fk
+                            && matches!(w.state, WaiterState::Queued { .. })
+                            && (w.owner, w.span, w.kind)
+                                == (queued.owner, queued.span, queued.kind) => {}
                     _ => {
                         return Err(format!(
                             "file {id}: queue holds {wid:?}, not a waiter queued here"
@@ -127,8 +131,12 @@ impl Core {
                 return Err(format!("owner {id}: lists {listed} locks, holds {held}"));
             }
             *client_counts.entry(*ck).or_default() += held;
-            for wid in &owner.waiters {
-                if self.waiters.get(wid).is_none_or(|w| w.owner != ok) {
+            for (fk, wid) in &owner.waiters {
+                if self
+                    .waiters
+                    .get(wid)
+                    .is_none_or(|w| w.owner != ok || w.file != *fk)
+                {
                     return Err(format!("owner {id}: lists a waiter that is not its own"));
                 }
             }
@@ -152,10 +160,33 @@ impl Core {
             }
         }
 
+        let mut client_waiters: BTreeMap<u32, u64> = BTreeMap::new();
+        for w in self.waiters.values() {
+            if let Some(owner) = self.owners.try_get(w.owner) {
+                *client_waiters.entry(owner.client).or_default() += 1;
+            }
+        }
+        let mut client_shares: BTreeMap<u32, u64> = BTreeMap::new();
+        for (_, _, file) in self.files.iter() {
+            for ok in file.shares.keys() {
+                if let Some(owner) = self.owners.try_get(*ok) {
+                    *client_shares.entry(owner.client).or_default() += 1;
+                }
+            }
+        }
+        if client_shares.values().sum::<u64>() != self.total_shares {
+            return Err(format!("total shares {} miscounted", self.total_shares));
+        }
         let mut connected: BTreeMap<String, u64> = BTreeMap::new();
         for (ck, id, client) in self.clients.iter() {
             if client.locks != client_counts.get(&ck).copied().unwrap_or(0) {
                 return Err(format!("client {id}: lock count wrong"));
+            }
+            if client.waiters != client_waiters.get(&ck).copied().unwrap_or(0) {
+                return Err(format!("client {id}: waiter count wrong"));
+            }
+            if client.shares != client_shares.get(&ck).copied().unwrap_or(0) {
+                return Err(format!("client {id}: share count wrong"));
             }
             if client.connected {
                 let adapter = client
@@ -180,7 +211,7 @@ impl Core {
             if !self
                 .owners
                 .try_get(w.owner)
-                .is_some_and(|o| o.waiters.contains(wid))
+                .is_some_and(|o| o.waiters.contains(&(w.file, *wid)))
             {
                 return Err(format!("{wid:?}: owner does not list it"));
             }
@@ -189,7 +220,7 @@ impl Core {
             };
             match w.state {
                 WaiterState::Queued { expires_at } => {
-                    if !file.queue.contains(wid) {
+                    if !file.queue.contains_key(wid) {
                         return Err(format!("{wid:?}: queued but not in its file's queue"));
                     }
                     if expires_at
@@ -198,13 +229,46 @@ impl Core {
                         return Err(format!("{wid:?}: expiry without its timer"));
                     }
                 }
-                WaiterState::Granted { retry_at, .. } => {
+                WaiterState::Granted {
+                    retry_at, deadline, ..
+                } => {
                     if retry_at
                         .is_some_and(|at| !self.timers.contains(&(at, Timer::CallbackRetry(*wid))))
                     {
                         return Err(format!("{wid:?}: retry without its timer"));
                     }
+                    if deadline.is_some_and(|at| {
+                        !self.timers.contains(&(at, Timer::CallbackDeadline(*wid)))
+                    }) {
+                        return Err(format!("{wid:?}: callback deadline without its timer"));
+                    }
                 }
+            }
+        }
+
+        // The kept wait-for graph equals the one recomputed from the queues and tables.
+        let pairs = self.recount_wait_pairs();
+        let mut waited_on: BTreeMap<OwnerKey, u64> = BTreeMap::new();
+        for (&(_, to), &count) in &pairs {
+            *waited_on.entry(to).or_default() += count;
+        }
+        for (ok, (_, id), owner) in self.owners.iter() {
+            let recounted: BTreeMap<OwnerKey, u64> = pairs
+                .range((ok, 0)..=(ok, u32::MAX))
+                .map(|(&(_, to), &count)| (to, count))
+                .collect();
+            if owner.waits_for != recounted {
+                return Err(format!(
+                    "owner {id}: waits for {:?}, but its queued waiters wait for {recounted:?}",
+                    owner.waits_for
+                ));
+            }
+            let expected = waited_on.get(&ok).copied().unwrap_or(0);
+            if owner.waited_on != expected {
+                return Err(format!(
+                    "owner {id}: waited on {} times, but {expected} pairs wait for it",
+                    owner.waited_on
+                ));
             }
         }
 
@@ -216,11 +280,10 @@ impl Core {
                     .try_get(ck)
                     .is_some_and(|c| c.disconnect_at == Some(at)),
                 Timer::CallbackRetry(wid) => self.waiters.get(&wid).is_some_and(|w| {
-                    w.state
-                        == WaiterState::Granted {
-                            attempt: attempt_of(w.state),
-                            retry_at: Some(at),
-                        }
+                    matches!(w.state, WaiterState::Granted { retry_at, .. } if retry_at == Some(at))
+                }),
+                Timer::CallbackDeadline(wid) => self.waiters.get(&wid).is_some_and(|w| {
+                    matches!(w.state, WaiterState::Granted { deadline, .. } if deadline == Some(at))
                 }),
                 Timer::WaiterExpiry(wid) => self.waiters.get(&wid).is_some_and(|w| {
                     w.state
@@ -267,12 +330,5 @@ impl Core {
             return Err(String::from("unreclaimed locks outside grace"));
         }
         Ok(())
-    }
-}
-
-fn attempt_of(state: WaiterState) -> u32 {
-    match state {
-        WaiterState::Granted { attempt, .. } => attempt,
-        WaiterState::Queued { .. } => 0,
     }
 }

@@ -44,6 +44,7 @@ extern crate std;
 mod action;
 mod clients;
 mod config;
+mod cookie;
 mod deadlock;
 mod event;
 mod grace;
@@ -67,6 +68,7 @@ pub use action::{
     WaiterRemovedReason,
 };
 pub use config::{CallbackPolicy, Config, Limits, Profile};
+pub use cookie::{COOKIE_LEN, CookieKey};
 pub use event::{CallbackResult, Event, LockKind, ShareMode};
 pub use grace::RestoreError;
 pub use ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};

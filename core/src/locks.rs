@@ -6,7 +6,7 @@ use core::ops::ControlFlow;
 
 use crate::action::{Action, Holder, Outcome, ReleaseReason, WaiterRemovedReason};
 use crate::event::LockKind;
-use crate::ids::{ClientId, FileId, OwnerId, RequestId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::{Range, Span};
 use crate::state::{Core, FileKey, WaiterState};
 use crate::table::{HeldLock, OwnerKey};
@@ -101,14 +101,14 @@ impl Core {
                 self.reply(req.request, Outcome::Denied { holder }, true, out);
             }
             Some(_) => {
+                // Limits first: a request that could not queue anyway costs no search.
+                if let Some(limit) = self.waiter_limit_refuses(fk, ok) {
+                    return self.reply(req.request, Outcome::NoLocks { limit }, true, out);
+                }
                 let blockers = self.blockers(fk, ok, span, req.kind, None);
                 if let Some(cycle) = self.find_cycle(ok, &blockers) {
                     let cycle = cycle.into_iter().map(|o| self.owner_ref(o)).collect();
                     return self.reply(req.request, Outcome::Deadlock { cycle }, true, out);
-                }
-                if self.files.get(fk).queue.len() as u64 >= self.config.limits.waiters_per_file {
-                    let limit = crate::action::Limit::QueueLength;
-                    return self.reply(req.request, Outcome::NoLocks { limit }, true, out);
                 }
                 let waiter = self.enqueue(fk, ok, span, req.kind, req.request, req.cookie);
                 self.reply(req.request, Outcome::Blocked { waiter }, true, out);
@@ -133,15 +133,9 @@ impl Core {
         if !fair {
             return None;
         }
-        file.queue.iter().find_map(|id| {
-            let w = &self.waiters[id];
-            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind)).then_some(
-                Obstacle::Queued(HeldLock {
-                    owner: w.owner,
-                    span: w.span,
-                    kind: w.kind,
-                }),
-            )
+        file.queue.values().find_map(|&w| {
+            (w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind))
+                .then_some(Obstacle::Queued(w))
         })
     }
 
@@ -161,17 +155,36 @@ impl Core {
             owners.insert(lock.owner);
             ControlFlow::Continue(())
         });
-        for id in file
-            .queue
-            .iter()
-            .take_while(|&&id| before.is_none_or(|b| id < b))
-        {
-            let w = &self.waiters[id];
+        let earlier = match before {
+            Some(b) => file.queue.range(..b),
+            None => file.queue.range(..),
+        };
+        for w in earlier.map(|(_, w)| w) {
             if w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind) {
                 owners.insert(w.owner);
             }
         }
         owners
+    }
+
+    /// Whether queued request `id` still has a blocker: `blockers` without collecting them, so waking
+    /// a queue of n costs n short scans, each stopping at the first blocker.
+    pub(crate) fn is_blocked(
+        &self,
+        fk: FileKey,
+        ok: OwnerKey,
+        span: Span,
+        kind: LockKind,
+        id: WaiterId,
+    ) -> bool {
+        let file = self.files.get(fk);
+        file.locks
+            .conflicts(ok, span, kind, |_| ControlFlow::Break(()))
+            .is_break()
+            || file
+                .queue
+                .range(..id)
+                .any(|(_, w)| w.owner != ok && w.span.overlaps(span) && w.kind.conflicts_with(kind))
     }
 
     fn holder(&self, obstacle: Obstacle) -> Holder {
@@ -234,12 +247,15 @@ impl Core {
         }
         // Linux lockd's nlmsvc_unlock also cancels the owner's blocked request for the same range; a
         // grant whose callback is still pending goes with the lock it granted.
-        let owned: Vec<_> = self.owners.get(ok).waiters.iter().copied().collect();
+        let owned: Vec<WaiterId> = self
+            .owners
+            .get(ok)
+            .waiters
+            .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
+            .map(|&(_, id)| id)
+            .collect();
         for id in owned {
             let w = &self.waiters[&id];
-            if w.file != fk {
-                continue;
-            }
             match w.state {
                 WaiterState::Queued { .. } if w.span == span => {
                     self.remove_waiter(id, WaiterRemovedReason::Unlocked, out)

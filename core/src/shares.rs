@@ -9,7 +9,8 @@ use alloc::vec::Vec;
 use crate::action::{Action, Outcome};
 use crate::event::ShareMode;
 use crate::ids::{ClientId, FileId, OwnerId, RequestId};
-use crate::state::Core;
+use crate::state::{Core, FileKey};
+use crate::table::OwnerKey;
 
 impl Core {
     #[allow(clippy::too_many_arguments)]
@@ -41,10 +42,23 @@ impl Core {
                 return self.reply(request, Outcome::ShareDenied { owner }, false, out);
             }
         }
+        let known_file = self.files.lookup(file);
+        let replaces = known_file
+            .zip(ok)
+            .is_some_and(|(fk, ok)| self.files.get(fk).shares.contains_key(&ok));
+        if !replaces
+            && let Some(limit) = self.share_limit_refuses(known_file, self.clients.lookup(client))
+        {
+            return self.reply(request, Outcome::NoLocks { limit }, false, out);
+        }
         let fk = self.files.intern(file, Default::default);
-        let (_, ok) = self.intern_owner(client, owner);
+        let (ck, ok) = self.intern_owner(client, owner);
         self.files.get_mut(fk).shares.insert(ok, (access, deny));
         self.owners.get_mut(ok).shares.insert(fk);
+        if !replaces {
+            self.clients.get_mut(ck).shares += 1;
+            self.total_shares += 1;
+        }
         self.reply(request, Outcome::Granted, false, out);
     }
 
@@ -60,10 +74,21 @@ impl Core {
             return self.reply(request, Outcome::DeniedGrace, false, out);
         }
         if let (Some(fk), Some(ok)) = (self.files.lookup(file), self.lookup_owner(client, owner)) {
-            self.files.get_mut(fk).shares.remove(&ok);
-            self.owners.get_mut(ok).shares.remove(&fk);
+            self.drop_share(fk, ok);
             self.tidy(Some(fk), Some(ok));
         }
         self.reply(request, Outcome::Granted, false, out);
+    }
+
+    /// Removes `owner`'s share of `file`, if it has one, keeping the counts in step.
+    pub(crate) fn drop_share(&mut self, fk: FileKey, ok: OwnerKey) {
+        if self.files.get_mut(fk).shares.remove(&ok).is_none() {
+            return;
+        }
+        let owner = self.owners.get_mut(ok);
+        owner.shares.remove(&fk);
+        let ck = owner.client;
+        self.clients.get_mut(ck).shares -= 1;
+        self.total_shares -= 1;
     }
 }

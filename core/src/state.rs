@@ -21,8 +21,9 @@ pub(crate) type ClientKey = u32;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FileState {
     pub locks: LockTable,
-    /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order).
-    pub queue: BTreeSet<WaiterId>,
+    /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order), each with its
+    /// owner, span and kind, so the scans every request makes of a queue stay inside this map.
+    pub queue: BTreeMap<WaiterId, HeldLock>,
     pub shares: BTreeMap<OwnerKey, (ShareMode, ShareMode)>,
     /// Restored locks (owner, start) → end not yet reclaimed; released when grace ends.
     pub unreclaimed: BTreeMap<(OwnerKey, u64), u64>,
@@ -49,6 +50,10 @@ pub(crate) struct ClientState {
     pub owners: BTreeSet<OwnerKey>,
     /// Held lock records of all this client's owners.
     pub locks: u64,
+    /// Waiters (queued or granted with the callback pending) of all this client's owners.
+    pub waiters: u64,
+    /// Share reservations of all this client's owners.
+    pub shares: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -56,8 +61,17 @@ pub(crate) struct OwnerState {
     pub client: ClientKey,
     /// Held lock records per file.
     pub files: FileCounts,
-    /// Queued waiters and granted ones whose callback is pending.
-    pub waiters: BTreeSet<WaiterId>,
+    /// Queued waiters and granted ones whose callback is pending, by file: a request looks for the
+    /// owner's waiter in its file without walking the owner's waiters in every other file.
+    pub waiters: BTreeSet<(FileKey, WaiterId)>,
+    /// Out-edges of the wait-for graph: owner → how many (queued waiter of this owner, conflicting
+    /// held lock or earlier queued waiter of that owner) pairs there are. An edge is there while its
+    /// count is positive. Kept in step with every queue and table change (`deadlock.rs`), so the
+    /// deadlock search reads each owner's edges in one step instead of recomputing them.
+    pub waits_for: BTreeMap<OwnerKey, u64>,
+    /// The sum of the counts of the edges into this owner: zero means nobody waits for it, so no
+    /// cycle can pass through it.
+    pub waited_on: u64,
     pub shares: BTreeSet<FileKey>,
     /// Files where this owner still has restored locks to reclaim.
     pub unreclaimed: BTreeSet<FileKey>,
@@ -103,9 +117,11 @@ pub(crate) enum WaiterState {
         expires_at: Option<Millis>,
     },
     /// Granted; the GRANTED callback's `attempt`th send is out (`retry_at` None) or due at `retry_at`.
+    /// Unconfirmed at `deadline`, the grant is undone.
     Granted {
         attempt: u32,
         retry_at: Option<Millis>,
+        deadline: Option<Millis>,
     },
 }
 
@@ -126,6 +142,7 @@ pub(crate) enum Timer {
     GraceEnd,
     Disconnect(ClientKey),
     CallbackRetry(WaiterId),
+    CallbackDeadline(WaiterId),
     WaiterExpiry(WaiterId),
 }
 
@@ -153,11 +170,15 @@ pub struct Core {
     pub(crate) next_waiter: u64,
     pub(crate) timers: BTreeSet<(Millis, Timer)>,
     pub(crate) total_locks: u64,
+    pub(crate) total_shares: u64,
     pub(crate) connected: BTreeMap<String, u64>,
     pub(crate) grace: Option<Grace>,
-    /// Files with a waiter that was grantable but for a limit; retried after every event, since a
-    /// release in another file (same client, or any for the total) can make room.
+    /// Files with a waiter that was grantable but for a limit; retried after every event that released
+    /// a lock record, since a release in another file (same client, or any for the total) can make
+    /// room. Events that release nothing cannot, so a flood of them costs no retries.
     pub(crate) limit_blocked: BTreeSet<FileKey>,
+    /// A lock count went down during the current event.
+    pub(crate) released_any: bool,
     pub(crate) stats: Stats,
 }
 
@@ -181,9 +202,11 @@ impl Core {
             next_waiter: 1,
             timers: BTreeSet::new(),
             total_locks: 0,
+            total_shares: 0,
             connected: BTreeMap::new(),
             grace: None,
             limit_blocked: BTreeSet::new(),
+            released_any: false,
             stats: Stats::default(),
         }
     }
@@ -274,8 +297,11 @@ impl Core {
             Event::ReclaimComplete { client } => self.reclaim_complete(&client, out),
             Event::CallbackOutcome { waiter, result } => self.callback_outcome(waiter, result, out),
         }
-        for file in core::mem::take(&mut self.limit_blocked) {
-            self.wake(file, out);
+        if core::mem::take(&mut self.released_any) {
+            // A grant that merges records lowers a count too: that is retried after the next event.
+            for file in core::mem::take(&mut self.limit_blocked) {
+                self.wake(file, out);
+            }
         }
     }
 
@@ -301,6 +327,7 @@ impl Core {
                 Timer::GraceEnd => self.end_grace(out),
                 Timer::Disconnect(client) => self.disconnect_expired(client, out),
                 Timer::CallbackRetry(waiter) => self.resend_granted(waiter, out),
+                Timer::CallbackDeadline(waiter) => self.callback_deadline_passed(waiter, out),
                 Timer::WaiterExpiry(waiter) => self.expire_waiter(waiter, out),
             }
         }
@@ -383,6 +410,13 @@ impl Core {
 
     /// Applies a plan to a file's table and keeps every count in step; persists nothing.
     pub(crate) fn apply_counts(&mut self, file: FileKey, plan: &Plan) {
+        // Records a plan keeps unchanged block the same waiters before and after.
+        for lock in plan.removed.iter().filter(|l| !plan.added.contains(l)) {
+            self.held_changed(file, lock, -1);
+        }
+        for lock in plan.added.iter().filter(|l| !plan.removed.contains(l)) {
+            self.held_changed(file, lock, 1);
+        }
         self.files.get_mut(file).locks.apply(plan);
         // A plan changes one owner's locks (a release of several owners is several plans).
         let Some(owner) = plan.removed.first().or(plan.added.first()).map(|l| l.owner) else {
@@ -395,6 +429,7 @@ impl Core {
                 .all(|l| l.owner == owner)
         );
         let delta = plan.delta();
+        self.released_any |= delta < 0;
         {
             let state = self.owners.get_mut(owner);
             let ck = state.client;

@@ -58,6 +58,8 @@ pub struct Stats {
     pub callbacks_delivered: u64,
     pub callbacks_failed: u64,
     pub callbacks_refused: u64,
+    /// Grants undone because no client confirmed them by `Config::callback_deadline`.
+    pub callbacks_unconfirmed: u64,
     pub released_explicit: u64,
     pub released_disconnect: u64,
     pub released_free_all: u64,
@@ -71,6 +73,12 @@ pub struct Stats {
     pub limit_per_client: u64,
     pub limit_total: u64,
     pub limit_queue_length: u64,
+    pub limit_queue_share: u64,
+    pub limit_waiters_per_client: u64,
+    pub limit_waiters_total: u64,
+    pub limit_shares_per_file: u64,
+    pub limit_shares_per_client: u64,
+    pub limit_shares_total: u64,
     pub connections_refused: u64,
     pub reclaims: u64,
     // Gauges, filled in by `Core::stats`.
@@ -130,6 +138,12 @@ impl Stats {
             Limit::PerClient => self.limit_per_client += 1,
             Limit::Total => self.limit_total += 1,
             Limit::QueueLength => self.limit_queue_length += 1,
+            Limit::QueueShare => self.limit_queue_share += 1,
+            Limit::WaitersPerClient => self.limit_waiters_per_client += 1,
+            Limit::WaitersTotal => self.limit_waiters_total += 1,
+            Limit::SharesPerFile => self.limit_shares_per_file += 1,
+            Limit::SharesPerClient => self.limit_shares_per_client += 1,
+            Limit::SharesTotal => self.limit_shares_total += 1,
         }
     }
 }

@@ -131,7 +131,7 @@ impl Core {
         self.files
             .get(fk)
             .queue
-            .iter()
+            .keys()
             .map(|id| self.waiter_view(*id))
             .collect()
     }

@@ -8,7 +8,7 @@ use crate::event::{CallbackResult, LockKind};
 use crate::ids::{RequestId, WaiterId};
 use crate::range::Span;
 use crate::state::{Core, FileKey, Timer, Waiter, WaiterState};
-use crate::table::OwnerKey;
+use crate::table::{HeldLock, OwnerKey};
 
 impl Core {
     /// The owner's waiter (queued or granted-pending) on this file for exactly `span` (and `kind`, if
@@ -21,10 +21,14 @@ impl Core {
         kind: Option<LockKind>,
     ) -> Option<WaiterId> {
         let owner = self.owners.try_get(ok)?;
-        owner.waiters.iter().copied().find(|id| {
-            let w = &self.waiters[id];
-            w.file == fk && w.span == span && kind.is_none_or(|k| k == w.kind)
-        })
+        owner
+            .waiters
+            .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
+            .map(|&(_, id)| id)
+            .find(|id| {
+                let w = &self.waiters[id];
+                w.span == span && kind.is_none_or(|k| k == w.kind)
+            })
     }
 
     pub(crate) fn enqueue(
@@ -56,10 +60,20 @@ impl Core {
             state: WaiterState::Queued { expires_at },
         };
         self.waiters.insert(id, waiter);
-        let file = self.files.get_mut(fk);
-        file.queue.insert(id);
-        file.waiters += 1;
-        self.owners.get_mut(ok).waiters.insert(id);
+        self.queue_insert(
+            fk,
+            id,
+            HeldLock {
+                owner: ok,
+                span,
+                kind,
+            },
+        );
+        self.files.get_mut(fk).waiters += 1;
+        let owner = self.owners.get_mut(ok);
+        owner.waiters.insert((fk, id));
+        let ck = owner.client;
+        self.clients.get_mut(ck).waiters += 1;
         id
     }
 
@@ -69,18 +83,26 @@ impl Core {
         self.files.get_mut(waiter.file).waiters -= 1;
         match waiter.state {
             WaiterState::Queued { expires_at } => {
-                self.files.get_mut(waiter.file).queue.remove(&id);
+                self.queue_remove(waiter.file, id);
                 if let Some(at) = expires_at {
                     self.timers.remove(&(at, Timer::WaiterExpiry(id)));
                 }
             }
-            WaiterState::Granted { retry_at, .. } => {
+            WaiterState::Granted {
+                retry_at, deadline, ..
+            } => {
                 if let Some(at) = retry_at {
                     self.timers.remove(&(at, Timer::CallbackRetry(id)));
                 }
+                if let Some(at) = deadline {
+                    self.timers.remove(&(at, Timer::CallbackDeadline(id)));
+                }
             }
         }
-        self.owners.get_mut(waiter.owner).waiters.remove(&id);
+        let owner = self.owners.get_mut(waiter.owner);
+        owner.waiters.remove(&(waiter.file, id));
+        let ck = owner.client;
+        self.clients.get_mut(ck).waiters -= 1;
         Some(waiter)
     }
 
@@ -119,12 +141,19 @@ impl Core {
             if file.queue.is_empty() {
                 return;
             }
-            let queued: Vec<WaiterId> = file.queue.iter().copied().collect();
+            let queued: Vec<(WaiterId, HeldLock)> =
+                file.queue.iter().map(|(&id, &q)| (id, q)).collect();
             let mut granted_any = false;
-            for id in queued {
-                let w = &self.waiters[&id];
-                let (ok, span, kind) = (w.owner, w.span, w.kind);
-                if !self.blockers(fk, ok, span, kind, Some(id)).is_empty() {
+            for (
+                id,
+                HeldLock {
+                    owner: ok,
+                    span,
+                    kind,
+                },
+            ) in queued
+            {
+                if self.is_blocked(fk, ok, span, kind, id) {
                     continue;
                 }
                 let plan = self.files.get(fk).locks.plan_lock(ok, span, kind);
@@ -152,10 +181,18 @@ impl Core {
         {
             self.timers.remove(&(at, Timer::WaiterExpiry(id)));
         }
-        self.files.get_mut(fk).queue.remove(&id);
+        self.queue_remove(fk, id);
+        let deadline = self
+            .config
+            .callback_deadline
+            .map(|d| self.now.saturating_add(d));
+        if let Some(at) = deadline {
+            self.timers.insert((at, Timer::CallbackDeadline(id)));
+        }
         self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
             attempt: 1,
             retry_at: None,
+            deadline,
         };
         self.apply_plan(fk, plan, out);
         self.stats.wait_granted(self.now - since);
@@ -179,7 +216,19 @@ impl Core {
             kind: w.kind,
             cookie: w.cookie.clone(),
             attempt,
+            callback_cookie: self.config.cookie_key.cookie(id),
         });
+    }
+
+    /// The granted waiter whose callback `cookie` names (a client's NLM_GRANTED_RES carries it back),
+    /// if the cookie is one this core made and that grant still waits for its confirmation. A guessed
+    /// or altered cookie names nothing.
+    pub fn waiter_of_cookie(&self, cookie: &[u8]) -> Option<WaiterId> {
+        let id = self.config.cookie_key.waiter(cookie)?;
+        self.waiters
+            .get(&id)
+            .is_some_and(|w| matches!(w.state, WaiterState::Granted { .. }))
+            .then_some(id)
     }
 
     /// The host reports how a GRANTED callback ended. Reports for waiters the core no longer tracks (the
@@ -196,6 +245,7 @@ impl Core {
         let WaiterState::Granted {
             attempt,
             retry_at: None,
+            deadline,
         } = w.state
         else {
             return;
@@ -215,6 +265,7 @@ impl Core {
                 self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
                     attempt,
                     retry_at: Some(at),
+                    deadline,
                 };
                 self.timers.insert((at, Timer::CallbackRetry(id)));
             }
@@ -229,6 +280,7 @@ impl Core {
         let WaiterState::Granted {
             attempt,
             retry_at: Some(_),
+            deadline,
         } = w.state
         else {
             return;
@@ -236,8 +288,23 @@ impl Core {
         w.state = WaiterState::Granted {
             attempt: attempt + 1,
             retry_at: None,
+            deadline,
         };
         self.send_granted(id, out);
+    }
+
+    /// No client confirmed the grant in time (`Config::callback_deadline`), whatever send is out: the
+    /// range goes back to the waiters behind it.
+    pub(crate) fn callback_deadline_passed(&mut self, id: WaiterId, out: &mut Vec<Action>) {
+        if !self
+            .waiters
+            .get(&id)
+            .is_some_and(|w| matches!(w.state, WaiterState::Granted { .. }))
+        {
+            return;
+        }
+        self.stats.callbacks_unconfirmed += 1;
+        self.undo_grant(id, out);
     }
 
     /// The client never took the lock: release it and let the next waiters in.

@@ -207,6 +207,7 @@ fn retry_policy_resends_every_interval_then_releases_when_attempts_run_out() {
             interval: 10_000,
             attempts: 3,
         },
+        callback_deadline: None,
         ..Config::default()
     });
     let w = granted_one(&mut t);
@@ -285,6 +286,7 @@ fn a_waiter_not_granted_within_the_blocking_timeout_expires() {
 fn a_granted_waiter_does_not_expire() {
     let mut t = T::with(Config {
         blocking_timeout: Some(30_000),
+        callback_deadline: None,
         ..Config::default()
     });
     t.lock("a", "f", 0, 10, X);
@@ -335,4 +337,180 @@ fn a_grant_confirmed_after_its_lock_is_gone_leaves_nothing_behind() {
         "b holds nothing"
     );
     assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
+
+#[test]
+fn an_unconfirmed_grant_is_undone_at_the_callback_deadline() {
+    // The host never reports how the send ended: the deadline alone gives the range back.
+    let mut t = T::new();
+    granted_one(&mut t);
+    t.advance(9_999);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+    t.advance(1);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
+    assert_eq!(t.held("f"), ["c:X:0-9"], "the next waiter is granted");
+    assert_eq!(t.core.stats().callbacks_unconfirmed, 1);
+}
+
+#[test]
+fn by_default_a_grant_whose_sends_all_time_out_is_undone_within_10_s() {
+    // brlockd gives each send 5 s; the schedule resends 2 s after a failure.
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    t.advance(5_000);
+    t.callback(w, CallbackResult::Failed);
+    t.advance(2_000);
+    assert!(matches!(
+        t.last[..],
+        [Action::SendGranted { attempt: 2, .. }]
+    ));
+    t.advance(2_999);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+    t.advance(1);
+    assert_eq!(
+        t.released(),
+        [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
+    );
+    assert_eq!(
+        t.core.poll_timeout(),
+        Some(20_000),
+        "c's grant has its own deadline"
+    );
+}
+
+#[test]
+fn by_default_sends_that_fail_at_once_give_the_range_back_after_the_third() {
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    for attempt in 2..=3 {
+        t.callback(w, CallbackResult::Failed);
+        t.advance(2_000);
+        assert!(
+            matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt),
+            "{:?}",
+            t.last
+        );
+    }
+    t.callback(w, CallbackResult::Failed);
+    assert_eq!(t.now, 4_000);
+    assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
+
+#[test]
+fn a_confirmed_grant_outlives_the_callback_deadline() {
+    let mut t = T::new();
+    let w = granted_one(&mut t);
+    t.advance(9_000);
+    t.callback(w, CallbackResult::Delivered);
+    assert_eq!(t.core.poll_timeout(), None, "its deadline went with it");
+    t.advance(60_000);
+    assert_eq!(t.held("f"), ["b:X:0-9"]);
+}
+
+#[test]
+fn the_linux_profile_resends_every_10_s_with_no_deadline() {
+    let mut t = T::with(Config::linux());
+    let w = granted_one(&mut t);
+    for attempt in 2..=6 {
+        t.callback(w, CallbackResult::Failed);
+        t.advance(10_000);
+        assert!(matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt));
+    }
+    assert_eq!(t.held("f"), ["b:X:0-9"], "still b's after 50 s");
+    t.callback(w, CallbackResult::Failed);
+    assert_eq!(t.held("f"), ["c:X:0-9"]);
+}
+
+fn callback_cookie(actions: &[Action]) -> [u8; COOKIE_LEN] {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::SendGranted {
+                callback_cookie, ..
+            } => Some(*callback_cookie),
+            _ => None,
+        })
+        .expect("a SendGranted")
+}
+
+fn keyed(key: &[u8; 16]) -> T {
+    T::with(Config {
+        cookie_key: CookieKey::new(*key),
+        ..Config::default()
+    })
+}
+
+#[test]
+fn only_the_cookie_a_grant_was_sent_with_names_it() {
+    let mut t = keyed(b"server-secret-16");
+    let w = granted_one(&mut t);
+    let cookie = callback_cookie(&t.last);
+    assert_eq!(t.core.waiter_of_cookie(&cookie), Some(w));
+    // What an attacker could try: the old "brlk" + number, the cookie this number would have under
+    // another key, and the real cookie with one bit changed.
+    let mut old_style = b"brlk".to_vec();
+    old_style.extend_from_slice(&w.0.to_be_bytes());
+    assert_eq!(t.core.waiter_of_cookie(&old_style), None);
+    let other_key = CookieKey::new(*b"guessed-secret!!").cookie(w);
+    assert_eq!(t.core.waiter_of_cookie(&other_key), None);
+    let mut flipped = cookie;
+    flipped[3] ^= 0x10;
+    assert_eq!(t.core.waiter_of_cookie(&flipped), None);
+    // A retry carries the same cookie; once confirmed, the cookie names nothing.
+    t.callback(w, CallbackResult::Failed);
+    t.advance(2_000);
+    assert_eq!(callback_cookie(&t.last), cookie);
+    t.callback(w, CallbackResult::Delivered);
+    assert_eq!(t.core.waiter_of_cookie(&cookie), None);
+}
+
+#[test]
+fn a_queued_waiters_cookie_names_nothing_until_it_is_granted() {
+    let mut t = keyed(b"server-secret-16");
+    t.lock("a", "f", 0, 10, X);
+    let w = waiter_of(&t.lock_wait("b", "f", 0, 10, X));
+    let cookie = CookieKey::new(*b"server-secret-16").cookie(w);
+    assert_eq!(t.core.waiter_of_cookie(&cookie), None);
+    t.unlock("a", "f", 0, 10);
+    assert_eq!(callback_cookie(&t.last), cookie);
+    assert_eq!(t.core.waiter_of_cookie(&cookie), Some(w));
+}
+
+#[test]
+fn the_same_key_gives_the_same_actions_and_another_key_other_cookies() {
+    let run = |key: &[u8; 16]| {
+        let mut t = keyed(key);
+        granted_one(&mut t);
+        t.last.clone()
+    };
+    let (a, b, other) = (
+        run(b"0123456789abcdef"),
+        run(b"0123456789abcdef"),
+        run(b"fedcba9876543210"),
+    );
+    assert_eq!(a, b);
+    assert_ne!(callback_cookie(&a), callback_cookie(&other));
+    let without_cookie = |actions: &[Action]| -> Vec<Action> {
+        actions
+            .iter()
+            .cloned()
+            .map(|mut a| {
+                if let Action::SendGranted {
+                    callback_cookie, ..
+                } = &mut a
+                {
+                    *callback_cookie = [0; COOKIE_LEN];
+                }
+                a
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_cookie(&a),
+        without_cookie(&other),
+        "the key changes nothing else"
+    );
 }

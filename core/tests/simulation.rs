@@ -121,6 +121,12 @@ impl Sim {
             config.limits.locks_per_file = 3 + rng.below(10);
             config.limits.locks_per_client = 3 + rng.below(10);
             config.limits.waiters_per_file = 1 + rng.below(5);
+            config.limits.client_queue_percent = 25 + rng.below(76);
+            config.limits.waiters_per_client = 1 + rng.below(6);
+            config.limits.waiters_total = 2 + rng.below(10);
+            config.limits.shares_per_file = 1 + rng.below(4);
+            config.limits.shares_per_client = 1 + rng.below(4);
+            config.limits.shares_total = 2 + rng.below(8);
         }
         config.grace = 1_000 + rng.below(60_000);
         let core = Core::with_epoch(config.clone(), 1);

@@ -583,8 +583,8 @@ mod tests {
         assert_eq!(
             c.core.callback,
             CallbackPolicy::Retry {
-                interval: 10_000,
-                attempts: 6
+                interval: 2_000,
+                attempts: 3
             }
         );
         assert_eq!(c.unmonitor_idle, Duration::from_secs(300));

@@ -302,7 +302,7 @@ fn msg_calls_answered_by_res_calls_tcp() {
 }
 
 /// brlockd whose GRANTED goes out `attempts` times in all, `retry_ms` apart, before the grant is
-/// undone (the brlock profile's 6 × 10 s, shortened).
+/// undone (the brlock profile's 3 sends 2 s apart, with its 10 s deadline still over them).
 fn start_retrying(portmapper: &Portmapper, attempts: u32, retry_ms: u64) -> Brlockd {
     Brlockd::start_with(Options {
         portmap_port: Some(portmapper.port()),
