@@ -304,6 +304,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
         let metrics = Arc::new(Metrics::new());
+        for procedure in NlmProc::ALL {
+            metrics.touch_request(proc_label(procedure), usual_status(procedure));
+        }
         let (core_tx, core_rx) = mpsc::unbounded_channel();
         let nsm = resolve_nsm(&config).await;
         info!(
@@ -585,6 +588,18 @@ fn status_name(stat: Stat) -> &'static str {
         .iter()
         .find(|(s, _)| *s == stat)
         .map_or("unknown", |(_, n)| n)
+}
+
+/// The status most calls of `procedure` are answered with: its request series exists from the
+/// start with this label (other statuses appear with their first call).
+fn usual_status(procedure: NlmProc) -> &'static str {
+    match procedure {
+        _ if CoreTask::is_msg(procedure) => "accepted",
+        // A server has no blocked request of its own to match (see `on_call`).
+        NlmProc::Granted => status_name(Stat::Denied),
+        p if p.reply_shape() == nlm::ReplyShape::Void => "ok",
+        _ => status_name(Stat::Granted),
+    }
 }
 
 /// `procedure`'s metrics label (`{procedure:?}` in lower case), formatted once per process.

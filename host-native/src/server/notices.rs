@@ -89,7 +89,7 @@ impl Schedule {
     pub fn next_attempt(&mut self) -> (Duration, bool) {
         let wait = self.next;
         self.next = (self.next * 2).min(self.max);
-        let lookup = self.attempts % 4 == 0;
+        let lookup = self.attempts.is_multiple_of(4);
         self.attempts += 1;
         (wait, lookup)
     }

@@ -9,7 +9,9 @@
 //!   down, and the grant undone when it never comes up.
 //! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
 //!   still serves afterwards.
-//! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
+//! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles,
+//!   `--print-config`, units, start-up errors that name their cause).
+//! - `metrics`: `promtool check metrics` on a live server's `/metrics`, and its content types.
 //! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
 //! - `restart`: reboot notices to the clients' statd after a restart, the built-in NSM, what a
@@ -19,6 +21,7 @@ mod callbacks;
 mod cli;
 mod locking;
 mod malformed;
+mod metrics;
 mod registration;
 mod restart;
 
