@@ -525,6 +525,10 @@ fn encode_histogram(
 #[derive(Debug)]
 struct ProcessStats;
 
+/// Clock ticks per second in `/proc/*/stat`: USER_HZ, which the kernel's ABI fixes at 100 whatever
+/// its own HZ (Prometheus' procfs assumes the same), so no `sysconf(_SC_CLK_TCK)` is needed.
+const USER_HZ: f64 = 100.0;
+
 /// One reading of `/proc/self`.
 #[derive(Debug, Default, PartialEq)]
 pub struct ProcessSample {
@@ -543,10 +547,7 @@ impl ProcessSample {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let boot = std::fs::read_to_string("/proc/stat").ok()?;
-        // SAFETY: sysconf only reads a configuration value.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
-        let mut sample = Self::parse(&stat, &status, &boot, ticks)?;
+        let mut sample = Self::parse(&stat, &status, &boot, USER_HZ)?;
         sample.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
         sample.max_fds = std::fs::read_to_string("/proc/self/limits")
             .ok()
