@@ -21,6 +21,7 @@ pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
 pub mod persist;
+pub mod request_log;
 pub mod rpcbind;
 pub mod startup;
 pub mod tcp;
@@ -147,6 +148,10 @@ impl Shared {
         let mut out = Vec::new();
         if encode_reply(&rpc, &mut out).is_ok() {
             self.send_reply(&ctx.reply_to, ctx.peer, ctx.drc.as_ref(), &out);
+        }
+        // A *_MSG call's immediate void reply: its line comes with its result (`answer`).
+        if status != "accepted" {
+            request_log::answered(ctx, status);
         }
         self.metrics
             .observe_request(proc_label(ctx.procedure), status, ctx.received.elapsed());
@@ -376,6 +381,7 @@ impl Server {
             monitored: HashMap::new(),
             host_writes: Vec::new(),
             granted_msg: HashMap::new(),
+            blocked_since: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
             recovering: false,
@@ -534,6 +540,8 @@ struct CoreTask {
     host_writes: Vec<HostWrite>,
     /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
     granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    /// Waiters whose LOCK was answered BLOCKED → when (for the "granted after waiting" line).
+    blocked_since: HashMap<WaiterId, Instant>,
     out: Vec<Action>,
     /// The first batch that failed: its event's and every later event's replies become failures,
     /// until the core is rebuilt from the store.
@@ -912,6 +920,8 @@ impl CoreTask {
         self.failed_from = None;
         self.recovering = false;
         self.granted_msg.clear();
+        // The new core numbers its waiters afresh.
+        self.blocked_since.clear();
         self.after_event(actions);
         let still_reclaiming: BTreeSet<ClientId> = grace
             .map(|g| g.pending.into_iter().collect())
@@ -1030,6 +1040,12 @@ impl CoreTask {
                     attempt,
                     ..
                 } => {
+                    if attempt == 1 {
+                        let waited = self.blocked_since.remove(&waiter).map(|t| t.elapsed());
+                        request_log::granted_after_wait(
+                            waiter.0, &client, &owner, &file, range, waited,
+                        );
+                    }
                     self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
                 }
                 Action::Released {
@@ -1046,6 +1062,7 @@ impl CoreTask {
                     ..
                 } => {
                     self.granted_msg.remove(&waiter);
+                    self.blocked_since.remove(&waiter);
                     // NLM has no message for an expired wait: the client's own retry finds out.
                     if reason == WaiterRemovedReason::Expired {
                         info!(waiter = waiter.0, %client, "blocked request expired");
@@ -1303,6 +1320,7 @@ impl CoreTask {
                 NlmProc::UnlockMsg => NlmCall::UnlockRes(Res { cookie, stat }),
                 _ => NlmCall::GrantedRes(Res { cookie, stat }),
             };
+            request_log::answered(&ctx, status_name(stat));
             self.shared.metrics.observe_request(
                 proc_label(ctx.procedure),
                 status_name(stat),
@@ -1356,6 +1374,18 @@ impl CoreTask {
         }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
+            Outcome::Deadlock { cycle } => {
+                request_log::deadlock(&ctx, cycle);
+                None
+            }
+            Outcome::NoLocks { limit } => {
+                request_log::limit_refusal(&ctx, *limit);
+                None
+            }
+            Outcome::Blocked { waiter } => {
+                self.blocked_since.insert(*waiter, Instant::now());
+                None
+            }
             _ => None,
         };
         let stat = dispatch::stat(&outcome);
@@ -1384,9 +1414,17 @@ impl CoreTask {
         }
     }
 
-    fn submit(&mut self, ctx: CallCtx, cookie: Vec<u8>, event: impl FnOnce(RequestId) -> Event) {
+    fn submit(
+        &mut self,
+        mut ctx: CallCtx,
+        cookie: Vec<u8>,
+        event: impl FnOnce(RequestId) -> Event,
+    ) {
         let request = self.next_request();
         let event = event(request);
+        if ctx.what.is_none() {
+            ctx.what = request_log::RequestSummary::of_event(&event);
+        }
         let reclaim = match &event {
             Event::Lock {
                 reclaim: true,
@@ -1433,7 +1471,11 @@ impl CoreTask {
         self.handle(event);
     }
 
-    fn on_call(&mut self, ctx: CallCtx, call: NlmCall) {
+    fn on_call(&mut self, mut ctx: CallCtx, call: NlmCall) {
+        // Calls refused before the core sees them are logged with what they asked for too.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            ctx.what = request_log::RequestSummary::of_call(&call);
+        }
         // A *_MSG call is answered at once with an empty reply; its result goes out as *_RES
         // (Linux lockd's nlmsvc_callback: the _MSG procedures encode void).
         if Self::is_msg(ctx.procedure) {

@@ -11,6 +11,8 @@
 //!   still serves afterwards.
 //! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles,
 //!   `--print-config`, units, start-up errors that name their cause).
+//! - `logs`: `--log-format json`, a debug line per request, info lines for a grant after
+//!   waiting, a deadlock and a limit refusal.
 //! - `metrics`: `promtool check metrics` on a live server's `/metrics`, and its content types.
 //! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
@@ -20,6 +22,7 @@
 mod callbacks;
 mod cli;
 mod locking;
+mod logs;
 mod malformed;
 mod metrics;
 mod registration;
