@@ -187,11 +187,61 @@ pub struct Sockets {
     metrics: Option<TcpListener>,
 }
 
+/// A listener that could not be bound: which one, where, and the setting that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {listener} on {addr}: {error}{hint} (change {setting})")]
+pub struct BindError {
+    /// `NLM (tcp)`, `NLM (udp)` or `metrics (http)`.
+    pub listener: &'static str,
+    pub setting: &'static str,
+    pub addr: SocketAddr,
+    pub error: std::io::Error,
+    hint: &'static str,
+}
+
+impl BindError {
+    fn new(
+        listener: &'static str,
+        setting: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    ) -> Self {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse if setting == "--listen" => {
+                ": another program serves that port (the kernel's lockd? see docs/operations.md)"
+            }
+            std::io::ErrorKind::AddrInUse => ": another program serves that port",
+            std::io::ErrorKind::AddrNotAvailable => ": no interface of this host has that address",
+            std::io::ErrorKind::PermissionDenied => {
+                ": ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            }
+            _ => "",
+        };
+        BindError {
+            listener,
+            setting,
+            addr,
+            error,
+            hint,
+        }
+    }
+}
+
+impl From<BindError> for std::io::Error {
+    fn from(e: BindError) -> Self {
+        std::io::Error::new(e.error.kind(), e.to_string())
+    }
+}
+
 impl Sockets {
-    pub async fn bind(config: &ServerConfig) -> std::io::Result<Sockets> {
+    pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
         let metrics = match config.metrics {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| BindError::new("metrics (http)", "--metrics", addr, e))?,
+            ),
             None => None,
         };
         Ok(Sockets { tcp, udp, metrics })
@@ -470,14 +520,15 @@ impl Server {
 
 /// A TCP listener and a UDP socket on the same address and port (for port 0, retried until a port
 /// free on both is found).
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+async fn bind_pair(addr: SocketAddr) -> Result<(TcpListener, UdpSocket), BindError> {
     let mut last = None;
     for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
-        let listener = TcpListener::bind(addr).await?;
-        let bound = listener.local_addr()?;
+        let tcp = |e| BindError::new("NLM (tcp)", "--listen", addr, e);
+        let listener = TcpListener::bind(addr).await.map_err(tcp)?;
+        let bound = listener.local_addr().map_err(tcp)?;
         match UdpSocket::bind(bound).await {
             Ok(udp) => return Ok((listener, udp)),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(BindError::new("NLM (udp)", "--listen", bound, e)),
         }
     }
     Err(last.expect("at least one attempt"))
