@@ -461,7 +461,7 @@ fn invalid(setting: &'static str, error: impl ToString) -> ConfigError {
     }
 }
 
-/// A key every layer of defaults sets.
+/// A key of settings layered over [`Settings::defaults`], which sets every key that has a default.
 fn given<T>(value: Option<T>) -> T {
     value.expect("Settings::defaults sets every key that has a default")
 }
@@ -514,21 +514,22 @@ impl ServerConfig {
         Self::from_settings(&Settings::effective(&args)?)
     }
 
-    /// Checks and converts effective settings (see [`Settings::effective`]).
+    /// Checks and converts settings, usually the effective ones ([`Settings::effective`]); keys
+    /// they leave out take their profile's defaults.
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
-        let s = s.clone();
+        let name = s.profile.as_deref().unwrap_or("brlock");
+        let profile = Profile::from_name(name).ok_or_else(|| {
+            invalid(
+                "--profile",
+                format!("unknown profile {name:?} (brlock, linux, ganesha, dittofs)"),
+            )
+        })?;
+        let s = Settings::layered(&[&Settings::defaults(profile), s]);
         let listen = parse_addr("--listen", &given(s.listen))?;
         let metrics = match s.metrics {
             Some(m) => Some(parse_addr("--metrics", &m)?),
             None => None,
         };
-        let profile_name = given(s.profile);
-        let profile = Profile::from_name(&profile_name).ok_or_else(|| {
-            invalid(
-                "--profile",
-                format!("unknown profile {profile_name:?} (brlock, linux, ganesha, dittofs)"),
-            )
-        })?;
         let mut core = profile.config();
         core.grace = given(s.grace).millis();
         let limits = &mut core.limits;
@@ -895,6 +896,17 @@ mod tests {
             "ganesha's own policy"
         );
         assert_eq!(a.core.limits.locks_per_file, 7);
+    }
+
+    #[test]
+    fn settings_without_the_defaults_layer_take_the_profiles() {
+        let c = ServerConfig::from_settings(&Settings {
+            profile: Some("linux".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(c.core, Profile::Linux.config());
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
     }
 
     #[test]
