@@ -20,6 +20,7 @@ fi
 # Linux kernel-client suite: QEMU, busybox, rpcbind, nfs-common (rpc.statd, mount.nfs; copied into
 # the guest), NFS-Ganesha (the NFSv3 server beside brlockd, and the reference NLM), tcpdump.
 missing=()
+missing_norec=()
 command -v rpcgen >/dev/null || missing+=(rpcsvc-proto)
 [ -f /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
 command -v tshark >/dev/null || missing+=(tshark)
@@ -30,8 +31,14 @@ command -v rpc.statd >/dev/null || missing+=(nfs-common)
 command -v ganesha.nfsd >/dev/null || missing+=(nfs-ganesha nfs-ganesha-vfs)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v ip >/dev/null || missing+=(iproute2)
-if [ ${#missing[@]} -gt 0 ]; then
+# promtool (`promtool check metrics` on a live brlockd's /metrics, tests/tests/e2e/metrics.rs) comes
+# with Debian's Prometheus server package; without recommends it adds no exporter, and nothing
+# starts it outside systemd.
+command -v promtool >/dev/null || missing_norec+=(prometheus)
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_norec[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  [ ${#missing_norec[@]} -eq 0 ] ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_norec[@]}"
 fi

@@ -3,6 +3,7 @@
 #   tshark        (tests/tests/tshark.rs: decodes every captured NLM packet)
 #   rpcsvc-proto  (rpcgen) and libtirpc-dev (tests/tests/rpcgen_client.rs builds conformance/rpcgen)
 #   gcc           (the C compiler build.sh needs)
+#   prometheus    (promtool: tests/tests/e2e/metrics.rs runs `promtool check metrics`)
 # Needs root or sudo. Safe to run on every CI job: it does nothing when all are present.
 set -euo pipefail
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -12,8 +13,9 @@ command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v rpcgen >/dev/null 2>&1 || missing+=(rpcsvc-proto)
 [ -f /usr/include/tirpc/rpc/rpc.h ] || missing+=(libtirpc-dev)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-tools: tshark, rpcgen, libtirpc-dev and cc already present"
+  echo "install-tools: tshark, rpcgen, libtirpc-dev, cc and promtool already present"
   exit 0
 fi
 

@@ -1,24 +1,144 @@
-//! brlockd's configuration: command-line flags (clap) over an optional TOML file (`--config FILE`).
-//! A flag given on the command line wins over the same key in the file; the file's keys are the flags'
-//! long names with `-` spelled `_` (`max_locks_per_file = 10`), and `allow` is a list.
+//! brlockd's settings. One struct, [`Settings`], is both the command line (clap) and the TOML file
+//! (serde): every field is an `Option`, and the effective settings are three layers of it — the
+//! flags over the file (`--config FILE`) over [`Settings::defaults`] (the profile's core values and
+//! brlockd's own) — merged key by key through TOML tables, so no field is listed twice. The file's
+//! keys are the flags' long names with `-` spelled `_` (`max_locks_per_file = 10`); `allow` is a list.
+//!
+//! Every time setting accepts units (`90s`, `500ms`, `5m`, `1h 30m`); a bare number keeps the unit
+//! the setting always had: milliseconds for the `*_ms` settings, seconds for `grace` and
+//! `notify_give_up_s`.
 //!
 //! Nothing listens on a wildcard address unless the configuration names one: the default is loopback.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use brlock_core::{CallbackPolicy, Profile};
-use clap::Parser;
+use clap::{CommandFactory, Parser, ValueEnum};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// NLM's conventional port (IANA "nlockmgr" is dynamic; 4045 is what Solaris and Linux pin).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4045";
 pub const DEFAULT_RPCBIND: &str = "127.0.0.1:111";
 
-/// The command line. Every flag is optional here so that the TOML file can supply it.
-#[derive(Parser, Debug, Default, Clone)]
+/// A span of time as a setting: humantime's units (`90s`, `500ms`, `5m`, `1h 30m`), or a bare
+/// number counted in `UNIT_MS` milliseconds — the unit the setting had before units were accepted.
+/// Kept to the millisecond (the core's clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeSetting<const UNIT_MS: u64>(pub Duration);
+
+/// A time setting whose bare numbers are milliseconds (`--callback-timeout-ms 500`).
+pub type MsSetting = TimeSetting<1>;
+/// A time setting whose bare numbers are seconds (`--grace 90`).
+pub type SecsSetting = TimeSetting<1000>;
+
+impl<const UNIT_MS: u64> TimeSetting<UNIT_MS> {
+    const UNIT: &'static str = if UNIT_MS == 1 {
+        "milliseconds"
+    } else {
+        "seconds"
+    };
+
+    pub fn from_millis(ms: u64) -> Self {
+        Self(Duration::from_millis(ms))
+    }
+
+    /// Whole milliseconds (saturating: `1000000y` is "never" enough).
+    pub fn millis(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn bare(n: u64) -> Result<Self, String> {
+        n.checked_mul(UNIT_MS)
+            .map(Self::from_millis)
+            .ok_or_else(|| format!("{n} {} is too long", Self::UNIT))
+    }
+}
+
+impl<const UNIT_MS: u64> FromStr for TimeSetting<UNIT_MS> {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let n = s
+                .parse::<u64>()
+                .map_err(|_| format!("{s} {} is too long", Self::UNIT))?;
+            return Self::bare(n);
+        }
+        humantime::parse_duration(s).map(Self).map_err(|e| {
+            format!(
+                "{s:?} is not a duration ({e}): write e.g. 90s, 500ms, 5m, or a bare number of {}",
+                Self::UNIT
+            )
+        })
+    }
+}
+
+impl<const UNIT_MS: u64> fmt::Display for TimeSetting<UNIT_MS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            return f.write_str("0s");
+        }
+        write!(
+            f,
+            "{}",
+            humantime::format_duration(Duration::from_millis(self.millis()))
+        )
+    }
+}
+
+impl<const UNIT_MS: u64> Serialize for TimeSetting<UNIT_MS> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de, const UNIT_MS: u64> Deserialize<'de> for TimeSetting<UNIT_MS> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<const U: u64>;
+        impl<const U: u64> serde::de::Visitor<'_> for Visitor<U> {
+            type Value = TimeSetting<U>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "a duration such as \"90s\" or \"500ms\", or a number of {}",
+                    TimeSetting::<U>::UNIT
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                TimeSetting::bare(n).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                let n = u64::try_from(n).map_err(|_| E::custom("a duration cannot be negative"))?;
+                TimeSetting::bare(n).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor::<UNIT_MS>)
+    }
+}
+
+/// `--log-format`: how log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (tracing-subscriber's json format), for log shippers.
+    Json,
+}
+
+/// Every setting, as a flag and as a key of the TOML file. `None` is "not given here".
+#[derive(Parser, Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 #[command(
     name = "brlockd",
     version,
@@ -26,12 +146,19 @@ pub const DEFAULT_RPCBIND: &str = "127.0.0.1:111";
     long_about = "brlock's NLM server: a byte-range lock manager speaking the Network Lock Manager \
 protocol (ONC RPC program 100021, versions 1, 3 and 4) over TCP and UDP on one address.\n\n\
 Flags override the same keys of the TOML file given with --config (keys are the long flag names \
-with '_' for '-'). A bad flag or file is reported on stderr with exit code 2."
+with '_' for '-'; examples/brlockd.toml lists them all). Time settings accept units (90s, 500ms, \
+5m); a bare number is in the setting's old unit (ms for *-ms, seconds for --grace and \
+--notify-give-up-s). A bad flag or file is reported on stderr with exit code 2."
 )]
-pub struct Args {
+pub struct Settings {
     /// TOML file with any of the settings below; flags given here override it.
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Print the effective settings (defaults, then the file, then the flags) as TOML and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// TCP and UDP address to serve NLM on [default: 127.0.0.1:4045]. Port 0 picks a free port
     /// (the same one for UDP). 0.0.0.0 or :: must be given explicitly.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -41,30 +168,33 @@ pub struct Args {
     /// (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port). Off unless given.
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port)
+    /// [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
     /// Lock-manager semantics preset: brlock, linux, ganesha or dittofs [default: brlock].
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Grace period after a restart, in seconds [default: the profile's].
-    #[arg(long, value_name = "SECONDS")]
-    pub grace: Option<u64>,
+    /// Grace period after a restart (`90s`; a bare number is seconds) [default: the profile's:
+    /// 90s, linux 50s].
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<SecsSetting>,
     /// Source networks allowed to call (repeatable) [default: 127.0.0.0/8 and ::1/128]. Calls from
     /// elsewhere are answered AUTH_ERROR/AUTH_TOOWEAK.
     #[arg(long, value_name = "CIDR")]
-    pub allow: Vec<String>,
-    /// How long a GRANTED callback (including the portmapper lookup) may take [default: 5000].
-    #[arg(long, value_name = "MS")]
-    pub callback_timeout_ms: Option<u64>,
+    pub allow: Option<Vec<String>>,
+    /// How long a GRANTED callback (including the portmapper lookup) may take (a bare number is
+    /// ms) [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub callback_timeout_ms: Option<MsSetting>,
     /// GRANTED sends in all before a granted lock whose client cannot be reached is released
-    /// (1: at the first failure) [default: the profile's].
+    /// (1: at the first failure) [default: the profile's: 6, ganesha and dittofs 1].
     #[arg(long, value_name = "N")]
     pub callback_attempts: Option<u32>,
-    /// Time between GRANTED sends to a client that could not be reached [default: the profile's,
-    /// else 10000].
-    #[arg(long, value_name = "MS")]
-    pub callback_retry_ms: Option<u64>,
+    /// Time between GRANTED sends to a client that could not be reached (a bare number is ms)
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub callback_retry_ms: Option<MsSetting>,
     /// Port of the portmapper on each client host, asked (GETPORT) where the client's NLM service
     /// listens before a GRANTED or *_RES callback [default: 111].
     #[arg(long, value_name = "PORT")]
@@ -89,31 +219,34 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub notify_name: Option<String>,
     /// First wait for a reboot notice's answer; each retry waits twice as long, up to 60 times this
-    /// (sm-notify: 2 s to 120 s) [default: 2000].
-    #[arg(long, value_name = "MS")]
-    pub notify_retry_ms: Option<u64>,
-    /// Stop retrying a reboot notice this long after start (sm-notify -m) [default: 900].
-    #[arg(long, value_name = "SECONDS")]
-    pub notify_give_up_s: Option<u64>,
+    /// (sm-notify: 2 s to 120 s) (a bare number is ms) [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    pub notify_retry_ms: Option<MsSetting>,
+    /// Stop retrying a reboot notice this long after start (sm-notify -m) (a bare number is
+    /// seconds) [default: 15m].
+    #[arg(long, value_name = "DURATION")]
+    pub notify_give_up_s: Option<SecsSetting>,
     /// A client host that has held nothing and sent no lock request for this long is forgotten and
-    /// statd told to stop monitoring it (SM_UNMON) [default: 300000, Linux lockd's host expiry].
-    #[arg(long, value_name = "MS")]
-    pub unmonitor_idle_ms: Option<u64>,
-    /// Held lock records per file [default: the profile's].
+    /// statd told to stop monitoring it (SM_UNMON) (a bare number is ms) [default: 5m, Linux
+    /// lockd's host expiry].
+    #[arg(long, value_name = "DURATION")]
+    pub unmonitor_idle_ms: Option<MsSetting>,
+    /// Held lock records per file [default: the profile's: 1000].
     #[arg(long, value_name = "N")]
     pub max_locks_per_file: Option<u64>,
-    /// Held lock records per client host [default: the profile's].
+    /// Held lock records per client host [default: the profile's: 10000].
     #[arg(long, value_name = "N")]
     pub max_locks_per_client: Option<u64>,
-    /// Held lock records in the whole server [default: the profile's].
+    /// Held lock records in the whole server [default: the profile's: 100000].
     #[arg(long, value_name = "N")]
     pub max_locks_total: Option<u64>,
-    /// Queued blocking requests per file [default: the profile's].
+    /// Queued blocking requests per file [default: the profile's: 100].
     #[arg(long, value_name = "N")]
     pub max_waiters_per_file: Option<u64>,
-    /// A blocked request not granted within this long is dropped [default: never].
-    #[arg(long, value_name = "MS")]
-    pub blocking_timeout_ms: Option<u64>,
+    /// A blocked request not granted within this long is dropped (a bare number is ms)
+    /// [default: never].
+    #[arg(long, value_name = "DURATION")]
+    pub blocking_timeout_ms: Option<MsSetting>,
     /// Largest RPC record accepted on TCP; a larger one closes that connection [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_record_bytes: Option<usize>,
@@ -124,38 +257,132 @@ pub struct Args {
     /// [default: the kernel's host name].
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Log lines on stderr as `text` or `json` (one object per line) [default: text]. Which lines:
+    /// RUST_LOG (default `info`; `debug` adds a line per request).
+    #[arg(long, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
 }
 
-/// The same settings as they may appear in the TOML file.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    listen: Option<String>,
-    store: Option<String>,
-    metrics: Option<String>,
-    profile: Option<String>,
-    grace: Option<u64>,
-    allow: Option<Vec<String>>,
-    callback_timeout_ms: Option<u64>,
-    callback_attempts: Option<u32>,
-    callback_retry_ms: Option<u64>,
-    portmap_port: Option<u16>,
-    rpcbind: Option<String>,
-    statd: Option<String>,
-    nsm: Option<String>,
-    notify_name: Option<String>,
-    notify_retry_ms: Option<u64>,
-    notify_give_up_s: Option<u64>,
-    unmonitor_idle_ms: Option<u64>,
-    max_locks_per_file: Option<u64>,
-    max_locks_per_client: Option<u64>,
-    max_locks_total: Option<u64>,
-    max_waiters_per_file: Option<u64>,
-    blocking_timeout_ms: Option<u64>,
-    max_record_bytes: Option<usize>,
-    drc_size: Option<usize>,
-    hostname: Option<String>,
+/// The name brlockd's own flags are known by in the settings (clap's ids are the field names).
+const FLAG_ONLY: [&str; 2] = ["config", "print_config"];
+
+impl Settings {
+    /// Every key with the value it has when neither the file nor a flag gives one: `profile`'s core
+    /// values (grace, limits, callback policy, blocking timeout) and brlockd's own defaults. Keys
+    /// left `None` mean "off" or "decided at start" (metrics, statd, nsm, notify_name,
+    /// blocking_timeout_ms).
+    pub fn defaults(profile: Profile) -> Settings {
+        let core = profile.config();
+        let (retry, attempts) = match core.callback {
+            CallbackPolicy::Retry { interval, attempts } => (interval, attempts),
+            // A profile that releases at once is the retry policy with one attempt.
+            CallbackPolicy::Release => (10_000, 1),
+        };
+        Settings {
+            listen: Some(DEFAULT_LISTEN.into()),
+            store: Some(crate::store::DEFAULT_URL.into()),
+            profile: Some(profile.name().into()),
+            grace: Some(SecsSetting::from_millis(core.grace)),
+            allow: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
+            callback_timeout_ms: Some(MsSetting::from_millis(5000)),
+            callback_attempts: Some(attempts),
+            callback_retry_ms: Some(MsSetting::from_millis(retry)),
+            portmap_port: Some(111),
+            rpcbind: Some(DEFAULT_RPCBIND.into()),
+            notify_retry_ms: Some(MsSetting::from_millis(2000)),
+            notify_give_up_s: Some(SecsSetting::from_millis(900_000)),
+            unmonitor_idle_ms: Some(MsSetting::from_millis(300_000)),
+            max_locks_per_file: Some(core.limits.locks_per_file),
+            max_locks_per_client: Some(core.limits.locks_per_client),
+            max_locks_total: Some(core.limits.locks_total),
+            max_waiters_per_file: Some(core.limits.waiters_per_file),
+            blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_millis),
+            max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
+            drc_size: Some(4096),
+            hostname: Some(system_hostname()),
+            log_format: Some(LogFormat::Text),
+            ..Settings::default()
+        }
+    }
+
+    /// Parses a TOML file's text (the same parser brlockd uses for `--config`).
+    pub fn from_toml(text: &str) -> Result<Settings, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective settings: these flags over the file they name over the defaults of the
+    /// profile they (or the file) choose.
+    pub fn effective(flags: &Settings) -> Result<Settings, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                    path: path.clone(),
+                    error,
+                })?;
+                Self::from_toml(&text).map_err(|error| ConfigError::Parse {
+                    path: path.clone(),
+                    error,
+                })?
+            }
+            None => Settings::default(),
+        };
+        let name = flags
+            .profile
+            .as_deref()
+            .or(file.profile.as_deref())
+            .unwrap_or("brlock");
+        let profile = Profile::from_name(name).ok_or_else(|| {
+            invalid(
+                "--profile",
+                format!("unknown profile {name:?} (brlock, linux, ganesha, dittofs)"),
+            )
+        })?;
+        let mut merged = Self::layered(&[&Self::defaults(profile), &file, flags]);
+        merged.config = flags.config.clone();
+        merged.print_config = flags.print_config;
+        Ok(merged)
+    }
+
+    /// Each layer's keys over the previous ones'.
+    fn layered(layers: &[&Settings]) -> Settings {
+        let mut table = toml::Table::new();
+        for layer in layers {
+            table.extend(toml::Table::try_from(layer).expect("settings are plain TOML values"));
+        }
+        table
+            .try_into()
+            .expect("keys of Settings read back as Settings")
+    }
+
+    /// The settings as a TOML file (`--print-config`): every key that has a value, then the keys
+    /// without one as comments saying what their absence means.
+    pub fn to_toml(&self) -> String {
+        let table = toml::Table::try_from(self).expect("settings are plain TOML values");
+        let mut out = String::from(
+            "# brlockd's effective settings: the defaults, then the --config file, then the flags.\n",
+        );
+        out.push_str(&toml::to_string(&table).expect("a table serialises"));
+        let command = Settings::command();
+        for arg in command.get_arguments() {
+            let key = arg.get_id().as_str();
+            if FLAG_ONLY.contains(&key) || key == "help" || key == "version" {
+                continue;
+            }
+            if !table.contains_key(key) {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let default = help
+                    .rfind("[default: ")
+                    .map(|i| help[i..].trim_end_matches('.').to_string())
+                    .unwrap_or_default();
+                out.push_str(&format!("# {key}: not set {default}\n"));
+            }
+        }
+        out
+    }
 }
+
+/// The old name of [`Settings`] (the command line alone, before the file shared its struct).
+pub type Args = Settings;
 
 /// Where the local statd is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +434,7 @@ pub struct ServerConfig {
     pub max_record_bytes: usize,
     pub drc_size: usize,
     pub hostname: String,
+    pub log_format: LogFormat,
 }
 
 /// A configuration that cannot be used; brlockd prints it and exits with code 2.
@@ -233,22 +461,38 @@ fn invalid(setting: &'static str, error: impl ToString) -> ConfigError {
     }
 }
 
+/// A key of settings layered over [`Settings::defaults`], which sets every key that has a default.
+fn given<T>(value: Option<T>) -> T {
+    value.expect("Settings::defaults sets every key that has a default")
+}
+
+/// `value` in milliseconds, refused when zero.
+fn positive_ms<const U: u64>(
+    setting: &'static str,
+    value: TimeSetting<U>,
+) -> Result<u64, ConfigError> {
+    match value.millis() {
+        0 => Err(invalid(setting, "must be at least 1ms")),
+        ms => Ok(ms),
+    }
+}
+
 impl ServerConfig {
     /// brlockd's defaults: NLM on 127.0.0.1:4045, `sqlite://./brlock.db`, rpcbind at
     /// 127.0.0.1:111, the brlock profile.
     pub fn defaults() -> Self {
-        Self::from_args(Args::default()).expect("the defaults are valid")
+        Self::from_args(Settings::default()).expect("the defaults are valid")
     }
 
     /// A configuration for tests and embedding: everything default except `listen`, the memory
     /// store, no rpcbind, no statd, no metrics.
     pub fn for_tests() -> Self {
-        let mut config = Self::from_args(Args {
+        let mut config = Self::from_args(Settings {
             listen: Some("127.0.0.1:0".into()),
             store: Some("memory".into()),
             rpcbind: Some("none".into()),
             statd: Some("none".into()),
-            ..Args::default()
+            ..Settings::default()
         })
         .expect("the defaults are valid");
         config.hostname = "brlockd-test".into();
@@ -261,122 +505,68 @@ impl ServerConfig {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let args = Args::try_parse_from(argv).map_err(ParseOutcome::Clap)?;
+        let args = Settings::try_parse_from(argv).map_err(ParseOutcome::Clap)?;
         Self::from_args(args).map_err(ParseOutcome::Config)
     }
 
     /// Resolves flags over the file named by `args.config` over the defaults.
-    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-                    path: path.clone(),
-                    error,
-                })?;
-                toml::from_str::<FileSettings>(&text).map_err(|e| ConfigError::Parse {
-                    path: path.clone(),
-                    error: e.to_string(),
-                })?
-            }
-            None => FileSettings::default(),
-        };
-        let listen = args.listen.or(file.listen);
-        let listen = parse_addr("--listen", listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-        let metrics = match args.metrics.or(file.metrics) {
+    pub fn from_args(args: Settings) -> Result<Self, ConfigError> {
+        Self::from_settings(&Settings::effective(&args)?)
+    }
+
+    /// Checks and converts settings, usually the effective ones ([`Settings::effective`]); keys
+    /// they leave out take their profile's defaults.
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let name = s.profile.as_deref().unwrap_or("brlock");
+        let profile = Profile::from_name(name).ok_or_else(|| {
+            invalid(
+                "--profile",
+                format!("unknown profile {name:?} (brlock, linux, ganesha, dittofs)"),
+            )
+        })?;
+        let s = Settings::layered(&[&Settings::defaults(profile), s]);
+        let listen = parse_addr("--listen", &given(s.listen))?;
+        let metrics = match s.metrics {
             Some(m) => Some(parse_addr("--metrics", &m)?),
             None => None,
         };
-        let profile_name = args
-            .profile
-            .or(file.profile)
-            .unwrap_or_else(|| "brlock".into());
-        let profile = Profile::from_name(&profile_name).ok_or_else(|| {
-            invalid(
-                "--profile",
-                format!("unknown profile {profile_name:?} (brlock, linux, ganesha, dittofs)"),
-            )
-        })?;
         let mut core = profile.config();
-        if let Some(secs) = args.grace.or(file.grace) {
-            core.grace = secs
-                .checked_mul(1000)
-                .ok_or_else(|| invalid("--grace", "too large"))?;
-        }
+        core.grace = given(s.grace).millis();
         let limits = &mut core.limits;
-        for (value, slot) in [
-            (
-                args.max_locks_per_file.or(file.max_locks_per_file),
-                &mut limits.locks_per_file,
-            ),
-            (
-                args.max_locks_per_client.or(file.max_locks_per_client),
-                &mut limits.locks_per_client,
-            ),
-            (
-                args.max_locks_total.or(file.max_locks_total),
-                &mut limits.locks_total,
-            ),
-            (
-                args.max_waiters_per_file.or(file.max_waiters_per_file),
-                &mut limits.waiters_per_file,
-            ),
-        ] {
-            if let Some(v) = value {
-                *slot = v;
-            }
+        limits.locks_per_file = given(s.max_locks_per_file);
+        limits.locks_per_client = given(s.max_locks_per_client);
+        limits.locks_total = given(s.max_locks_total);
+        limits.waiters_per_file = given(s.max_waiters_per_file);
+        core.blocking_timeout = s.blocking_timeout_ms.map(|t| t.millis());
+        let attempts = given(s.callback_attempts);
+        if attempts == 0 {
+            return Err(invalid("--callback-attempts", "must be at least 1"));
         }
-        if let Some(ms) = args.blocking_timeout_ms.or(file.blocking_timeout_ms) {
-            core.blocking_timeout = Some(ms);
+        let interval = given(s.callback_retry_ms).millis();
+        let profile_default = Settings::defaults(profile);
+        // The profile's own policy unless either setting differs from it (Ganesha's `Release`
+        // stays `Release`).
+        if Some(attempts) != profile_default.callback_attempts
+            || Some(interval) != profile_default.callback_retry_ms.map(|t| t.millis())
+        {
+            core.callback = CallbackPolicy::Retry { interval, attempts };
         }
-        let attempts = args.callback_attempts.or(file.callback_attempts);
-        let retry_ms = args.callback_retry_ms.or(file.callback_retry_ms);
-        if attempts.is_some() || retry_ms.is_some() {
-            // A profile that releases at once is the retry policy with one attempt.
-            let (profile_interval, profile_attempts) = match core.callback {
-                CallbackPolicy::Retry { interval, attempts } => (interval, attempts),
-                CallbackPolicy::Release => (10_000, 1),
-            };
-            let attempts = attempts.unwrap_or(profile_attempts);
-            if attempts == 0 {
-                return Err(invalid("--callback-attempts", "must be at least 1"));
-            }
-            core.callback = CallbackPolicy::Retry {
-                interval: retry_ms.unwrap_or(profile_interval),
-                attempts,
-            };
-        }
-        let allow_strings = if !args.allow.is_empty() {
-            args.allow
-        } else {
-            file.allow
-                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
-        };
-        let allow = allow_strings
+        let allow = given(s.allow)
             .iter()
             .map(|s| parse_cidr(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let callback_timeout_ms = args
-            .callback_timeout_ms
-            .or(file.callback_timeout_ms)
-            .unwrap_or(5000);
-        if callback_timeout_ms == 0 {
-            return Err(invalid("--callback-timeout-ms", "must be at least 1"));
-        }
-        let rpcbind = match args
-            .rpcbind
-            .or(file.rpcbind)
-            .as_deref()
-            .unwrap_or(DEFAULT_RPCBIND)
-        {
+        let callback_timeout_ms =
+            positive_ms("--callback-timeout-ms", given(s.callback_timeout_ms))?;
+        let rpcbind = match given(s.rpcbind).as_str() {
             "none" => None,
             s => Some(parse_addr("--rpcbind", s)?),
         };
-        let statd = match args.statd.or(file.statd).as_deref() {
+        let statd = match s.statd.as_deref() {
             None => StatdSetting::Discover,
             Some("none") => StatdSetting::Disabled,
             Some(s) => StatdSetting::At(parse_addr("--statd", s)?),
         };
-        let nsm = match args.nsm.or(file.nsm).as_deref() {
+        let nsm = match s.nsm.as_deref() {
             None => NsmMode::Auto,
             Some("builtin") => NsmMode::Builtin,
             Some("statd") => NsmMode::Statd,
@@ -391,7 +581,7 @@ impl ServerConfig {
         if nsm == NsmMode::Statd && statd == StatdSetting::Disabled {
             return Err(invalid("--nsm", "statd, but --statd none"));
         }
-        let notify_name = args.notify_name.or(file.notify_name);
+        let notify_name = s.notify_name;
         if let Some(name) = &notify_name
             && (name.is_empty() || name.len() > crate::nsm::MAX_NAME as usize)
         {
@@ -400,53 +590,26 @@ impl ServerConfig {
                 format!("must be 1 to {} bytes", crate::nsm::MAX_NAME),
             ));
         }
-        let retry_ms = args
-            .notify_retry_ms
-            .or(file.notify_retry_ms)
-            .unwrap_or(2000);
-        if retry_ms == 0 {
-            return Err(invalid("--notify-retry-ms", "must be at least 1"));
-        }
-        let give_up_s = args
-            .notify_give_up_s
-            .or(file.notify_give_up_s)
-            .unwrap_or(900);
+        let retry_ms = positive_ms("--notify-retry-ms", given(s.notify_retry_ms))?;
         let notice_timing = NoticeTiming {
             first_wait: Duration::from_millis(retry_ms),
             max_wait: Duration::from_millis(retry_ms.saturating_mul(60)),
-            give_up: Duration::from_secs(give_up_s),
+            give_up: given(s.notify_give_up_s).0,
         };
-        let unmonitor_idle_ms = args
-            .unmonitor_idle_ms
-            .or(file.unmonitor_idle_ms)
-            .unwrap_or(300_000);
-        if unmonitor_idle_ms == 0 {
-            return Err(invalid("--unmonitor-idle-ms", "must be at least 1"));
-        }
-        let max_record_bytes = args
-            .max_record_bytes
-            .or(file.max_record_bytes)
-            .unwrap_or(crate::rpc::DEFAULT_MAX_RECORD);
+        let unmonitor_idle_ms = positive_ms("--unmonitor-idle-ms", given(s.unmonitor_idle_ms))?;
+        let max_record_bytes = given(s.max_record_bytes);
         if max_record_bytes < 64 {
             return Err(invalid("--max-record-bytes", "must be at least 64"));
         }
-        let drc_size = args.drc_size.or(file.drc_size).unwrap_or(4096);
-        let hostname = args
-            .hostname
-            .or(file.hostname)
-            .unwrap_or_else(system_hostname);
         Ok(ServerConfig {
             listen,
-            store: args
-                .store
-                .or(file.store)
-                .unwrap_or_else(|| crate::store::DEFAULT_URL.into()),
+            store: given(s.store),
             metrics,
             profile,
             core,
             allow,
             callback_timeout: Duration::from_millis(callback_timeout_ms),
-            portmap_port: args.portmap_port.or(file.portmap_port).unwrap_or(111),
+            portmap_port: given(s.portmap_port),
             rpcbind,
             statd,
             nsm,
@@ -454,8 +617,9 @@ impl ServerConfig {
             notice_timing,
             unmonitor_idle: Duration::from_millis(unmonitor_idle_ms),
             max_record_bytes,
-            drc_size,
-            hostname,
+            drc_size: given(s.drc_size),
+            hostname: given(s.hostname),
+            log_format: given(s.log_format),
         })
     }
 
@@ -640,6 +804,152 @@ mod tests {
             parse(&["--grace", "soon"]),
             Err(ParseOutcome::Clap(_))
         ));
+    }
+
+    #[test]
+    fn time_settings_take_units_and_bare_numbers_keep_their_old_unit() {
+        let c = parse(&[
+            "--grace",
+            "2m",
+            "--callback-timeout-ms",
+            "1.5s",
+            "--notify-retry-ms",
+            "250",
+            "--notify-give-up-s",
+            "30",
+            "--unmonitor-idle-ms",
+            "1h 30m",
+            "--blocking-timeout-ms",
+            "500ms",
+        ])
+        .unwrap();
+        assert_eq!(c.core.grace, 120_000);
+        assert_eq!(c.callback_timeout, Duration::from_millis(1500));
+        assert_eq!(c.notice_timing.first_wait, Duration::from_millis(250));
+        assert_eq!(c.notice_timing.give_up, Duration::from_secs(30));
+        assert_eq!(c.unmonitor_idle, Duration::from_secs(5400));
+        assert_eq!(c.core.blocking_timeout, Some(500));
+        let c = parse(&["--grace", "90"]).unwrap();
+        assert_eq!(c.core.grace, 90_000, "a bare --grace is seconds");
+        let c = parse(&["--callback-retry-ms", "90"]).unwrap();
+        assert!(matches!(
+            c.core.callback,
+            CallbackPolicy::Retry { interval: 90, .. }
+        ));
+        match parse(&["--grace", "90 parsecs"]) {
+            Err(ParseOutcome::Clap(e)) => {
+                let text = e.to_string();
+                assert!(text.contains("--grace") && text.contains("90s"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_time_settings_take_numbers_or_strings() {
+        let s = Settings::from_toml(
+            "grace = \"1m\"\nnotify_retry_ms = 300\nblocking_timeout_ms = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.grace, Some(SecsSetting::from_millis(60_000)));
+        assert_eq!(s.notify_retry_ms, Some(MsSetting::from_millis(300)));
+        assert_eq!(s.blocking_timeout_ms, Some(MsSetting::from_millis(2000)));
+        let e = Settings::from_toml("grace = -1\n").unwrap_err();
+        assert!(e.contains("negative"), "{e}");
+        let e = Settings::from_toml("grace = \"soon\"\n").unwrap_err();
+        assert!(e.contains("grace") && e.contains("90s"), "{e}");
+    }
+
+    #[test]
+    fn print_config_reads_back_as_the_same_configuration() {
+        let flags = Settings::try_parse_from([
+            "brlockd",
+            "--profile",
+            "ganesha",
+            "--grace",
+            "45s",
+            "--max-locks-per-file",
+            "7",
+            "--metrics",
+            "127.0.0.1:9100",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let effective = Settings::effective(&flags).unwrap();
+        let text = effective.to_toml();
+        assert!(text.contains("grace = \"45s\""), "{text}");
+        assert!(text.contains("profile = \"ganesha\""), "{text}");
+        assert!(text.contains("log_format = \"json\""), "{text}");
+        assert!(
+            text.contains("# statd: not set [default: ask rpcbind"),
+            "{text}"
+        );
+        let read_back = Settings::from_toml(&text).unwrap();
+        assert_eq!(read_back, effective);
+        let a = ServerConfig::from_settings(&effective).unwrap();
+        let b = ServerConfig::from_settings(&read_back).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(
+            a.core.callback,
+            CallbackPolicy::Release,
+            "ganesha's own policy"
+        );
+        assert_eq!(a.core.limits.locks_per_file, 7);
+    }
+
+    #[test]
+    fn settings_without_the_defaults_layer_take_the_profiles() {
+        let c = ServerConfig::from_settings(&Settings {
+            profile: Some("linux".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(c.core, Profile::Linux.config());
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn defaults_come_from_the_profile() {
+        for profile in Profile::ALL {
+            let c = parse(&["--profile", profile.name()]).unwrap();
+            assert_eq!(c.core, profile.config(), "{}", profile.name());
+        }
+    }
+
+    /// The example configuration names every setting (commented or not) and parses with
+    /// brlockd's own parser, uncommented too.
+    #[test]
+    fn example_config_lists_every_setting_and_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/brlockd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let settings = Settings::from_toml(&text).unwrap();
+        ServerConfig::from_args(Settings {
+            config: Some(path.into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        // Every commented-out `# key = value` line is a valid setting too.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let all =
+            Settings::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let table = toml::Table::try_from(&all).unwrap();
+        let given = toml::Table::try_from(&settings).unwrap();
+        for arg in Settings::command().get_arguments() {
+            let key = arg.get_id().as_str();
+            if FLAG_ONLY.contains(&key) || key == "help" || key == "version" {
+                continue;
+            }
+            assert!(
+                table.contains_key(key) || given.contains_key(key),
+                "examples/brlockd.toml does not mention {key}"
+            );
+        }
     }
 
     #[test]

@@ -48,12 +48,10 @@ pub enum ServiceError {
     /// The store could not be opened, or its records restored.
     #[error("--store {store}: {error}")]
     Store { store: String, error: StartError },
-    /// A socket could not be bound (the store was not touched).
-    #[error("cannot listen on {listen}: {error}")]
-    Listen {
-        listen: SocketAddr,
-        error: std::io::Error,
-    },
+    /// A socket could not be bound (the store was not touched); the error names the listener
+    /// and its setting.
+    #[error(transparent)]
+    Listen(#[from] crate::server::BindError),
     /// The bound sockets could not be put to work.
     #[error("cannot serve: {error}")]
     Serve { error: std::io::Error },
@@ -137,9 +135,7 @@ impl NlmServiceBuilder {
     pub async fn start(self) -> Result<NlmService, ServiceError> {
         let config = self.config;
         let listen = config.listen;
-        let sockets = Sockets::bind(&config)
-            .await
-            .map_err(|error| ServiceError::Listen { listen, error })?;
+        let sockets = Sockets::bind(&config).await?;
         let bound = sockets.local_addr().unwrap_or(listen);
         let holder = format!("pid {}, listening on {bound}", std::process::id());
         let restored =

@@ -92,7 +92,8 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
     );
     assert_eq!(
         metric_value(&page, r#"brlock_store_failures_total{kind="error"}"#),
-        None
+        Some(0.0),
+        "the series exists from the start, at 0"
     );
 
     memory(&store).set_unavailable(Some("disk on fire"));

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use brlock_native::config::{Args as NlmArgs, ServerConfig};
+use brlock_native::config::{SecsSetting, ServerConfig, Settings};
 use brlock_native::server::outbound::Transport;
 use brlock_native::server::rpcbind;
 use brlock_native::service::NlmService;
@@ -56,9 +56,9 @@ struct Args {
     /// Source networks allowed to call NLM (repeatable) [default: loopback].
     #[arg(long, value_name = "CIDR")]
     allow: Vec<String>,
-    /// Grace period after a restart, in seconds [default: the profile's].
-    #[arg(long, value_name = "SECONDS")]
-    grace: Option<u64>,
+    /// Grace period after a restart (`90s`; a bare number is seconds) [default: the profile's].
+    #[arg(long, value_name = "DURATION")]
+    grace: Option<SecsSetting>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
@@ -72,14 +72,14 @@ fn nlm_config(args: &Args) -> Result<ServerConfig, String> {
     let nlm_listen = args
         .nlm_listen
         .unwrap_or_else(|| SocketAddr::new(args.listen.ip(), 4045));
-    ServerConfig::from_args(NlmArgs {
+    ServerConfig::from_args(Settings {
         listen: Some(nlm_listen.to_string()),
         store: Some(args.store.clone()),
         rpcbind: Some(args.rpcbind.clone()),
-        allow: args.allow.clone(),
+        allow: (!args.allow.is_empty()).then(|| args.allow.clone()),
         grace: args.grace,
         metrics: args.metrics.clone(),
-        ..NlmArgs::default()
+        ..Settings::default()
     })
     .map_err(|e| e.to_string())
 }

@@ -134,6 +134,8 @@ pub struct Options {
     /// `--statd ADDR:PORT`; `none` if unset; not passed at all if empty (brlockd then asks
     /// rpcbind for a statd).
     pub statd: Option<String>,
+    /// `RUST_LOG` for the server; the test's own `RUST_LOG`, else `info`, if unset.
+    pub log_filter: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -190,7 +192,10 @@ impl Brlockd {
             .args(&args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                options
+                    .log_filter
+                    .clone()
+                    .unwrap_or_else(|| std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -40,6 +40,8 @@ pub struct CallCtx {
     pub reply_to: ReplyTo,
     pub drc: Option<DrcKey>,
     pub received: Instant,
+    /// Who asked about what, for the log lines (set by the core task).
+    pub what: Option<super::request_log::RequestSummary>,
 }
 
 impl Shared {
@@ -262,6 +264,7 @@ pub(crate) fn on_record(
         reply_to: reply_to.clone(),
         drc,
         received,
+        what: None,
     };
     if let NlmCall::Null = nlm_call {
         shared.reply_nlm(&ctx, &NlmReply::Void, "ok");

@@ -21,6 +21,7 @@ pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
 pub mod persist;
+pub mod request_log;
 pub mod rpcbind;
 pub mod startup;
 pub mod tcp;
@@ -148,6 +149,10 @@ impl Shared {
         if encode_reply(&rpc, &mut out).is_ok() {
             self.send_reply(&ctx.reply_to, ctx.peer, ctx.drc.as_ref(), &out);
         }
+        // A *_MSG call's immediate void reply: its line comes with its result (`answer`).
+        if status != "accepted" {
+            request_log::answered(ctx, status);
+        }
         self.metrics
             .observe_request(proc_label(ctx.procedure), status, ctx.received.elapsed());
     }
@@ -182,11 +187,61 @@ pub struct Sockets {
     metrics: Option<TcpListener>,
 }
 
+/// A listener that could not be bound: which one, where, and the setting that names it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {listener} on {addr}: {error}{hint} (change {setting})")]
+pub struct BindError {
+    /// `NLM (tcp)`, `NLM (udp)` or `metrics (http)`.
+    pub listener: &'static str,
+    pub setting: &'static str,
+    pub addr: SocketAddr,
+    pub error: std::io::Error,
+    hint: &'static str,
+}
+
+impl BindError {
+    fn new(
+        listener: &'static str,
+        setting: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    ) -> Self {
+        let hint = match error.kind() {
+            std::io::ErrorKind::AddrInUse if setting == "--listen" => {
+                ": another program serves that port (the kernel's lockd? see docs/operations.md)"
+            }
+            std::io::ErrorKind::AddrInUse => ": another program serves that port",
+            std::io::ErrorKind::AddrNotAvailable => ": no interface of this host has that address",
+            std::io::ErrorKind::PermissionDenied => {
+                ": ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            }
+            _ => "",
+        };
+        BindError {
+            listener,
+            setting,
+            addr,
+            error,
+            hint,
+        }
+    }
+}
+
+impl From<BindError> for std::io::Error {
+    fn from(e: BindError) -> Self {
+        std::io::Error::new(e.error.kind(), e.to_string())
+    }
+}
+
 impl Sockets {
-    pub async fn bind(config: &ServerConfig) -> std::io::Result<Sockets> {
+    pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
         let metrics = match config.metrics {
-            Some(addr) => Some(TcpListener::bind(addr).await?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| BindError::new("metrics (http)", "--metrics", addr, e))?,
+            ),
             None => None,
         };
         Ok(Sockets { tcp, udp, metrics })
@@ -327,6 +382,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
         let metrics = Arc::new(Metrics::new());
+        for procedure in NlmProc::ALL {
+            metrics.touch_request(proc_label(procedure), usual_status(procedure));
+        }
         let (core_tx, core_rx) = mpsc::unbounded_channel();
         let nsm = resolve_nsm(&config).await;
         info!(
@@ -404,6 +462,7 @@ impl Server {
             monitored: HashMap::new(),
             host_writes: Vec::new(),
             granted_msg: HashMap::new(),
+            blocked_since: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
             recovering: false,
@@ -492,14 +551,15 @@ impl Server {
 
 /// A TCP listener and a UDP socket on the same address and port (for port 0, retried until a port
 /// free on both is found).
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+async fn bind_pair(addr: SocketAddr) -> Result<(TcpListener, UdpSocket), BindError> {
     let mut last = None;
     for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
-        let listener = TcpListener::bind(addr).await?;
-        let bound = listener.local_addr()?;
+        let tcp = |e| BindError::new("NLM (tcp)", "--listen", addr, e);
+        let listener = TcpListener::bind(addr).await.map_err(tcp)?;
+        let bound = listener.local_addr().map_err(tcp)?;
         match UdpSocket::bind(bound).await {
             Ok(udp) => return Ok((listener, udp)),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(BindError::new("NLM (udp)", "--listen", bound, e)),
         }
     }
     Err(last.expect("at least one attempt"))
@@ -562,6 +622,8 @@ struct CoreTask {
     host_writes: Vec<HostWrite>,
     /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
     granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    /// Waiters whose LOCK was answered BLOCKED → when (for the "granted after waiting" line).
+    blocked_since: HashMap<WaiterId, Instant>,
     out: Vec<Action>,
     /// The first batch that failed: its event's and every later event's replies become failures,
     /// until the core is rebuilt from the store.
@@ -616,6 +678,18 @@ fn status_name(stat: Stat) -> &'static str {
         .iter()
         .find(|(s, _)| *s == stat)
         .map_or("unknown", |(_, n)| n)
+}
+
+/// The status most calls of `procedure` are answered with: its request series exists from the
+/// start with this label (other statuses appear with their first call).
+fn usual_status(procedure: NlmProc) -> &'static str {
+    match procedure {
+        _ if CoreTask::is_msg(procedure) => "accepted",
+        // A server has no blocked request of its own to match (see `on_call`).
+        NlmProc::Granted => status_name(Stat::Denied),
+        p if p.reply_shape() == nlm::ReplyShape::Void => "ok",
+        _ => status_name(Stat::Granted),
+    }
 }
 
 /// `procedure`'s metrics label (`{procedure:?}` in lower case), formatted once per process.
@@ -928,6 +1002,8 @@ impl CoreTask {
         self.failed_from = None;
         self.recovering = false;
         self.granted_msg.clear();
+        // The new core numbers its waiters afresh.
+        self.blocked_since.clear();
         self.after_event(actions);
         let still_reclaiming: BTreeSet<ClientId> = grace
             .map(|g| g.pending.into_iter().collect())
@@ -1046,6 +1122,12 @@ impl CoreTask {
                     attempt,
                     ..
                 } => {
+                    if attempt == 1 {
+                        let waited = self.blocked_since.remove(&waiter).map(|t| t.elapsed());
+                        request_log::granted_after_wait(
+                            waiter.0, &client, &owner, &file, range, waited,
+                        );
+                    }
                     self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
                 }
                 Action::Released {
@@ -1062,6 +1144,7 @@ impl CoreTask {
                     ..
                 } => {
                     self.granted_msg.remove(&waiter);
+                    self.blocked_since.remove(&waiter);
                     // NLM has no message for an expired wait: the client's own retry finds out.
                     if reason == WaiterRemovedReason::Expired {
                         info!(waiter = waiter.0, %client, "blocked request expired");
@@ -1319,6 +1402,7 @@ impl CoreTask {
                 NlmProc::UnlockMsg => NlmCall::UnlockRes(Res { cookie, stat }),
                 _ => NlmCall::GrantedRes(Res { cookie, stat }),
             };
+            request_log::answered(&ctx, status_name(stat));
             self.shared.metrics.observe_request(
                 proc_label(ctx.procedure),
                 status_name(stat),
@@ -1372,6 +1456,18 @@ impl CoreTask {
         }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
+            Outcome::Deadlock { cycle } => {
+                request_log::deadlock(&ctx, cycle);
+                None
+            }
+            Outcome::NoLocks { limit } => {
+                request_log::limit_refusal(&ctx, *limit);
+                None
+            }
+            Outcome::Blocked { waiter } => {
+                self.blocked_since.insert(*waiter, Instant::now());
+                None
+            }
             _ => None,
         };
         let stat = dispatch::stat(&outcome);
@@ -1400,9 +1496,17 @@ impl CoreTask {
         }
     }
 
-    fn submit(&mut self, ctx: CallCtx, cookie: Vec<u8>, event: impl FnOnce(RequestId) -> Event) {
+    fn submit(
+        &mut self,
+        mut ctx: CallCtx,
+        cookie: Vec<u8>,
+        event: impl FnOnce(RequestId) -> Event,
+    ) {
         let request = self.next_request();
         let event = event(request);
+        if ctx.what.is_none() {
+            ctx.what = request_log::RequestSummary::of_event(&event);
+        }
         let reclaim = match &event {
             Event::Lock {
                 reclaim: true,
@@ -1449,7 +1553,11 @@ impl CoreTask {
         self.handle(event);
     }
 
-    fn on_call(&mut self, ctx: CallCtx, call: NlmCall) {
+    fn on_call(&mut self, mut ctx: CallCtx, call: NlmCall) {
+        // Calls refused before the core sees them are logged with what they asked for too.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            ctx.what = request_log::RequestSummary::of_call(&call);
+        }
         // A *_MSG call is answered at once with an empty reply; its result goes out as *_RES
         // (Linux lockd's nlmsvc_callback: the _MSG procedures encode void).
         if Self::is_msg(ctx.procedure) {

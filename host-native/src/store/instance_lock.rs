@@ -19,6 +19,11 @@ use sqlx::sqlite::SqliteConnectOptions;
 pub enum InstanceLockError {
     #[error("another brlockd is serving this store ({holder}; lock file {path})")]
     Held { path: PathBuf, holder: String },
+    #[error(
+        "the directory {dir} does not exist: create it (brlockd does not), or change --store \
+         (the SQLite file and its lock file {path} go there)"
+    )]
+    NoDirectory { dir: PathBuf, path: PathBuf },
     #[error("cannot open the lock file {path}: {error}")]
     Io {
         path: PathBuf,
@@ -62,6 +67,17 @@ pub fn acquire(url: &str, holder: &str) -> Result<Option<InstanceLock>, Instance
     let Some(path) = lock_path(url) else {
         return Ok(None);
     };
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => Path::new("/"),
+    };
+    if !dir.is_dir() {
+        return Err(InstanceLockError::NoDirectory {
+            dir: dir.to_path_buf(),
+            path,
+        });
+    }
     let io = |error| InstanceLockError::Io {
         path: path.clone(),
         error,

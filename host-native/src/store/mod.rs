@@ -175,6 +175,10 @@ impl From<sqlx::Error> for StoreError {
                 | MigrateError::Dirty(_)) => StoreError::Corrupt(format!("schema migrations: {e}")),
                 e => StoreError::Unavailable(format!("schema migrations: {e}")),
             },
+            // The server's own message, without the source line of PostgreSQL it came from.
+            sqlx::Error::Database(db) => {
+                StoreError::Unavailable(format!("the database refused: {}", db.message()))
+            }
             e => StoreError::Unavailable(e.to_string()),
         }
     }

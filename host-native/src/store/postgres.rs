@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use brlock_core::{LockRecord, PersistOp, ShareRecord};
 use futures_util::TryStreamExt;
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{
     HostWrite, Kept, RecordFilter, StoreError, Write, check_fence, from_db, host_from_row,
@@ -22,6 +22,28 @@ use super::{
 const MAX_CONNECTIONS: u32 = 4;
 /// How long a request waits for a connection before the store is Unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What went wrong connecting to the server `options` names, said with the server and the
+/// setting to change.
+fn connect_error(options: &PgConnectOptions, e: sqlx::Error) -> StoreError {
+    let server = format!("{}:{}", options.get_host(), options.get_port());
+    match &e {
+        sqlx::Error::Io(io) => StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {server}: {io} (is it running there? else change --store)"
+        )),
+        // 3D000 invalid_catalog_name: the database does not exist.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
+            StoreError::Unavailable(format!(
+                "PostgreSQL at {server} has no database {:?}: create it (createdb -h {} -p {} {0}) \
+                 or change --store",
+                options.get_database().unwrap_or_default(),
+                options.get_host(),
+                options.get_port(),
+            ))
+        }
+        _ => StoreError::from(e),
+    }
+}
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -37,6 +59,14 @@ impl PostgresStore {
             .application_name("brlockd")
             // The server's default, made explicit: `apply` promises a durable commit.
             .options([("synchronous_commit", "on")]);
+        // One connection of its own first: a server that is down or a database that is missing is
+        // reported at once with its cause, where the pool would retry until ACQUIRE_TIMEOUT and
+        // then say only that it timed out.
+        let probe = options
+            .connect()
+            .await
+            .map_err(|e| connect_error(&options, e))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)

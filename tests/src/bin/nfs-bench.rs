@@ -280,13 +280,13 @@ fn main() -> ExitCode {
         pct(0.5),
         pct(0.99)
     );
-    if let (Some(pid), Ok(Some(before))) = (args.server_pid, cpu_before) {
-        if let Ok(after) = cpu_seconds(pid) {
-            line += &format!(
-                " cpu/file={:.1}us",
-                (after - before) * 1e6 / (files.max(1) as f64)
-            );
-        }
+    if let (Some(pid), Ok(Some(before))) = (args.server_pid, cpu_before)
+        && let Ok(after) = cpu_seconds(pid)
+    {
+        line += &format!(
+            " cpu/file={:.1}us",
+            (after - before) * 1e6 / (files.max(1) as f64)
+        );
     }
     println!("{line}");
     ExitCode::SUCCESS

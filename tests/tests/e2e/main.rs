@@ -9,7 +9,11 @@
 //!   down, and the grant undone when it never comes up.
 //! - `malformed`: every kind of bad input gets the answer RFC 5531 prescribes, and the server
 //!   still serves afterwards.
-//! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles).
+//! - `cli`: the command-line contract (bad flag → 2, SIGTERM → 0, metrics line, profiles,
+//!   `--print-config`, units, start-up errors that name their cause).
+//! - `logs`: `--log-format json`, a debug line per request, info lines for a grant after
+//!   waiting, a deadlock and a limit refusal.
+//! - `metrics`: `promtool check metrics` on a live server's `/metrics`, and its content types.
 //! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
 //! - `restart`: reboot notices to the clients' statd after a restart, the built-in NSM, what a
@@ -18,7 +22,9 @@
 mod callbacks;
 mod cli;
 mod locking;
+mod logs;
 mod malformed;
+mod metrics;
 mod registration;
 mod restart;
 
