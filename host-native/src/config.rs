@@ -243,6 +243,26 @@ pub struct Settings {
     /// Queued blocking requests per file [default: the profile's: 100].
     #[arg(long, value_name = "N")]
     pub max_waiters_per_file: Option<u64>,
+    /// The share of one file's queue one client host may hold, in percent [default: the
+    /// profile's: 25].
+    #[arg(long, value_name = "PERCENT")]
+    pub max_queue_percent_per_client: Option<u64>,
+    /// Waiters (queued, or granted with the GRANTED callback pending) per client host
+    /// [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub max_waiters_per_client: Option<u64>,
+    /// Waiters in the whole server [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub max_waiters_total: Option<u64>,
+    /// Share reservations per file [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub max_shares_per_file: Option<u64>,
+    /// Share reservations per client host [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub max_shares_per_client: Option<u64>,
+    /// Share reservations in the whole server [default: the profile's].
+    #[arg(long, value_name = "N")]
+    pub max_shares_total: Option<u64>,
     /// A blocked request not granted within this long is dropped (a bare number is ms)
     /// [default: never].
     #[arg(long, value_name = "DURATION")]
@@ -296,6 +316,12 @@ impl Settings {
             max_locks_per_client: Some(core.limits.locks_per_client),
             max_locks_total: Some(core.limits.locks_total),
             max_waiters_per_file: Some(core.limits.waiters_per_file),
+            max_queue_percent_per_client: Some(core.limits.client_queue_percent),
+            max_waiters_per_client: Some(core.limits.waiters_per_client),
+            max_waiters_total: Some(core.limits.waiters_total),
+            max_shares_per_file: Some(core.limits.shares_per_file),
+            max_shares_per_client: Some(core.limits.shares_per_client),
+            max_shares_total: Some(core.limits.shares_total),
             blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_millis),
             max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
             drc_size: Some(4096),
@@ -537,6 +563,12 @@ impl ServerConfig {
         limits.locks_per_client = given(s.max_locks_per_client);
         limits.locks_total = given(s.max_locks_total);
         limits.waiters_per_file = given(s.max_waiters_per_file);
+        limits.client_queue_percent = given(s.max_queue_percent_per_client);
+        limits.waiters_per_client = given(s.max_waiters_per_client);
+        limits.waiters_total = given(s.max_waiters_total);
+        limits.shares_per_file = given(s.max_shares_per_file);
+        limits.shares_per_client = given(s.max_shares_per_client);
+        limits.shares_total = given(s.max_shares_total);
         core.blocking_timeout = s.blocking_timeout_ms.map(|t| t.millis());
         let attempts = given(s.callback_attempts);
         if attempts == 0 {

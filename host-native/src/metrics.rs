@@ -454,6 +454,12 @@ impl Collector for CoreStats {
                     ("per_client", s.limit_per_client),
                     ("total", s.limit_total),
                     ("queue_length", s.limit_queue_length),
+                    ("queue_share", s.limit_queue_share),
+                    ("waiters_per_client", s.limit_waiters_per_client),
+                    ("waiters_total", s.limit_waiters_total),
+                    ("shares_per_file", s.limit_shares_per_file),
+                    ("shares_per_client", s.limit_shares_per_client),
+                    ("shares_total", s.limit_shares_total),
                 ],
             ),
         )?;

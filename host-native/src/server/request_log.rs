@@ -212,6 +212,12 @@ pub fn limit_refusal(ctx: &CallCtx, limit: Limit) {
         Limit::PerClient => ("--max-locks-per-client", "per_client"),
         Limit::Total => ("--max-locks-total", "total"),
         Limit::QueueLength => ("--max-waiters-per-file", "queue_length"),
+        Limit::QueueShare => ("--max-queue-percent-per-client", "queue_share"),
+        Limit::WaitersPerClient => ("--max-waiters-per-client", "waiters_per_client"),
+        Limit::WaitersTotal => ("--max-waiters-total", "waiters_total"),
+        Limit::SharesPerFile => ("--max-shares-per-file", "shares_per_file"),
+        Limit::SharesPerClient => ("--max-shares-per-client", "shares_per_client"),
+        Limit::SharesTotal => ("--max-shares-total", "shares_total"),
     };
     info!(
         procedure = proc_label(ctx.procedure),
