@@ -146,7 +146,9 @@ function describeAction(a) {
     case 'send_granted': return ['granted', h('span', {}, h('b', {}, 'GRANTED'), ` → ${ownerLabel(x)} ${K(x.kind)} ${x.file} ${fmtRange(x.range)} (waiter ${x.waiter}, attempt ${x.attempt})`)];
     case 'persist': {
       const [op, r] = Object.entries(x.op)[0];
-      return ['persist', `persist e${x.epoch}#${x.seq} ${op} ${ownerLabel(r)} ${K(r.kind)} ${r.file} ${fmtRange(r.range)}`];
+      // A share reservation's record (put_share/delete_share) has modes, not a kind and a range.
+      const what = r.range ? `${K(r.kind)} ${r.file} ${fmtRange(r.range)}` : `${r.file} ${fmtShare(r)}`;
+      return ['persist', `persist e${x.epoch}#${x.seq} ${op} ${ownerLabel(r)} ${what}`];
     }
     case 'released': return ['released', h('span', {}, h('b', {}, 'released'), ` ${ownerLabel(x)} ${K(x.kind)} ${x.file} ${fmtRange(x.range)} (${x.reason})`)];
     case 'waiter_removed': return ['removed', h('span', {}, h('b', {}, 'waiter removed'), ` ${x.waiter}: ${ownerLabel(x)} ${x.file} ${fmtRange(x.range)} (${x.reason})`)];
