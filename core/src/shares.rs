@@ -2,7 +2,8 @@
 //! A new share is refused when what it uses meets what another owner denies, or what it denies meets
 //! what another owner uses. One owner has at most one share per file; a second replaces the first.
 //!
-//! Shares are not persisted: after a restart a client re-takes them with `reclaim`, unverified.
+//! The rules only: `grace.rs` wraps them to persist every change (`PutShare`/`DeleteShare` before
+//! the reply) and to restore shares into the grace period, where only their owner reclaims them.
 
 use alloc::vec::Vec;
 
