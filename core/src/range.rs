@@ -60,6 +60,25 @@ pub struct Span {
     pub end: u64,
 }
 
+/// As `[start, end]`; reading refuses `start > end`.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&(self.start, self.end), s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (start, end): (u64, u64) = serde::Deserialize::deserialize(d)?;
+        if start > end {
+            return Err(serde::de::Error::custom("a span's start is past its end"));
+        }
+        Ok(Span { start, end })
+    }
+}
+
 impl Span {
     pub const fn new(start: u64, end: u64) -> Self {
         debug_assert!(start <= end);

@@ -25,6 +25,68 @@ impl<K, V> Default for Registry<K, V> {
     }
 }
 
+/// Equal when the same ids sit at the same keys with the same free stack (the map follows the slots).
+impl<K: PartialEq, V: PartialEq> PartialEq for Registry<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.slots == other.slots && self.free == other.free
+    }
+}
+
+impl<K: Eq, V: Eq> Eq for Registry<K, V> {}
+
+/// The serde form keeps the keys: `{"slots":[[id, value] or null, …],"free":[key, …]}`, since keys
+/// order ties (lower owner key first) and reused keys come off the free stack. Reading it back
+/// rebuilds the lookup map and refuses slots and a free stack that disagree.
+#[cfg(feature = "serde")]
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for Registry<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = s.serialize_struct("Registry", 2)?;
+        state.serialize_field("slots", &self.slots)?;
+        state.serialize_field("free", &self.free)?;
+        state.end()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de, K, V> serde::Deserialize<'de> for Registry<K, V>
+where
+    K: serde::Deserialize<'de> + Hash + Eq + Clone,
+    V: serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(bound = "K: serde::Deserialize<'de>, V: serde::Deserialize<'de>")]
+        struct Form<K, V> {
+            slots: Vec<Option<(K, V)>>,
+            free: Vec<u32>,
+        }
+        let Form { slots, free } = Form::<K, V>::deserialize(d)?;
+        let error = serde::de::Error::custom;
+        let mut keys = HashMap::default();
+        for (key, slot) in slots.iter().enumerate() {
+            if let Some((id, _)) = slot
+                && keys.insert(id.clone(), key as u32).is_some()
+            {
+                return Err(error("registry: one id in two slots"));
+            }
+        }
+        let mut empty: Vec<u32> = (0..slots.len() as u32)
+            .filter(|&k| slots[k as usize].is_none())
+            .collect();
+        let mut listed = free.clone();
+        listed.sort_unstable();
+        empty.sort_unstable();
+        if listed != empty {
+            return Err(error("registry: the free stack is not the empty slots"));
+        }
+        if slots.len() > u32::MAX as usize {
+            return Err(error("registry: too many slots"));
+        }
+        Ok(Self { keys, slots, free })
+    }
+}
+
 impl<K: Hash + Eq + Clone, V> Registry<K, V> {
     pub fn lookup(&self, id: &K) -> Option<u32> {
         self.keys.get(id).copied()

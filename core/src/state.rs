@@ -18,7 +18,8 @@ use crate::table::{HeldLock, LockTable, OwnerKey, Plan};
 pub(crate) type FileKey = u32;
 pub(crate) type ClientKey = u32;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct FileState {
     pub locks: LockTable,
     /// Queued waiters in arrival order (waiter ids grow, so id order is FIFO order), each with its
@@ -26,6 +27,7 @@ pub(crate) struct FileState {
     pub queue: BTreeMap<WaiterId, HeldLock>,
     pub shares: BTreeMap<OwnerKey, (ShareMode, ShareMode)>,
     /// Restored locks (owner, start) → end not yet reclaimed; released when grace ends.
+    #[cfg_attr(feature = "serde", serde(with = "crate::snapshot::pairs"))]
     pub unreclaimed: BTreeMap<(OwnerKey, u64), u64>,
     /// Waiters naming this file, queued or granted with a callback pending; the key stays live for them.
     pub waiters: u64,
@@ -40,7 +42,8 @@ impl FileState {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct ClientState {
     /// Set while connected through a connection-oriented adapter.
     pub adapter: Option<String>,
@@ -56,7 +59,8 @@ pub(crate) struct ClientState {
     pub shares: u64,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct OwnerState {
     pub client: ClientKey,
     /// Held lock records per file.
@@ -79,7 +83,8 @@ pub(crate) struct OwnerState {
 
 /// Lock counts per file, sorted by file: an owner usually locks in one or two files, and a vector of
 /// pairs costs far less than a tree node per owner.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct FileCounts(Vec<(FileKey, u64)>);
 
 impl FileCounts {
@@ -112,6 +117,8 @@ impl FileCounts {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub(crate) enum WaiterState {
     Queued {
         expires_at: Option<Millis>,
@@ -125,7 +132,8 @@ pub(crate) enum WaiterState {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Waiter {
     pub request: RequestId,
     pub file: FileKey,
@@ -138,6 +146,8 @@ pub(crate) struct Waiter {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub(crate) enum Timer {
     GraceEnd,
     Disconnect(ClientKey),
@@ -146,7 +156,8 @@ pub(crate) enum Timer {
     WaiterExpiry(WaiterId),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Grace {
     pub ends_at: Millis,
     /// Clients that still have restored locks to reclaim (and have not said they are done).
@@ -157,7 +168,11 @@ pub(crate) struct Grace {
 }
 
 /// The lock manager. See the crate documentation for the contract with the host.
-#[derive(Clone, Debug)]
+///
+/// Its serde form (a [`Snapshot`](crate::Snapshot)) is the whole state, keys and counters included,
+/// so a core read back continues exactly as this one would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Core {
     pub(crate) config: Config,
     pub(crate) epoch: u64,

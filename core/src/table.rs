@@ -21,6 +21,7 @@ use crate::range::Span;
 pub(crate) type OwnerKey = u32;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct HeldLock {
     pub owner: OwnerKey,
     pub span: Span,
@@ -63,11 +64,48 @@ impl Plan {
     }
 }
 
+/// Equal when they hold the same locks (the trees' shapes do not matter: every query walks them in
+/// key order). The serde form is the list of locks; reading it back builds the indexes afresh.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LockTable {
     by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind)>,
     shared: IntervalTree,
     exclusive: IntervalTree,
+}
+
+impl PartialEq for LockTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_owner == other.by_owner
+    }
+}
+
+impl Eq for LockTable {}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for LockTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for LockTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let locks: Vec<HeldLock> = serde::Deserialize::deserialize(d)?;
+        let mut table = LockTable::default();
+        for lock in locks {
+            if table.by_owner.contains_key(&(lock.owner, lock.span.start)) {
+                return Err(serde::de::Error::custom(
+                    "two locks of one owner start at the same offset",
+                ));
+            }
+            table.apply(&Plan {
+                added: alloc::vec![lock],
+                ..Plan::default()
+            });
+        }
+        Ok(table)
+    }
 }
 
 impl LockTable {

@@ -1,9 +1,10 @@
 //! Traces: a run of the core written down — a header (format version, configuration, epoch, records
-//! to restore) and the events with their `now`. Replaying a trace gives the same actions on every
+//! to restore or a snapshot to start from) and the events with their `now`. Replaying a trace gives the same actions on every
 //! platform. The serde form is the documented trace format (docs/trace-format.md): JSON lines for
 //! people and tools, postcard for wasm and fuzzing. Parsing text is the hosts' business; the types and
 //! the replay rules live here so every host replays alike.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -11,6 +12,7 @@ use crate::action::{Action, LockRecord};
 use crate::config::Config;
 use crate::event::Event;
 use crate::ids::Millis;
+use crate::snapshot::Snapshot;
 use crate::state::Core;
 
 /// The trace format version this core writes and reads.
@@ -32,6 +34,10 @@ pub struct TraceHeader {
     /// Records persisted by an earlier epoch: the run starts with [`Core::restore`] and so in grace.
     #[cfg_attr(feature = "serde", serde(default))]
     pub restore: Option<Vec<LockRecord>>,
+    /// A running core's whole state: the run continues from it (brlockd's `/events` starts so).
+    /// Its config, epoch and `now` are the header's `config`, `epoch` and `start`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub snapshot: Option<Box<Snapshot>>,
 }
 
 #[cfg(feature = "serde")]
@@ -47,6 +53,19 @@ impl TraceHeader {
             epoch: 1,
             start: 0,
             restore: None,
+            snapshot: None,
+        }
+    }
+
+    /// The header of a trace that continues from `core` as it is now.
+    pub fn from_snapshot(core: &Core) -> Self {
+        Self {
+            brlock_trace: TRACE_VERSION,
+            config: core.config().clone(),
+            epoch: core.epoch(),
+            start: core.now(),
+            restore: None,
+            snapshot: Some(Box::new(core.snapshot())),
         }
     }
 }
@@ -103,13 +122,31 @@ impl Replay {
                 header.brlock_trace
             )));
         }
-        let (core, initial) = match &header.restore {
-            None => {
+        let (core, initial) = match (&header.restore, &header.snapshot) {
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    "a trace starts from a restore or from a snapshot, not both".into(),
+                ));
+            }
+            (None, Some(snapshot)) => {
+                let core = Snapshot::clone(snapshot)
+                    .into_core()
+                    .map_err(|e| error(alloc::format!("damaged snapshot: {e}")))?;
+                if (core.config(), core.epoch(), core.now())
+                    != (&header.config, header.epoch, header.start)
+                {
+                    return Err(error(
+                        "the snapshot's config, epoch or time differs from the header's".into(),
+                    ));
+                }
+                (core, Vec::new())
+            }
+            (None, None) => {
                 let mut core = Core::with_epoch(header.config.clone(), header.epoch);
                 core.now = header.start;
                 (core, Vec::new())
             }
-            Some(records) => Core::restore(
+            (Some(records), None) => Core::restore(
                 header.config.clone(),
                 header.start,
                 header.epoch,

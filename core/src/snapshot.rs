@@ -1,0 +1,67 @@
+//! Snapshots: a core's whole state at one moment, so that a trace can start where a running server
+//! is (brlockd's `GET /events`) and its replay go on exactly as the server does. A summary (held
+//! locks, waiters, shares) would not do: later actions name waiter ids and persist sequence numbers
+//! the core draws from counters, ties between owners are broken by the order their keys were
+//! interned in, and timers, limits and grace bookkeeping all shape what comes next. So the snapshot
+//! is the state itself, keys and counters included; its serde form follows the core's own types and
+//! is read by the same brlock version that wrote it (docs/trace-format.md, "Snapshots").
+
+use alloc::string::String;
+
+use crate::state::Core;
+
+/// A core's whole state, taken with [`Core::snapshot`]; [`Snapshot::into_core`] gives it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct Snapshot(Core);
+
+impl Core {
+    /// The whole state now. Costs a clone of the core (every table), so a host takes it once per
+    /// subscriber, not per event.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.clone())
+    }
+}
+
+impl Snapshot {
+    /// The core the snapshot was taken of, to read views from.
+    pub fn core(&self) -> &Core {
+        &self.0
+    }
+
+    /// The core to continue from. A snapshot read from a file may have been damaged or written by
+    /// hand, so its state is checked first (`check_invariants`, compiled in with the `invariants`
+    /// feature, which `serde` — the only way to read a snapshot from outside — turns on).
+    pub fn into_core(self) -> Result<Core, String> {
+        #[cfg(any(test, feature = "invariants"))]
+        self.0.check_invariants()?;
+        Ok(self.0)
+    }
+}
+
+/// A map whose keys are not strings (JSON object keys must be), written as a list of pairs.
+#[cfg(feature = "serde")]
+pub(crate) mod pairs {
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+
+    pub fn serialize<K, V, S>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: serde::Serialize,
+        V: serde::Serialize,
+        S: serde::Serializer,
+    {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: serde::Deserialize<'de> + Ord,
+        V: serde::Deserialize<'de>,
+        D: serde::Deserializer<'de>,
+    {
+        let pairs: Vec<(K, V)> = serde::Deserialize::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
