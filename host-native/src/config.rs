@@ -172,6 +172,10 @@ pub struct Settings {
     /// [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
+    /// Folder with the built visualiser (host-wasm/build.sh's dist/), served on the metrics
+    /// listener at `/`; its live mode follows this server through `/events` [default: off].
+    #[arg(long, value_name = "DIR")]
+    pub web_root: Option<PathBuf>,
     /// Lock-manager semantics preset: brlock, linux, ganesha or dittofs [default: brlock].
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
@@ -443,6 +447,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: String,
     pub metrics: Option<SocketAddr>,
+    /// `--web-root`: the visualiser's folder, served at `/` beside `/metrics` and `/events`.
+    pub web_root: Option<PathBuf>,
     pub profile: Profile,
     /// The core's configuration: the profile with grace and limits applied.
     pub core: brlock_core::Config,
@@ -637,6 +643,7 @@ impl ServerConfig {
             listen,
             store: given(s.store),
             metrics,
+            web_root: s.web_root.clone(),
             profile,
             core,
             allow,

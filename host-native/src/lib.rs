@@ -5,10 +5,12 @@
 
 pub mod client;
 pub mod config;
+pub mod http_events;
 pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod web_assets;
 
 // The wire codec is its own crate (`host-native/wire`) so that its fuzz target builds without
 // tokio and sqlx; it stays reachable at the paths it always had (`crate::nlm`, `brlock_native::rpc`).

@@ -665,13 +665,19 @@ pub type StatsSource =
 
 /// Serves `GET /metrics` until the listener's task is aborted. Any other path is 404; one request
 /// per connection.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stats: StatsSource) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    stats: StatsSource,
+    live: Arc<crate::http_events::LiveHttp>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
         let metrics = metrics.clone();
         let stats = stats.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -697,6 +703,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stats: StatsSou
                 parts.next().unwrap_or_default(),
             );
             let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+            if live.serves(method, path) {
+                return live.answer(path, stream).await;
+            }
             let (status, ctype, body) = if method == b"GET" && path == b"/metrics" {
                 let accept = header(&buf, "accept").unwrap_or_default();
                 let (body, ctype) = metrics.render_for(stats().await.unwrap_or_default(), &accept);

@@ -16,6 +16,7 @@
 pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
+pub mod events;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
@@ -115,6 +116,8 @@ pub(crate) enum CoreMsg {
     /// Time to call `PersistSink::recover` again.
     RetryRecover,
     Stats(oneshot::Sender<Stats>),
+    /// A `GET /events` subscriber: the core's state now and every event from now on.
+    Subscribe(oneshot::Sender<events::Subscription>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -414,9 +417,19 @@ impl Server {
                         orx.await.ok()
                     })
                 });
+                let tx = core_tx.clone();
+                let subscribe: crate::http_events::SubscribeSource = Arc::new(move || {
+                    let tx = tx.clone();
+                    Box::pin(async move {
+                        let (otx, orx) = oneshot::channel();
+                        tx.send(CoreMsg::Subscribe(otx)).ok()?;
+                        orx.await.ok()
+                    })
+                });
+                let live = crate::http_events::LiveHttp::new(subscribe, config.web_root.clone());
                 Some((
                     bound,
-                    tokio::spawn(crate::metrics::serve(l, metrics, source)),
+                    tokio::spawn(crate::metrics::serve(l, metrics, source, Arc::new(live))),
                 ))
             }
             None => None,
@@ -472,6 +485,7 @@ impl Server {
             share_reclaims: Vec::new(),
             durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
             store_failures: 0,
+            tap: events::EventTap::default(),
         };
         task.restore_hosts(&restored.hosts);
         task.after_event(restored.actions);
@@ -639,6 +653,8 @@ struct CoreTask {
     /// Batches waiting to be durable, to the task that tells us when they are.
     durable: mpsc::UnboundedSender<persist::Submitted>,
     store_failures: u64,
+    /// `GET /events` subscribers' feed (events.rs).
+    tap: events::EventTap,
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -746,6 +762,9 @@ impl CoreTask {
                 Some(CoreMsg::Stats(tx)) => {
                     let _ = tx.send(self.core.stats());
                 }
+                Some(CoreMsg::Subscribe(tx)) => {
+                    let _ = tx.send(self.tap.subscribe(&self.core));
+                }
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
                     // A binding made by a call the core never saw (refused on its file handle).
@@ -823,7 +842,11 @@ impl CoreTask {
         }
         let now = self.now();
         let mut out = std::mem::take(&mut self.out);
+        let watched = self.tap.watching().then(|| event.clone());
         self.core.handle(now, event, &mut out);
+        if let Some(event) = watched {
+            self.tap.publish(now, event, &out);
+        }
         let actions = std::mem::take(&mut out);
         self.out = out;
         self.after_event(actions);
@@ -998,6 +1021,7 @@ impl CoreTask {
                 }
             };
         self.core = core;
+        self.tap.restart();
         self.shared.metrics.store_rebuilds.inc();
         self.failed_from = None;
         self.recovering = false;

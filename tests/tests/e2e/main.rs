@@ -13,6 +13,8 @@
 //!   `--print-config`, units, start-up errors that name their cause).
 //! - `logs`: `--log-format json`, a debug line per request, info lines for a grant after
 //!   waiting, a deadlock and a limit refusal.
+//! - `events`: `GET /events` — the snapshot, then every step; a captured trace replays
+//!   identically; a subscriber that never reads is dropped; the subscriber cap.
 //! - `metrics`: `promtool check metrics` on a live server's `/metrics`, and its content types.
 //! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
@@ -21,6 +23,7 @@
 
 mod callbacks;
 mod cli;
+mod events;
 mod locking;
 mod logs;
 mod malformed;
