@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the visualiser and tests it end to end in Debian's Chromium: serves host-wasm/dist on a free
 # port of 127.0.0.1, runs e2e/visualiser.test.mjs (playwright-core, no browser download), stops the
-# server. The screenshot lands in host-wasm/e2e/out/visualiser.png.
+# server; then e2e/live.test.mjs, the live mode against a real brlockd (debug build) serving dist
+# with --web-root, driven by NLM calls from nlm-script. Screenshots land in host-wasm/e2e/out/
+# (visualiser.png, live.png).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,3 +26,10 @@ for _ in $(seq 50); do
 done
 
 BRLOCK_URL="http://127.0.0.1:$port/" node e2e/visualiser.test.mjs
+
+root="$(dirname "$here")"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+(cd "$root" && cargo build -p brlock-native --bin brlockd && cargo build -p brlock-tests --bin nlm-script \
+    && cargo build -p brlock-conformance --bin brlock)
+BRLOCKD="$target_dir/debug/brlockd" NLM_SCRIPT="$target_dir/debug/nlm-script" BRLOCK="$target_dir/debug/brlock" \
+    BRLOCK_WEB="$here/dist" node e2e/live.test.mjs

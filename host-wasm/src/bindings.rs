@@ -5,7 +5,8 @@
 //! `BigInt(x)` reads either form. Events going in as JSON text keep every digit. Every failure is a
 //! thrown `Error` carrying the simulator's or the core's message.
 
-use brlock_core::{Config, Event, FileId, Millis};
+use brlock_conformance::StepOutput;
+use brlock_core::{Config, Event, FileId, Millis, TraceStep};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -130,6 +131,16 @@ struct StepView<'a> {
     event: &'a Event,
     actions: &'a [brlock_core::Action],
     note: &'a str,
+}
+
+#[derive(Serialize)]
+struct HeaderView<'a> {
+    brlock_trace: u32,
+    config: &'a Config,
+    epoch: u64,
+    start: Millis,
+    restore: &'a Option<Vec<brlock_core::LockRecord>>,
+    snapshot: bool,
 }
 
 #[derive(Serialize)]
@@ -300,9 +311,37 @@ impl WasmSimulator {
         to_js(self.inner.initial_actions())
     }
 
-    /// The trace header: format version, config, epoch, start, restore.
+    /// The trace header: format version, config, epoch, start, restore, and `snapshot`: whether the
+    /// trace starts from a running core's state (its body stays in Rust: it can be big).
     pub fn header(&self) -> Result<JsValue, JsValue> {
-        to_js(self.inner.header())
+        let h = self.inner.header();
+        to_js(&HeaderView {
+            brlock_trace: h.brlock_trace,
+            config: &h.config,
+            epoch: h.epoch,
+            start: h.start,
+            restore: &h.restore,
+            snapshot: h.snapshot.is_some(),
+        })
+    }
+
+    /// Appends a step from a live server's `/events` stream: `step` is its `step` message (a trace
+    /// step line), `actions` its `actions` message (`{"step":N,"actions":[…]}`). Throws when the
+    /// page's core gives other actions than the server's. Returns the new step as `steps()` lists it.
+    pub fn follow(&mut self, step: &str, actions: &str) -> Result<JsValue, JsValue> {
+        let parsed: TraceStep = serde_json::from_str(step)
+            .map_err(|e| Error::new(format!("step from the server: {e}")))?;
+        let expected: StepOutput = serde_json::from_str(actions)
+            .map_err(|e| Error::new(format!("actions from the server: {e}")))?;
+        self.inner.follow(parsed, &expected.actions)?;
+        let index = self.inner.len() - 1;
+        let step = &self.inner.steps()[index];
+        to_js(&StepView {
+            now: step.now,
+            event: &step.event,
+            actions: self.inner.actions(index).unwrap_or(&[]),
+            note: self.inner.note(index),
+        })
     }
 
     /// The comment lines before the trace header.

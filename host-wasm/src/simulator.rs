@@ -99,6 +99,25 @@ impl Simulator {
         Ok(actions)
     }
 
+    /// Appends a step a live server reported (`GET /events`) after the last one, wherever the page is
+    /// looking, and stays at the end. `expected` is the actions the server's core gave: the page's
+    /// core must give the same, or the page is not showing the server any more.
+    pub fn follow(&mut self, step: TraceStep, expected: &[Action]) -> Result<Vec<Action>, Error> {
+        self.seek(self.len())?;
+        let actions = self.step(step.now, step.event)?;
+        if actions != expected {
+            let number = self.len();
+            self.seek(number - 1)?;
+            self.truncate();
+            return Err(Error::new(format!(
+                "step {number}: the page's core gave other actions than the server's                  ({} against {}); the page stops following",
+                actions.len(),
+                expected.len()
+            )));
+        }
+        Ok(actions)
+    }
+
     /// Moves to just after step `position` (0 = before the first), forward or back.
     pub fn seek(&mut self, position: usize) -> Result<(), Error> {
         let len = self.trace.trace.steps.len();

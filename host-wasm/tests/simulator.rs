@@ -332,3 +332,40 @@ fn integers_beyond_2_pow_53_cross_to_js_as_decimal_strings() {
         "{held}"
     );
 }
+
+/// A live server's stream (what brlockd's `/events` sends): a trace header with a snapshot, then each
+/// step with the actions the server's core gave. The page follows it to the same state, wherever it
+/// is looking meanwhile, and a step whose actions differ from the server's is refused.
+#[test]
+fn following_a_live_stream_reaches_the_servers_state_and_refuses_a_divergence() {
+    let server_trace = brlock_conformance::parse_jsonl(EXAMPLES[0].text).unwrap();
+    let mut server = Replay::start(&server_trace.header).unwrap();
+    let (before, after) = server_trace.steps.split_at(server_trace.steps.len() / 2);
+    for step in before {
+        server.step(step).unwrap();
+    }
+    let header = Trace {
+        header: TraceHeader::from_snapshot(&server.core),
+        steps: Vec::new(),
+    };
+    let mut page = Simulator::from_jsonl(&brlock_conformance::write_jsonl(&header)).unwrap();
+    for (i, step) in after.iter().enumerate() {
+        let actions = server.step(step).unwrap();
+        if i == 1 {
+            page.seek(0).unwrap(); // someone looks back while the server goes on
+        }
+        assert_eq!(page.follow(step.clone(), &actions).unwrap(), actions);
+    }
+    assert_eq!(page.position(), after.len());
+    assert_eq!(page.core(), &server.core);
+
+    let wrong = page.follow(
+        TraceStep {
+            now: server.core.now(),
+            event: Event::Tick,
+        },
+        &[Action::GraceEnded { released: 9 }],
+    );
+    assert!(wrong.unwrap_err().message.contains("other actions"));
+    assert_eq!(page.len(), after.len(), "the diverging step is not kept");
+}

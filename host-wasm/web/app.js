@@ -10,6 +10,7 @@ let sim = null;          // the Simulator
 let steps = [];          // sim.steps(), refreshed whenever the trace changes
 let traceName = 'brlock-trace';
 let colours = new Map(); // "client/owner" -> palette index, in order of first appearance
+const TIMELINE_WINDOW = 200; // steps listed either side of the current one
 
 // ---------- small helpers ----------
 
@@ -32,7 +33,27 @@ function s(tag, attrs = {}, ...children) {
 }
 
 const ownerKey = (x) => `${x.client}/${x.owner}`;
-const ownerLabel = (x) => (x.client === x.owner ? x.owner : `${x.client}/${x.owner}`);
+/** An NLM owner as brlockd names it ("nlm\0", caller_name, svid, oh as length-prefixed bytes, shown in
+ * hex): "svid N oh X", so lanes of a live server read like its clients' processes. */
+function nlmOwner(owner) {
+  if (!owner.startsWith('0x6e6c6d00')) return null;
+  const b = owner.slice(2).match(/../g).map((x) => parseInt(x, 16));
+  const u32 = (i) => ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+  let at = 4;
+  const nameLen = u32(at); at += 4 + nameLen;
+  if (at + 8 > b.length) return null;
+  const svid = u32(at); at += 4;
+  const ohLen = u32(at); at += 4;
+  if (at + ohLen !== b.length) return null;
+  const oh = b.slice(at);
+  const text = oh.every((c) => c >= 0x20 && c < 0x7f) ? String.fromCharCode(...oh) : oh.map((c) => c.toString(16).padStart(2, '0')).join('');
+  return `svid ${svid} oh ${text}`;
+}
+const ownerLabel = (x) => {
+  const nlm = nlmOwner(x.owner);
+  if (nlm) return `${x.client}: ${nlm}`;
+  return x.client === x.owner ? x.owner : `${x.client}/${x.owner}`;
+};
 const K = (kind) => (kind === 'shared' ? 'S' : 'X');
 const kindWord = (kind) => (kind === 'shared' ? 'shared' : 'exclusive');
 
@@ -248,6 +269,8 @@ const newSession = guard(() => {
 });
 
 const seek = guard((position) => {
+  // Looking back while live pauses following; Resume comes back to the end.
+  if (live.source && !live.paused && position < sim.length) pauseLive();
   sim.seek(Math.max(0, Math.min(sim.length, position)));
   render();
 });
@@ -765,9 +788,16 @@ function renderTimeline() {
   $('first').disabled = $('back').disabled = position === 0;
   $('forward').disabled = $('last').disabled = position === sim.length;
   const list = $('steps');
+  const header = sim.header();
+  const start = header.snapshot ? `the server's state, epoch ${header.epoch}` : header.restore ? `restart, epoch ${header.epoch}` : 'start';
   const items = [h('li', { class: `start${position === 0 ? ' current' : ''}`, 'data-index': 0, onclick: () => seek(0) },
-    h('div', { class: 'line' }, h('span', { class: 'idx' }, '0'), h('span', { class: 'what' }, sim.header().restore ? `restart, epoch ${sim.header().epoch}` : 'start'), h('span', { class: 'time' }, fmtMs(sim.header().start))))];
-  steps.forEach((st, i) => {
+    h('div', { class: 'line' }, h('span', { class: 'idx' }, '0'), h('span', { class: 'what' }, start), h('span', { class: 'time' }, fmtMs(header.start))))];
+  // A long (live) trace lists the steps around the current one, not thousands of rows.
+  const from = Math.max(0, position - TIMELINE_WINDOW);
+  const to = Math.min(steps.length, position + TIMELINE_WINDOW);
+  if (from > 0) items.push(h('li', { class: 'gap muted small' }, `… ${from} earlier steps`));
+  steps.slice(from, to).forEach((st, j) => {
+    const i = from + j;
     const r = replyOf(st.actions);
     const [type] = eventOf(st);
     const cls = i + 1 === position ? 'current' : i + 1 > position ? 'future' : '';
@@ -779,6 +809,7 @@ function renderTimeline() {
       h('div', { class: 'what', title: describeEvent(st) }, describeEvent(st)),
       st.note ? h('div', { class: 'note' }, st.note) : null));
   });
+  if (to < steps.length) items.push(h('li', { class: 'gap muted small' }, `… ${steps.length - to} later steps`));
   list.replaceChildren(...items);
   const cur = list.querySelector('li.current');
   if (cur) cur.scrollIntoView({ block: 'nearest' });
@@ -821,6 +852,148 @@ function buildPatterns() {
   defs.replaceChildren(...PALETTE.map((hue, i) => hatch(`hatch-${i}`, hue)), hatch('hatch-legend', '#4a6fb5'));
 }
 
+// ---------- live mode: following the brlockd that serves this page (GET /events) ----------
+//
+// The stream is a trace: a header whose snapshot is the server's state when the page joined, then every
+// event with the actions the server's core gave. The page's own core starts from the snapshot and
+// applies each event, checking it gives the same actions (Simulator.follow), so every view is the
+// server's. Pausing keeps what arrives (up to LIVE_HOLD_MAX events) and applies it on resume; past
+// that the page lets the stream go and, on resume, starts again from a fresh snapshot.
+
+const LIVE_HOLD_MAX = 10000;
+const live = { source: null, paused: false, held: [], stale: false, step: null, count: 0, renderQueued: false };
+
+function setLive(state, text) {
+  document.body.dataset.live = state;
+  $('live-badge').dataset.state = state;
+  $('live-badge').textContent = state;
+  $('live-status').textContent = text;
+  $('live-pause').textContent = live.paused ? 'Resume' : 'Pause';
+}
+
+function liveSummary() {
+  const held = live.held.length ? `; ${live.held.length} more held while paused` : '';
+  return `Following ${location.host}: ${live.count} event${live.count === 1 ? '' : 's'} since the snapshot${held}.`;
+}
+
+function startLive() {
+  stopLive();
+  document.body.classList.add('live');
+  $('live-card').hidden = false;
+  Object.assign(live, { paused: false, held: [], stale: false, step: null, count: 0 });
+  const source = new EventSource('events');
+  live.source = source;
+  setLive('connecting', `Connecting to ${location.host}/events…`);
+  source.addEventListener('header', (m) => {
+    if (live.paused) {
+      // The stream restarted while paused: what the page shows would not continue it.
+      source.close();
+      live.source = null;
+      live.stale = true;
+      setLive('paused', 'Paused. The server restarted the stream meanwhile: Resume starts again from a fresh snapshot.');
+      return;
+    }
+    guard(() => {
+      adopt(Simulator.fromTrace(m.data), `brlockd-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      live.count = 0;
+      setLive('following', liveSummary());
+    })();
+  });
+  source.addEventListener('step', (m) => { live.step = m.data; });
+  source.addEventListener('actions', (m) => {
+    const step = live.step;
+    live.step = null;
+    if (step === null || !sim) return;
+    if (live.paused) return holdLive(step, m.data);
+    applyLive(step, m.data);
+    queueLiveRender();
+  });
+  source.addEventListener('end', (m) => {
+    const reason = JSON.parse(m.data).reason;
+    const why = reason === 'lagged' ? 'the page fell behind' : 'the server rebuilt its core or is stopping';
+    setLive('reconnecting', `The server ended the stream (${why}); starting again from a fresh snapshot…`);
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) {
+      live.source = null;
+      setLive('stopped', `Cannot follow ${location.host}: no /events here, or too many watchers. Serve this page from brlockd (--web-root) and press Live again.`);
+    } else if (document.body.dataset.live !== 'reconnecting') {
+      setLive('reconnecting', 'Connection lost; reconnecting (the page starts again from a fresh snapshot)…');
+    }
+  };
+}
+
+function applyLive(step, actions) {
+  try {
+    const view = sim.follow(step, actions);
+    steps.push(view);
+    const [, e] = eventOf(view);
+    if (e && e.owner !== undefined) colour(e);
+    live.count += 1;
+    return true;
+  } catch (e) {
+    stopLive();
+    setLive('stopped', 'Stopped following.');
+    showError(e.message);
+    return false;
+  }
+}
+
+function holdLive(step, actions) {
+  if (live.held.length >= LIVE_HOLD_MAX) {
+    live.source.close();
+    live.source = null;
+    live.held = [];
+    live.stale = true;
+    setLive('paused', `Paused for more than ${LIVE_HOLD_MAX} events: Resume starts again from a fresh snapshot.`);
+    return;
+  }
+  live.held.push([step, actions]);
+  if (!live.stale) setLive('paused', `Paused. ${liveSummary()}`);
+}
+
+function pauseLive() {
+  live.paused = true;
+  setLive('paused', `Paused. ${liveSummary()}`);
+}
+
+function resumeLive() {
+  live.paused = false;
+  if (live.stale) return startLive();
+  const held = live.held;
+  live.held = [];
+  for (const [step, actions] of held) if (!applyLive(step, actions)) return;
+  if (sim.position < sim.length) sim.seek(sim.length);
+  render();
+  setLive('following', liveSummary());
+}
+
+function stopLive() {
+  if (live.source) live.source.close();
+  live.source = null;
+  live.paused = false;
+  live.held = [];
+}
+
+function leaveLive() {
+  stopLive();
+  document.body.classList.remove('live');
+  delete document.body.dataset.live;
+  $('live-card').hidden = true;
+  newSession();
+}
+
+/** Many events a second render once per frame. */
+function queueLiveRender() {
+  if (live.renderQueued) return;
+  live.renderQueued = true;
+  requestAnimationFrame(() => {
+    live.renderQueued = false;
+    render();
+    if (!live.paused && live.source) setLive('following', liveSummary());
+  });
+}
+
 // ---------- wiring ----------
 
 async function main() {
@@ -845,6 +1018,10 @@ async function main() {
   $('last').addEventListener('click', () => seek(sim.length));
   $('slider').addEventListener('input', (e) => seek(Number(e.target.value)));
   $('error').querySelector('button').addEventListener('click', () => { $('error').hidden = true; });
+  $('live').addEventListener('click', startLive);
+  $('live-pause').addEventListener('click', () => (live.paused ? resumeLive() : pauseLive()));
+  $('live-download').addEventListener('click', download);
+  $('live-leave').addEventListener('click', leaveLive);
   document.addEventListener('keydown', (e) => {
     if (e.target.closest('input, select, textarea')) return;
     const moves = { ArrowLeft: -1, ArrowRight: 1 };
@@ -861,11 +1038,12 @@ async function main() {
 
   // #example=NAME&step=N opens an example at a step (handy for links and tests).
   const params = new URLSearchParams(location.hash.slice(1));
-  if (params.get('example')) {
+  newSession();
+  if (params.has('live') || new URLSearchParams(location.search).has('live')) {
+    startLive();
+  } else if (params.get('example')) {
     loadExample(params.get('example'));
     if (params.get('step')) seek(Number(params.get('step')));
-  } else {
-    newSession();
   }
   document.body.dataset.ready = 'true';
 }
