@@ -36,7 +36,57 @@ impl Snapshot {
     pub fn into_core(self) -> Result<Core, String> {
         #[cfg(any(test, feature = "invariants"))]
         self.0.check_invariants()?;
+        // What the invariants do not cover because a running core cannot break it: the counters
+        // ahead of what they numbered, and the files waiting for room being live.
+        let core = &self.0;
+        if core
+            .waiters
+            .keys()
+            .next_back()
+            .is_some_and(|last| last.0 >= core.next_waiter)
+        {
+            return Err(String::from("next_waiter is not past every waiter"));
+        }
+        if core
+            .limit_blocked
+            .iter()
+            .any(|&fk| core.files.try_get(fk).is_none())
+        {
+            return Err(String::from("limit_blocked names a dead file"));
+        }
         Ok(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ClientId, Config, Core, Event, FileId, LockKind, OwnerId, Range, RequestId};
+
+    fn lock(request: u64, owner: &str, wait: bool) -> Event {
+        Event::Lock {
+            request: RequestId(request),
+            client: ClientId::from(owner),
+            owner: OwnerId::from(owner),
+            file: FileId::from("f"),
+            range: Range::new(0, 10),
+            kind: LockKind::Exclusive,
+            wait,
+            reclaim: false,
+            cookie: alloc::vec![],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_gives_back_the_same_core_and_refuses_a_counter_behind_its_waiters() {
+        let mut core = Core::new(Config::default());
+        core.step(1, lock(1, "a", false));
+        core.step(2, lock(2, "b", true));
+        let snapshot = core.snapshot();
+        assert_eq!(snapshot.clone().into_core().unwrap(), core);
+
+        let mut damaged = snapshot;
+        damaged.0.next_waiter = 1;
+        assert!(damaged.into_core().unwrap_err().contains("next_waiter"));
     }
 }
 

@@ -54,9 +54,16 @@ impl LiveHttp {
         }
     }
 
-    /// Whether this module answers `GET path` (everything but `/metrics`, when a web root is set).
+    /// Whether this module answers `GET path`: `/events`, and with a web root `/` and file names
+    /// (a last segment with an extension, as every file of the page has), so that the listener's
+    /// other routes (`/metrics`, the admin endpoints) are never taken for files.
     pub fn serves(&self, method: &[u8], path: &[u8]) -> bool {
-        method == b"GET" && (path == b"/events" || (self.web.is_some() && path != b"/metrics"))
+        let file = path == b"/"
+            || path
+                .rsplit(|&b| b == b'/')
+                .next()
+                .is_some_and(|name| name.contains(&b'.'));
+        method == b"GET" && (path == b"/events" || (self.web.is_some() && file))
     }
 
     /// Answers one request `serves` accepted, on its own connection.
@@ -189,5 +196,32 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
         Ok(result) => result,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_events_are_served_and_other_routes_left_alone() {
+        let subscribe: SubscribeSource = Arc::new(|| Box::pin(async { None }));
+        let with_web = LiveHttp::new(subscribe.clone(), Some("/nonexistent".into()));
+        let without = LiveHttp::new(subscribe, None);
+        for path in [
+            "/",
+            "/events",
+            "/app.js",
+            "/pkg/brlock_wasm_bg.wasm",
+            "/examples/fifo.jsonl",
+        ] {
+            assert!(with_web.serves(b"GET", path.as_bytes()), "{path}");
+        }
+        for path in ["/metrics", "/locks", "/healthz", "/pkg/"] {
+            assert!(!with_web.serves(b"GET", path.as_bytes()), "{path}");
+        }
+        assert!(!with_web.serves(b"POST", b"/events"));
+        assert!(without.serves(b"GET", b"/events"));
+        assert!(!without.serves(b"GET", b"/"));
     }
 }
