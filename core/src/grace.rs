@@ -32,7 +32,9 @@ use crate::table::OwnerKey;
 pub struct RestoreError {
     /// Position of the record in the input.
     pub index: usize,
+    /// The record refused, as the store gave it.
     pub record: LockRecord,
+    /// Why: "range too big" (past `max_offset`), or "conflicts with another restored record".
     pub reason: &'static str,
 }
 
