@@ -49,9 +49,9 @@ pub struct OwnerRef {
 }
 
 /// The lock (or, with [`Config::fair_nonblocking`](crate::Config::fair_nonblocking), the queued
-/// request) that stands in a request's way: what NLM4_DENIED and a denied TEST report as
-/// `nlm4_holder`. When several conflict, the core names one of them; which one is not part of the
-/// contract.
+/// request) that stands in a request's way: what a denied NLM_TEST reports as `nlm4_holder` (a
+/// denied LOCK's reply carries only the status). When several conflict, the core names one of them;
+/// which one is not part of the contract.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Holder {
@@ -68,8 +68,11 @@ pub struct Holder {
     pub queued: bool,
 }
 
-/// The answer to one request, carried by [`Action::Reply`]. Refusals are outcomes, not errors; every
-/// refusal leaves the core's state as it was. brlockd maps them to NLM statuses as noted.
+/// The answer to one request, carried by [`Action::Reply`]. Refusals are outcomes, not errors; a
+/// refusal leaves every lock, waiter and share as it was (only the counters of [`Stats`] move).
+/// brlockd maps them to NLM statuses as noted.
+///
+/// [`Stats`]: crate::Stats
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -166,7 +169,7 @@ pub enum WaiterRemovedReason {
 pub struct LockRecord {
     /// The locked file.
     pub file: FileId,
-    /// The client of the owner (NLM's caller_name): whom a restart must tell to reclaim.
+    /// The client of the owner (NLM's caller_name).
     pub client: ClientId,
     /// The owner within that client.
     pub owner: OwnerId,
@@ -266,8 +269,8 @@ pub enum Action {
     /// Apply the ops in order; the host may commit many events' persists in one transaction, but
     /// nothing that follows a persist (of this event or a later one) may leave before it is durable.
     Persist {
-        /// The core's server epoch ([`Core::epoch`](crate::Core::epoch)). brlockd's store refuses a
-        /// write whose epoch is no longer the newest (fencing off an older instance).
+        /// The core's server epoch ([`Core::epoch`](crate::Core::epoch)), the same on every op of
+        /// one core: which run wrote the op (brlockd keeps it with the row).
         epoch: u64,
         /// Grows by one with every persist action the core emits (from 0 in a core just built):
         /// the order the ops must be applied in.

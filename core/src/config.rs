@@ -157,7 +157,8 @@ pub struct Config {
     /// The bound of every table a client can grow.
     pub limits: Limits,
     /// Length of the grace period after a restart (ms; 90 s by default, 50 s in the Linux profile).
-    /// It may end earlier, once every client with restored state has reclaimed it.
+    /// It may end earlier, once every client with restored state has reclaimed it (or said it is
+    /// done).
     pub grace: Millis,
     /// Answer TEST during grace (otherwise `DeniedGrace`; refused in the Linux profile).
     pub test_in_grace: bool,
@@ -171,7 +172,7 @@ pub struct Config {
     /// modes), else `NotReclaimable`. On in the brlock profile; off in the others, which take any
     /// reclaim that conflicts with nothing, as their servers do.
     pub verify_reclaims: bool,
-    /// What a failed GRANTED callback leads to (resend 3 times, 2 s apart, by default).
+    /// What a failed GRANTED callback leads to (by default 3 sends in all, 2 s apart).
     pub callback: CallbackPolicy,
     /// A grant no client has confirmed this long after it was granted is undone (released, and the
     /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin

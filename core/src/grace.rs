@@ -34,7 +34,8 @@ pub struct RestoreError {
     pub index: usize,
     /// The record refused, as the store gave it.
     pub record: LockRecord,
-    /// Why: "range too big" (past `max_offset`), or "conflicts with another restored record".
+    /// Why, for people: e.g. "range too big" (past `max_offset`), "conflicts with another restored
+    /// record".
     pub reason: &'static str,
 }
 

@@ -316,7 +316,9 @@ impl Core {
         out
     }
 
-    /// The next moment the core wants an [`Event::Tick`], if any.
+    /// The next moment the core wants an [`Event::Tick`], if any (a grace period's end, a
+    /// disconnected client's TTL, a GRANTED resend or deadline, a waiter's expiry). Any event can
+    /// move it, so a host re-arms its one timer after each.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.timers.first().map(|&(at, _)| at)
     }

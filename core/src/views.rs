@@ -82,7 +82,7 @@ pub struct ShareView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraceView {
-    /// When it ends at the latest (restore's `now` plus [`Config::grace`]).
+    /// When it ends at the latest (the restart's `now` plus [`Config::grace`]).
     pub ends_at: Millis,
     /// `ends_at` minus the latest `now` the core has seen (0 once due).
     pub remaining: Millis,
