@@ -21,7 +21,7 @@ fn run(script: &str) -> Vec<String> {
             Ok(None) => {}
             Ok(Some(Command::Event(event))) => printed.extend(host.handle(now, event)),
             Ok(Some(Command::Sleep(ms))) => {
-                let until = now + ms;
+                let until = now.saturating_add(ms);
                 while let Some(at) = host.next_wakeup().filter(|&at| at <= until) {
                     now = at;
                     printed.extend(host.handle(now, Event::Tick));
