@@ -46,7 +46,7 @@
 //! - Protocol refusals are [`Outcome`]s, never errors or panics; reports about things the core no
 //!   longer tracks (a waiter already gone, a client never seen) are ignored.
 //!
-//! # A host in twenty lines
+//! # A host loop
 //! The loop every host runs, with a map as its store: persist first, then the rest in order, then
 //! the timer. `core/examples/tiny_host/` is the same loop as a runnable line-based lock service.
 //! ```
