@@ -69,6 +69,8 @@ pub struct Stats {
     pub waiters_unlocked: u64,
     pub waiters_expired: u64,
     pub waiters_client_gone: u64,
+    /// Waiters removed by a rebuild after a store failure because they would close a cycle.
+    pub waiters_deadlocked: u64,
     pub limit_per_file: u64,
     pub limit_per_client: u64,
     pub limit_total: u64,
@@ -129,6 +131,7 @@ impl Stats {
             WaiterRemovedReason::Unlocked => self.waiters_unlocked += 1,
             WaiterRemovedReason::Expired => self.waiters_expired += 1,
             WaiterRemovedReason::ClientGone => self.waiters_client_gone += 1,
+            WaiterRemovedReason::Deadlock => self.waiters_deadlocked += 1,
         }
     }
 
