@@ -108,6 +108,7 @@ impl Core {
                     .get(fk)
                     .locks
                     .owner_locks(ok)
+                    .iter()
                     .any(|l| l.span == Span { start, end });
                 if stored {
                     self.files.get_mut(fk).unreclaimed.insert((ok, start), end);
