@@ -159,6 +159,10 @@ pub enum WaiterRemovedReason {
     Expired,
     /// Its client disconnected (TTL ran out) or was freed (FREE_ALL).
     ClientGone,
+    /// Queued again after a store failure ([`Core::rebuild`](crate::Core::rebuild)), it would close a
+    /// cycle of waiting owners through a lock the store kept; the client's next retry is told
+    /// DEADLCK, as any deadlock is.
+    Deadlock,
 }
 
 /// One stored lock record: one held lock after merging, as [`PersistOp`] writes it and

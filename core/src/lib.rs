@@ -105,6 +105,7 @@ mod invariants;
 mod limits;
 mod locks;
 mod range;
+mod recovery;
 mod registry;
 mod shares;
 mod state;

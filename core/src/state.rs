@@ -77,10 +77,11 @@ pub(crate) struct OwnerState {
     pub unreclaimed: BTreeSet<FileKey>,
 }
 
-/// Lock counts per file, sorted by file: an owner usually locks in one or two files, and a vector of
-/// pairs costs far less than a tree node per owner.
+/// Lock counts per file, sorted by file: an owner usually locks in one file (kept inline, so taking
+/// an owner's first lock allocates nothing) or a few, and a vector of pairs costs far less than a
+/// tree node per owner.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct FileCounts(Vec<(FileKey, u64)>);
+pub(crate) struct FileCounts(smallvec::SmallVec<[(FileKey, u64); 1]>);
 
 impl FileCounts {
     pub fn add(&mut self, file: FileKey, delta: i64) {
@@ -403,13 +404,14 @@ impl Core {
         if !plan.changes_anything() {
             return;
         }
-        let deletes: Vec<LockRecord> = plan.deleted().map(|&l| self.record(file, l)).collect();
-        let puts: Vec<LockRecord> = plan.put().map(|&l| self.record(file, l)).collect();
         self.apply_counts(file, plan);
-        for record in deletes {
+        // Records name the file and owner by id; applying a plan removes neither.
+        for &lock in plan.deleted() {
+            let record = self.record(file, lock);
             self.persist(PersistOp::Delete(record), out);
         }
-        for record in puts {
+        for &lock in plan.put() {
+            let record = self.record(file, lock);
             self.persist(PersistOp::Put(record), out);
         }
     }

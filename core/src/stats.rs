@@ -95,6 +95,9 @@ pub struct Stats {
     pub waiters_expired: u64,
     /// `WaiterRemoved` with [`WaiterRemovedReason::ClientGone`].
     pub waiters_client_gone: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Deadlock`]: re-queued by [`Core::rebuild`](crate::Core::rebuild)
+    /// after a store failure, the waiter would have closed a cycle.
+    pub waiters_deadlocked: u64,
     /// Requests refused `NoLocks` by [`Limit::PerFile`].
     pub limit_per_file: u64,
     /// Requests refused `NoLocks` by [`Limit::PerClient`].
@@ -175,6 +178,7 @@ impl Stats {
             WaiterRemovedReason::Unlocked => self.waiters_unlocked += 1,
             WaiterRemovedReason::Expired => self.waiters_expired += 1,
             WaiterRemovedReason::ClientGone => self.waiters_client_gone += 1,
+            WaiterRemovedReason::Deadlock => self.waiters_deadlocked += 1,
         }
     }
 

@@ -440,6 +440,7 @@ impl Collector for CoreStats {
                     ("unlocked", s.waiters_unlocked),
                     ("expired", s.waiters_expired),
                     ("client_gone", s.waiters_client_gone),
+                    ("deadlock", s.waiters_deadlocked),
                 ],
             ),
         )?;
