@@ -461,6 +461,9 @@ pub struct ServerConfig {
     pub drc_size: usize,
     pub hostname: String,
     pub log_format: LogFormat,
+    /// The settings this configuration was made from, every key with a value (`/config` shows
+    /// them; a field changed on this struct afterwards is not reflected there).
+    pub settings: Settings,
 }
 
 /// A configuration that cannot be used; brlockd prints it and exits with code 2.
@@ -551,6 +554,7 @@ impl ServerConfig {
             )
         })?;
         let s = Settings::layered(&[&Settings::defaults(profile), s]);
+        let settings = s.clone();
         let listen = parse_addr("--listen", &given(s.listen))?;
         let metrics = match s.metrics {
             Some(m) => Some(parse_addr("--metrics", &m)?),
@@ -652,6 +656,7 @@ impl ServerConfig {
             drc_size: given(s.drc_size),
             hostname: given(s.hostname),
             log_format: given(s.log_format),
+            settings,
         })
     }
 
