@@ -434,8 +434,11 @@ pub struct ClientRow {
     /// elsewhere is refused), and the address of ours they arrive at.
     pub address: Option<String>,
     pub local_address: Option<String>,
-    /// Asked to be told of its reboots (SM_MON): by `statd`, or by the `builtin` NSM.
-    pub monitored: Option<&'static str>,
+    /// Its locks are monitored ones (LOCK, not NM_LOCK): brlockd keeps its NSM state, and with
+    /// `--nsm builtin` or `statd` its reboot frees them.
+    pub monitored: bool,
+    /// SM_MON for it went to the local rpc.statd (`--nsm statd`).
+    pub statd: bool,
     /// The NSM state its latest monitored request carried.
     pub nsm_state: Option<u32>,
     /// Since its latest request naming a lock or share (monitored hosts only).
@@ -458,7 +461,8 @@ pub fn clients(view: &CoreView<'_>, limit: usize) -> Capped<ClientRow> {
             name: client.to_string(),
             address: bound.map(|b| show_ip(b.ip)),
             local_address: bound.map(|b| show_ip(b.local)),
-            monitored: monitored.map(|m| if m.statd { "statd" } else { "builtin" }),
+            monitored: monitored.is_some(),
+            statd: monitored.is_some_and(|m| m.statd),
             nsm_state: monitored.map(|m| m.state),
             last_seen_ms_ago: monitored
                 .map(|m| now.saturating_duration_since(m.last_seen).as_millis() as u64),
@@ -755,7 +759,7 @@ mod tests {
                 a.name.as_str(),
                 a.address.as_deref(),
                 a.local_address.as_deref(),
-                a.monitored,
+                (a.monitored, a.statd),
                 a.nsm_state,
                 a.known_to_core
             ),
@@ -763,7 +767,7 @@ mod tests {
                 "host-a",
                 Some("127.0.0.2"),
                 Some("127.0.0.1"),
-                Some("builtin"),
+                (true, false),
                 Some(3),
                 true
             )
@@ -777,7 +781,7 @@ mod tests {
                 z.last_seen_ms_ago,
                 z.known_to_core
             ),
-            ("host-z", None, None, false)
+            ("host-z", false, None, false)
         );
         let one = clients(&view, 1);
         assert_eq!((one.rows.len(), one.truncated), (1, true));
