@@ -87,9 +87,9 @@ impl Response {
         Self::new(status, "text/plain; charset=utf-8", body.into())
     }
 
-    /// `value` as JSON, with a final newline (for `curl` in a terminal).
+    /// `value` as compact JSON (pipe it to `jq` to read it), with a final newline.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
-        match serde_json::to_vec_pretty(value) {
+        match serde_json::to_vec(value) {
             Ok(mut body) => {
                 body.push(b'\n');
                 Self::new(status, JSON, body)
@@ -304,8 +304,8 @@ mod tests {
         let Body::Full(body) = &response.body else {
             panic!("a whole body")
         };
-        assert_eq!(body, b"[\n  1,\n  2\n]\n");
-        assert!(head.contains("Content-Length: 13\r\n"), "{head}");
+        assert_eq!(body, b"[1,2]\n");
+        assert!(head.contains("Content-Length: 6\r\n"), "{head}");
         let (_tx, rx) = mpsc::channel(1);
         let head = Response::stream("text/event-stream", rx).head();
         assert!(!head.contains("Content-Length"), "{head}");

@@ -3,9 +3,11 @@
 //!
 //! The HTTP task never touches the `Core`: it sends a closure over [`CoreQueries::ask`], the core
 //! task runs it between two events with a read-only [`CoreView`], and the answer comes back over a
-//! oneshot. So a snapshot is consistent (no event is half applied), and its cost is paid on the
-//! core task: every listing stops collecting at its row limit (it never builds the whole table and
-//! cuts it afterwards), and a filter by file looks at that file alone.
+//! oneshot. So a snapshot is consistent (no event is half applied). Its cost on the core task is
+//! kept small: a listing stops collecting at its row limit (it never builds the whole table and
+//! cuts it afterwards), a filter by file looks at that file alone, and what is collected there is
+//! the core's own views (ids are shared `Arc`s); turning them into rows for people (hex, owner
+//! text, decimal offsets) happens afterwards, off the core task ([`LockEntry::row`] and the like).
 //!
 //! Ids are shown for people: a file handle as lowercase hex, a client as its caller_name (hex with
 //! `0x` when not printable), an owner as `caller_name/svid/oh` (`request_log::owner_text`). Offsets
@@ -16,8 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use brlock_core::{ClientId, Core, FileId, LockKind, Millis, OwnerId, OwnerRef, Range, ShareMode};
-use foldhash::HashMap;
+use brlock_core::{
+    ClientId, Core, FileId, HeldLockView, LockKind, Millis, OwnerId, OwnerRef, Range, ShareMode,
+    ShareView, WaitEdge, WaiterView,
+};
+use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -109,17 +114,12 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, client: &ClientId, owner: &OwnerId) -> bool {
-        if self.client.as_ref().is_some_and(|c| c != client) {
-            return false;
-        }
-        match &self.owner {
-            None => true,
-            Some(wanted) => {
-                let text = owner_text(owner);
-                text.strip_prefix(wanted.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            }
+    /// A matcher for one listing (it remembers each owner's answer: an owner's text is formatted
+    /// once per listing, not once per lock).
+    fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            filter: self,
+            owners: HashMap::new(),
         }
     }
 
@@ -132,6 +132,27 @@ impl Filter {
     }
 }
 
+struct Matcher<'f> {
+    filter: &'f Filter,
+    owners: HashMap<OwnerId, bool>,
+}
+
+impl Matcher<'_> {
+    fn keeps(&mut self, client: &ClientId, owner: &OwnerId) -> bool {
+        if self.filter.client.as_ref().is_some_and(|c| c != client) {
+            return false;
+        }
+        let Some(wanted) = &self.filter.owner else {
+            return true;
+        };
+        *self.owners.entry(owner.clone()).or_insert_with(|| {
+            owner_text(owner)
+                .strip_prefix(wanted.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
 /// At most `limit` rows, and whether more would have matched.
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Capped<T> {
@@ -140,6 +161,14 @@ pub struct Capped<T> {
 }
 
 impl<T> Capped<T> {
+    /// The same listing with each row turned into `U`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Capped<U> {
+        Capped {
+            rows: self.rows.into_iter().map(f).collect(),
+            truncated: self.truncated,
+        }
+    }
+
     fn new() -> Self {
         Capped {
             rows: Vec::new(),
@@ -200,23 +229,37 @@ pub struct LockRow {
     pub unreclaimed: bool,
 }
 
+/// A held lock as collected on the core task.
+pub struct LockEntry {
+    pub file: FileId,
+    pub lock: HeldLockView,
+}
+
+impl LockEntry {
+    pub fn row(self) -> LockRow {
+        let lock = self.lock;
+        LockRow {
+            file: file_hex(&self.file),
+            owner: OwnerRow::new(&lock.client, &lock.owner),
+            kind: lock.kind,
+            start: lock.range.offset.to_string(),
+            end: end_text(lock.range),
+            unreclaimed: lock.unreclaimed,
+        }
+    }
+}
+
 /// Held locks, by file name, then in range order.
-pub fn locks(core: &Core, filter: &Filter, limit: usize) -> Capped<LockRow> {
+pub fn locks(core: &Core, filter: &Filter, limit: usize) -> Capped<LockEntry> {
     let mut out = Capped::new();
+    let mut matcher = filter.matcher();
     'files: for file in filter.files(core) {
         for lock in core.held_locks(&file) {
-            if !filter.keeps(&lock.client, &lock.owner) {
+            if !matcher.keeps(&lock.client, &lock.owner) {
                 continue;
             }
-            let row = || LockRow {
-                file: file_hex(&file),
-                owner: OwnerRow::new(&lock.client, &lock.owner),
-                kind: lock.kind,
-                start: lock.range.offset.to_string(),
-                end: end_text(lock.range),
-                unreclaimed: lock.unreclaimed,
-            };
-            if !out.offer(limit, row) {
+            let file = file.clone();
+            if !out.offer(limit, || LockEntry { file, lock }) {
                 break 'files;
             }
         }
@@ -240,26 +283,48 @@ pub struct WaiterRow {
     pub waiting_ms: u64,
 }
 
+/// A queued waiter as collected on the core task.
+pub struct WaiterEntry {
+    pub file: FileId,
+    /// 1 for the head of the queue.
+    pub position: u64,
+    pub waiter: WaiterView,
+    pub waiting_ms: u64,
+}
+
+impl WaiterEntry {
+    pub fn row(self) -> WaiterRow {
+        let w = self.waiter;
+        WaiterRow {
+            file: file_hex(&self.file),
+            position: self.position,
+            waiter: w.waiter.0,
+            owner: OwnerRow::new(&w.client, &w.owner),
+            kind: w.kind,
+            start: w.range.offset.to_string(),
+            end: end_text(w.range),
+            since_ms: w.since,
+            waiting_ms: self.waiting_ms,
+        }
+    }
+}
+
 /// Queued blocking requests, by file name, then in queue order.
-pub fn waiters(view: &CoreView<'_>, filter: &Filter, limit: usize) -> Capped<WaiterRow> {
+pub fn waiters(view: &CoreView<'_>, filter: &Filter, limit: usize) -> Capped<WaiterEntry> {
     let mut out = Capped::new();
+    let mut matcher = filter.matcher();
     'files: for file in filter.files(view.core) {
-        for (i, w) in view.core.waiters(&file).into_iter().enumerate() {
-            if !filter.keeps(&w.client, &w.owner) {
+        for (i, waiter) in view.core.waiters(&file).into_iter().enumerate() {
+            if !matcher.keeps(&waiter.client, &waiter.owner) {
                 continue;
             }
-            let row = || WaiterRow {
-                file: file_hex(&file),
+            let entry = || WaiterEntry {
+                file: file.clone(),
                 position: i as u64 + 1,
-                waiter: w.waiter.0,
-                owner: OwnerRow::new(&w.client, &w.owner),
-                kind: w.kind,
-                start: w.range.offset.to_string(),
-                end: end_text(w.range),
-                since_ms: w.since,
-                waiting_ms: view.now.saturating_sub(w.since),
+                waiting_ms: view.now.saturating_sub(waiter.since),
+                waiter,
             };
-            if !out.offer(limit, row) {
+            if !out.offer(limit, entry) {
                 break 'files;
             }
         }
@@ -276,21 +341,34 @@ pub struct ShareRow {
     pub deny: ShareMode,
 }
 
+/// A share reservation as collected on the core task.
+pub struct ShareEntry {
+    pub file: FileId,
+    pub share: ShareView,
+}
+
+impl ShareEntry {
+    pub fn row(self) -> ShareRow {
+        ShareRow {
+            file: file_hex(&self.file),
+            owner: OwnerRow::new(&self.share.client, &self.share.owner),
+            access: self.share.access,
+            deny: self.share.deny,
+        }
+    }
+}
+
 /// Share reservations, by file name, then client and owner.
-pub fn shares(core: &Core, filter: &Filter, limit: usize) -> Capped<ShareRow> {
+pub fn shares(core: &Core, filter: &Filter, limit: usize) -> Capped<ShareEntry> {
     let mut out = Capped::new();
+    let mut matcher = filter.matcher();
     'files: for file in filter.files(core) {
         for share in core.shares(&file) {
-            if !filter.keeps(&share.client, &share.owner) {
+            if !matcher.keeps(&share.client, &share.owner) {
                 continue;
             }
-            let row = || ShareRow {
-                file: file_hex(&file),
-                owner: OwnerRow::new(&share.client, &share.owner),
-                access: share.access,
-                deny: share.deny,
-            };
-            if !out.offer(limit, row) {
+            let file = file.clone();
+            if !out.offer(limit, || ShareEntry { file, share }) {
                 break 'files;
             }
         }
@@ -309,14 +387,41 @@ pub struct EdgeRow {
     pub in_cycle: bool,
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize)]
+/// The wait-for graph as collected on the core task: edges (each with whether it lies on a
+/// cycle) and the cycles' owners.
 pub struct WaitFor {
-    #[serde(flatten)]
-    pub edges: Capped<EdgeRow>,
+    pub edges: Capped<(WaitEdge, bool)>,
     /// The owners of each cycle (a strongly connected part of more than one owner, or one that
-    /// waits for itself), in owner order. The core refuses a request that would close a cycle
-    /// (NLM4_DEADLCK), so this is normally empty.
-    pub cycles: Vec<Vec<OwnerRow>>,
+    /// waits for itself). The core refuses a request that would close a cycle (NLM4_DEADLCK), so
+    /// this is normally empty.
+    pub cycles: Vec<Vec<OwnerRef>>,
+}
+
+impl WaitFor {
+    /// Edges as rows, and each cycle's owners in order.
+    pub fn rows(self) -> (Capped<EdgeRow>, Vec<Vec<OwnerRow>>) {
+        let edges = self.edges.map(|(e, in_cycle)| EdgeRow {
+            waiter: e.waiter.0,
+            file: file_hex(&e.file),
+            from: OwnerRow::new(&e.from.client, &e.from.owner),
+            to: OwnerRow::new(&e.to.client, &e.to.owner),
+            in_cycle,
+        });
+        let mut cycles: Vec<Vec<OwnerRow>> = self
+            .cycles
+            .into_iter()
+            .map(|cycle| {
+                let mut owners: Vec<OwnerRow> = cycle
+                    .iter()
+                    .map(|o| OwnerRow::new(&o.client, &o.owner))
+                    .collect();
+                owners.sort();
+                owners
+            })
+            .collect();
+        cycles.sort();
+        (edges, cycles)
+    }
 }
 
 /// The wait-for graph: an edge from a waiter's owner to each owner it waits for, in waiter order.
@@ -336,39 +441,34 @@ pub fn wait_for(core: &Core, limit: usize) -> WaitFor {
         .map(|e| (nodes[&e.from], nodes[&e.to]))
         .collect();
     let component = strongly_connected(nodes.len(), &pairs);
-    let mut size = vec![0usize; nodes.len()];
+    // A component is a cycle when it has two owners or more, or one that waits for itself.
+    let mut cyclic = vec![0usize; nodes.len()];
     for &c in &component {
-        size[c] += 1;
+        cyclic[c] += 1;
     }
-    let cyclic_component =
-        |c: usize| size[c] > 1 || pairs.iter().any(|&(a, b)| a == b && component[a] == c);
-    let mut edges = Capped::new();
-    for (e, &(a, b)) in graph.iter().zip(&pairs) {
-        let row = || EdgeRow {
-            waiter: e.waiter.0,
-            file: file_hex(&e.file),
-            from: OwnerRow::new(&e.from.client, &e.from.owner),
-            to: OwnerRow::new(&e.to.client, &e.to.owner),
-            in_cycle: component[a] == component[b] && cyclic_component(component[a]),
-        };
-        if !edges.offer(limit, row) {
-            break;
+    for &(a, b) in &pairs {
+        if a == b {
+            cyclic[component[a]] += 1;
         }
     }
-    let mut cycles: BTreeMap<usize, BTreeSet<OwnerRow>> = BTreeMap::new();
+    let on_cycle = |n: usize| cyclic[component[n]] > 1;
+    let mut cycles: BTreeMap<usize, Vec<OwnerRef>> = BTreeMap::new();
     for (owner, &n) in &nodes {
-        if cyclic_component(component[n]) {
+        if on_cycle(n) {
             cycles
                 .entry(component[n])
                 .or_default()
-                .insert(OwnerRow::new(&owner.client, &owner.owner));
+                .push((*owner).clone());
         }
     }
-    let mut cycles: Vec<Vec<OwnerRow>> = cycles
-        .into_values()
-        .map(|c| c.into_iter().collect())
-        .collect();
-    cycles.sort();
+    let cycles = cycles.into_values().collect();
+    let mut edges = Capped::new();
+    for (edge, (a, b)) in graph.into_iter().zip(pairs.iter().copied()) {
+        let in_cycle = component[a] == component[b] && on_cycle(a);
+        if !edges.offer(limit, || (edge, in_cycle)) {
+            break;
+        }
+    }
     WaitFor { edges, cycles }
 }
 
@@ -563,7 +663,7 @@ mod tests {
         w.lock("host-a", 7, b"\x01\xab", 0, 0, false);
         w.lock("host-b", 8, b"\x02", (1 << 53) + 1, 10, false);
         w.lock("host-b", 9, b"\x02", 10, 5, false);
-        let all = locks(&w.core, &Filter::default(), 100);
+        let all = locks(&w.core, &Filter::default(), 100).map(LockEntry::row);
         assert!(!all.truncated);
         assert_eq!(
             all.rows[0],
@@ -648,7 +748,10 @@ mod tests {
         w.lock("host-a", 1, b"f", 0, 100, false);
         w.lock("host-b", 2, b"f", 50, 10, true); // queued at now = 3
         w.lock("host-c", 3, b"f", 0, 0, true); // queued at now = 4
-        let rows = w.view(1_004, |v| waiters(v, &Filter::default(), 10)).rows;
+        let rows = w
+            .view(1_004, |v| waiters(v, &Filter::default(), 10))
+            .map(WaiterEntry::row)
+            .rows;
         let summary: Vec<_> = rows
             .iter()
             .map(|r| {
@@ -672,7 +775,10 @@ mod tests {
             client: Some("host-c".into()),
             ..Filter::default()
         };
-        let rows = w.view(5, |v| waiters(v, &only_c, 10)).rows;
+        let rows = w
+            .view(5, |v| waiters(v, &only_c, 10))
+            .map(WaiterEntry::row)
+            .rows;
         assert_eq!(rows.len(), 1);
         assert_eq!(
             rows[0].position, 2,
@@ -687,15 +793,15 @@ mod tests {
         w.lock("host-b", 2, b"g", 0, 10, false);
         w.lock("host-a", 1, b"g", 0, 10, true); // a waits for b
         w.lock("host-b", 2, b"f", 0, 10, true); // would close a cycle: refused (deadlock)
-        let graph = wait_for(&w.core, 10);
-        assert_eq!(graph.edges.rows.len(), 1);
-        let e = &graph.edges.rows[0];
+        let (edges, cycles) = wait_for(&w.core, 10).rows();
+        assert_eq!(edges.rows.len(), 1);
+        let e = &edges.rows[0];
         assert_eq!(
             (e.from.owner.as_str(), e.to.owner.as_str(), e.file.as_str()),
             ("host-a/1/oh", "host-b/2/oh", "67")
         );
         assert!(!e.in_cycle);
-        assert!(graph.cycles.is_empty());
+        assert!(cycles.is_empty());
     }
 
     #[test]
