@@ -168,7 +168,8 @@ pub struct Settings {
     /// (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port)
+    /// Serve HTTP on ADDR:PORT: Prometheus metrics at /metrics and the admin endpoints (/locks,
+    /// /waiters, /wait-for, /clients, /readyz, …; no authentication) (port 0 picks a free port)
     /// [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
