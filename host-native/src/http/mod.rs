@@ -9,8 +9,11 @@
 //! - `admin.rs`: the admin endpoints' handlers (the data comes from `server::admin`).
 //!
 //! A response is either whole ([`Body::Full`], with its length) or a stream of chunks
-//! ([`Body::Stream`]: written as they come, the connection closed when the sender is dropped; a
-//! chunk that cannot be written drops the receiver, so the producer learns the reader is gone).
+//! ([`Body::Stream`], e.g. Server-Sent Events: written as they come, the connection closed when
+//! the sender is dropped). A stream's receiver is dropped — so its producer's sends fail and it
+//! learns the reader is gone — when the client closes the connection (noticed even while no chunk
+//! flows), or a write does not complete within [`WRITE_TIMEOUT`]. A producer should send through
+//! a bounded channel with `try_send`, so that a slow reader is dropped rather than waited for.
 
 pub mod admin;
 pub mod query;
@@ -32,6 +35,9 @@ pub use routes::{HttpContext, routes};
 pub const MAX_HEAD_BYTES: usize = 8192;
 /// How long a client may take to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one write (the head, a whole body, one chunk of a stream) may take: a client that
+/// stops reading is dropped after this.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request as handlers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,18 +251,45 @@ fn parse_head(head: &[u8]) -> Result<Request, Response> {
     })
 }
 
+/// Writes `bytes` within [`WRITE_TIMEOUT`]; false if the client is gone or too slow.
+async fn write(stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn write_response(stream: &mut TcpStream, response: Response) {
-    if stream.write_all(response.head().as_bytes()).await.is_err() {
+    if !write(stream, response.head().as_bytes()).await {
         return;
     }
     match response.body {
         Body::Full(body) => {
-            let _ = stream.write_all(&body).await;
+            if !write(stream, &body).await {
+                return;
+            }
         }
         Body::Stream(mut chunks) => {
-            while let Some(chunk) = chunks.recv().await {
-                if stream.write_all(&chunk).await.is_err() {
-                    return;
+            let (mut reader, mut writer) = stream.split();
+            let mut ignored = [0u8; 256];
+            loop {
+                tokio::select! {
+                    chunk = chunks.recv() => match chunk {
+                        Some(chunk) => {
+                            let written =
+                                tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&chunk)).await;
+                            if !matches!(written, Ok(Ok(()))) {
+                                return;
+                            }
+                        }
+                        None => break,
+                    },
+                    // The client sends nothing after its request: end of file means it closed.
+                    read = reader.read(&mut ignored) => {
+                        if matches!(read, Ok(0) | Err(_)) {
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -350,6 +383,37 @@ mod tests {
         assert!(too_long.starts_with("HTTP/1.1 431 "), "{too_long}");
         let missing = get(b"GET /nope HTTP/1.1\r\n\r\n".to_vec()).await;
         assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+        server.abort();
+    }
+
+    /// A client that closes a stream while nothing flows: the producer learns it at once.
+    #[tokio::test]
+    async fn a_stream_whose_reader_leaves_closes_its_channel() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (producer_tx, producer_rx) = tokio::sync::oneshot::channel();
+        let producer = std::sync::Mutex::new(Some(producer_tx));
+        let router = Router::new().get("/quiet", move |_| {
+            let (tx, rx) = mpsc::channel::<Vec<u8>>(1);
+            if let Some(p) = producer.lock().unwrap().take() {
+                let _ = p.send(tx);
+            }
+            async move { Response::stream("text/event-stream", rx) }
+        });
+        let server = tokio::spawn(serve(listener, Arc::new(router)));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /quiet HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let tx = producer_rx.await.unwrap();
+        let mut head = [0u8; 16];
+        client.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200 OK\r");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), tx.closed())
+            .await
+            .expect("the receiver is dropped once the client is gone");
         server.abort();
     }
 }
