@@ -15,7 +15,6 @@
 //! JavaScript reader (or `jq` before 1.7) would round a JSON number above 2^53.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::time::Instant;
 
 use brlock_core::{
@@ -559,8 +558,8 @@ pub fn clients(view: &CoreView<'_>, limit: usize) -> Capped<ClientRow> {
         let client = ClientId::new(name.clone());
         let row = || ClientRow {
             name: client.to_string(),
-            address: bound.map(|b| show_ip(b.ip)),
-            local_address: bound.map(|b| show_ip(b.local)),
+            address: bound.map(|b| b.ip.to_string()),
+            local_address: bound.map(|b| b.local.to_string()),
             monitored: monitored.is_some(),
             statd: monitored.is_some_and(|m| m.statd),
             nsm_state: monitored.map(|m| m.state),
@@ -573,10 +572,6 @@ pub fn clients(view: &CoreView<'_>, limit: usize) -> Capped<ClientRow> {
         }
     }
     out
-}
-
-fn show_ip(ip: IpAddr) -> String {
-    ip.to_string()
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -612,7 +607,7 @@ mod tests {
     use super::*;
     use crate::server::dispatch::owner_id;
     use brlock_core::{Config, Event, Profile, RequestId};
-    use foldhash::HashMapExt;
+    use std::net::IpAddr;
 
     struct World {
         core: Core,
