@@ -799,6 +799,38 @@ mod tests {
         assert!(cycles.is_empty());
     }
 
+    /// Deadlock detection runs when a request queues (as Linux's at F_SETLKW), so a cycle can
+    /// still form afterwards: a non-blocking lock, judged against held locks only, lands on a
+    /// range an owner already waits for. `/wait-for` shows it.
+    #[test]
+    fn a_cycle_formed_after_queueing_is_listed_and_its_edges_marked() {
+        let mut w = World::new();
+        w.lock("x", 1, b"g", 0, 10, false); // x holds g
+        w.lock("y", 2, b"g", 0, 10, true); // y waits for x on g
+        w.lock("z", 3, b"f", 0, 10, false); // z holds f[0, 10)
+        w.lock("x", 1, b"f", 0, 20, true); // x waits for z on f[0, 20)
+        w.lock("y", 2, b"f", 15, 5, false); // y takes f[15, 20), nobody holds it: x now waits for y
+        let (edges, cycles) = wait_for(&w.core, 10).rows();
+        let marked: Vec<_> = edges
+            .rows
+            .iter()
+            .map(|e| (e.from.owner.as_str(), e.to.owner.as_str(), e.in_cycle))
+            .collect();
+        assert_eq!(marked.len(), 3, "{marked:?}");
+        for edge in [
+            ("y/2/oh", "x/1/oh", true),
+            ("x/1/oh", "y/2/oh", true),
+            ("x/1/oh", "z/3/oh", false),
+        ] {
+            assert!(marked.contains(&edge), "{edge:?} not in {marked:?}");
+        }
+        let owners: Vec<Vec<&str>> = cycles
+            .iter()
+            .map(|c| c.iter().map(|o| o.owner.as_str()).collect())
+            .collect();
+        assert_eq!(owners, [["x/1/oh", "y/2/oh"]]);
+    }
+
     #[test]
     fn strongly_connected_parts_are_found_without_recursion() {
         // 0 → 1 → 2 → 0 is a cycle; 3 → 0 and 4 alone are not.
@@ -886,6 +918,43 @@ mod tests {
         );
         let one = clients(&view, 1);
         assert_eq!((one.rows.len(), one.truncated), (1, true));
+    }
+
+    /// Against the naive model: two nodes share a component exactly when each reaches the other.
+    #[test]
+    fn strongly_connected_agrees_with_mutual_reachability() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |below: usize| {
+            // xorshift64*: a fixed seed, so a failure replays.
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % below
+        };
+        for case in 0..2_000 {
+            let n = 1 + next(12);
+            let edges: Vec<(usize, usize)> = (0..next(30)).map(|_| (next(n), next(n))).collect();
+            let mut reach = vec![vec![false; n]; n];
+            for (a, row) in reach.iter_mut().enumerate() {
+                let mut stack = vec![a];
+                while let Some(x) = stack.pop() {
+                    if !row[x] {
+                        row[x] = true;
+                        stack.extend(edges.iter().filter(|e| e.0 == x).map(|e| e.1));
+                    }
+                }
+            }
+            let component = strongly_connected(n, &edges);
+            for a in 0..n {
+                for b in 0..n {
+                    assert_eq!(
+                        component[a] == component[b],
+                        reach[a][b] && reach[b][a],
+                        "case {case}: nodes {a}, {b} of {edges:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! locks and blocking waiters taken over NLM from two hosts (127.0.0.1 over TCP, 127.0.0.2 over
 //! UDP) are listed with their owners, exact offsets and queue positions; the wait-for graph shows
 //! who waits for whom (a request that would close a cycle is refused NLM4_DEADLCK, so the graph
-//! stays a chain); filters, `limit`, and bad queries.
+//! stays a chain; a cycle formed after queueing is listed and drawn red); filters, `limit`, and
+//! bad queries.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -470,4 +471,51 @@ fn brlock_locks_and_graph_show_a_live_server() {
     let bad = brlock(&["locks", "--server", &addr, "--limit", "0"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("limit"));
+}
+
+/// A cycle the core cannot refuse: deadlock detection runs when a request queues, and a later
+/// non-blocking lock (judged against held locks only) lands on a range an owner already waits for.
+/// `/wait-for` lists the cycle and `brlock graph` draws its edges red.
+#[test]
+fn a_cycle_formed_after_queueing_shows_in_wait_for_and_graph() {
+    let server = Brlockd::start_with(Options {
+        metrics: true,
+        ..Options::default()
+    });
+    let http = server.metrics.expect("the HTTP listener");
+    let mut a = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    let local_b: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let mut b = NlmClient::connect_udp_from(local_b, server.addr, NlmVersion::V4).unwrap();
+    let x = Owner::new("host-a", 1, "x");
+    let z = Owner::new("host-a", 3, "z");
+    let y = Owner::new("host-b", 2, "y");
+    assert_eq!(a.lock(&x, b"g", true, 0, 10, false).unwrap(), Stat::Granted);
+    assert_eq!(b.lock(&y, b"g", true, 0, 10, true).unwrap(), Stat::Blocked);
+    assert_eq!(a.lock(&z, b"f", true, 0, 10, false).unwrap(), Stat::Granted);
+    assert_eq!(a.lock(&x, b"f", true, 0, 20, true).unwrap(), Stat::Blocked);
+    assert_eq!(b.lock(&y, b"f", true, 15, 5, false).unwrap(), Stat::Granted);
+
+    let graph = get(http, "/wait-for");
+    assert_eq!(
+        graph["cycles"],
+        json!([[{"client": "host-a", "owner": "host-a/1/x"}, {"client": "host-b", "owner": "host-b/2/y"}]]),
+        "{graph}"
+    );
+    let dot = stdout(&brlock(&["graph", "--server", &http.to_string()]));
+    let red: Vec<&str> = dot.lines().filter(|l| l.contains("color=red")).collect();
+    assert_eq!(red.len(), 2, "{dot}");
+    assert!(
+        red.iter()
+            .any(|l| l.starts_with("  \"host-a/1/x\" -> \"host-b/2/y\"")),
+        "{dot}"
+    );
+    assert!(
+        red.iter()
+            .any(|l| l.starts_with("  \"host-b/2/y\" -> \"host-a/1/x\"")),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"host-a/1/x\" -> \"host-a/3/z\" [label=\"file 66 (waiter "),
+        "{dot}"
+    );
 }
