@@ -391,8 +391,9 @@ pub struct EdgeRow {
 pub struct WaitFor {
     pub edges: Capped<(WaitEdge, bool)>,
     /// The owners of each cycle (a strongly connected part of more than one owner, or one that
-    /// waits for itself). The core refuses a request that would close a cycle (NLM4_DEADLCK), so
-    /// this is normally empty.
+    /// waits for itself). The core refuses a blocking request that would close a cycle
+    /// (NLM4_DEADLCK), but a cycle can form later, when a non-blocking lock (judged against held
+    /// locks only) lands on a range an owner already waits for.
     pub cycles: Vec<Vec<OwnerRef>>,
 }
 
