@@ -13,6 +13,7 @@
 //! fenced one (another instance took the store over) makes it refuse everything and report
 //! [`Server::fatal`], on which brlockd exits.
 
+pub mod admin;
 pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
@@ -36,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use brlock_core::{
-    Action, CallbackResult, ClientId, Core, Event, FileId, LockRecord, Outcome, RequestId, Stats,
+    Action, CallbackResult, ClientId, Core, Event, FileId, LockRecord, Outcome, RequestId,
     WaiterId, WaiterRemovedReason,
 };
 use tokio::net::{TcpListener, UdpSocket};
@@ -114,7 +115,8 @@ pub(crate) enum CoreMsg {
     },
     /// Time to call `PersistSink::recover` again.
     RetryRecover,
-    Stats(oneshot::Sender<Stats>),
+    /// A read-only question from the HTTP task (`admin::CoreQueries::ask`).
+    Inspect(admin::Inspect),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -404,20 +406,13 @@ impl Server {
 
         let metrics_task = match metrics_listener {
             Some(l) => {
-                let bound = l.local_addr()?;
-                let tx = core_tx.clone();
-                let source: crate::metrics::StatsSource = Arc::new(move || {
-                    let tx = tx.clone();
-                    Box::pin(async move {
-                        let (otx, orx) = oneshot::channel();
-                        tx.send(CoreMsg::Stats(otx)).ok()?;
-                        orx.await.ok()
-                    })
-                });
-                Some((
-                    bound,
-                    tokio::spawn(crate::metrics::serve(l, metrics, source)),
-                ))
+                let http = crate::http::HttpContext {
+                    metrics,
+                    core: admin::CoreQueries::new(core_tx.clone()),
+                    settings: Arc::new(config.settings.clone()),
+                };
+                let router = Arc::new(crate::http::routes(&http));
+                Some((l.local_addr()?, tokio::spawn(crate::http::serve(l, router))))
             }
             None => None,
         };
@@ -718,9 +713,7 @@ impl CoreTask {
             match msg {
                 None => break,
                 Some(CoreMsg::Shutdown(done)) => stopping = Some(done),
-                Some(CoreMsg::Stats(tx)) => {
-                    let _ = tx.send(self.core.stats());
-                }
+                Some(CoreMsg::Inspect(ask)) => ask(&self.view()),
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
                     // A binding made by a call the core never saw (refused on its file handle).
@@ -865,6 +858,22 @@ impl CoreTask {
         {
             self.recovering = true;
             self.start_recovery();
+        }
+    }
+
+    /// What the admin endpoints may read.
+    fn view(&self) -> admin::CoreView<'_> {
+        let readiness = match (&self.fenced, self.failed_from) {
+            (Some(_), _) => admin::Readiness::Fenced,
+            (None, Some(_)) => admin::Readiness::Rebuilding,
+            (None, None) => admin::Readiness::Serving,
+        };
+        admin::CoreView {
+            core: &self.core,
+            now: self.now(),
+            readiness,
+            callers: &self.callers,
+            monitored: &self.monitored,
         }
     }
 
