@@ -73,6 +73,20 @@ impl Drop for Frames {
     }
 }
 
+/// How the HTTP handlers ask the core task for a subscription.
+pub(crate) fn subscriber(
+    core_tx: tokio::sync::mpsc::UnboundedSender<super::CoreMsg>,
+) -> crate::http_events::SubscribeSource {
+    Arc::new(move || {
+        let tx = core_tx.clone();
+        Box::pin(async move {
+            let (otx, orx) = tokio::sync::oneshot::channel();
+            tx.send(super::CoreMsg::Subscribe(otx)).ok()?;
+            orx.await.ok()
+        })
+    })
+}
+
 /// The core task's side: owned by it, so a subscription's snapshot and its first frame can never
 /// have an event between them.
 pub(crate) struct EventTap {
