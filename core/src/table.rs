@@ -141,7 +141,8 @@ impl Eq for LockTable {}
 #[cfg(feature = "serde")]
 impl serde::Serialize for LockTable {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.iter())
+        // Collected first: postcard needs the length up front.
+        s.collect_seq(self.iter().collect::<alloc::vec::Vec<_>>())
     }
 }
 
