@@ -743,7 +743,9 @@ function renderGrace() {
   if (!g) {
     box.append(h('div', { class: 'grace-state' }, h('span', { class: 'badge', style: 'background:#9aa5ba' }, 'not in grace')),
       h('dl', { class: 'kv' }, h('dt', {}, 'epoch'), h('dd', {}, epoch)),
-      h('p', { class: 'muted small' }, sim.header().restore ? 'Grace is over: every lock is open to everyone again.' : 'After a restart the server gives earlier clients time to reclaim their locks. Try the "grace" example.'));
+      h('p', { class: 'muted small' }, sim.header().restore ? 'Grace is over: every lock is open to everyone again.'
+        : sim.header().snapshot ? 'After a restart the server gives earlier clients time to reclaim their locks; this one is past that.'
+          : 'After a restart the server gives earlier clients time to reclaim their locks. Try the "grace" example.'));
     return;
   }
   const total = sim.config().grace || 1;
