@@ -430,7 +430,8 @@ impl Core {
         for lock in plan.added.iter().filter(|l| !plan.removed.contains(l)) {
             self.held_changed(file, lock, 1);
         }
-        self.files.get_mut(file).locks.apply(plan);
+        let now = self.now;
+        self.files.get_mut(file).locks.apply(plan, now);
         // A plan changes one owner's locks (a release of several owners is several plans).
         let Some(owner) = plan.removed.first().or(plan.added.first()).map(|l| l.owner) else {
             return;
