@@ -126,7 +126,7 @@ pub async fn locks(ctx: HttpContext, request: Request) -> Response {
         };
     match ctx
         .core
-        .ask(move |v| admin::locks(&v, &filter, limit))
+        .ask(move |v| admin::locks(v, &filter, limit))
         .await
     {
         Some(entries) => listing("locks", entries, limit, admin::LockEntry::row).await,
