@@ -273,6 +273,10 @@ pub struct Settings {
     /// Entries of the duplicate request cache [default: 4096].
     #[arg(long, value_name = "N")]
     pub drc_size: Option<usize>,
+    /// Client hosts (caller_names) known at once; a new host beyond it is refused with
+    /// DENIED_NOLOCKS once the hosts that hold nothing are forgotten [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_client_hosts: Option<usize>,
     /// Host name sent as caller_name in GRANTED callbacks and as my_name to statd
     /// [default: the kernel's host name].
     #[arg(long, value_name = "NAME")]
@@ -325,6 +329,7 @@ impl Settings {
             blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_millis),
             max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
             drc_size: Some(4096),
+            max_client_hosts: Some(10_000),
             hostname: Some(system_hostname()),
             log_format: Some(LogFormat::Text),
             ..Settings::default()
@@ -459,6 +464,8 @@ pub struct ServerConfig {
     pub unmonitor_idle: Duration,
     pub max_record_bytes: usize,
     pub drc_size: usize,
+    /// `--max-client-hosts`: the bound of the client-host table (`server/host_churn.rs`).
+    pub max_client_hosts: usize,
     pub hostname: String,
     pub log_format: LogFormat,
 }
@@ -557,6 +564,12 @@ impl ServerConfig {
             None => None,
         };
         let mut core = profile.config();
+        core.cookie_key = draw_cookie_key().map_err(|e| {
+            invalid(
+                "callback cookie key",
+                format!("the operating system gave no random bytes: {e}"),
+            )
+        })?;
         core.grace = given(s.grace).millis();
         let limits = &mut core.limits;
         limits.locks_per_file = given(s.max_locks_per_file);
@@ -650,6 +663,7 @@ impl ServerConfig {
             unmonitor_idle: Duration::from_millis(unmonitor_idle_ms),
             max_record_bytes,
             drc_size: given(s.drc_size),
+            max_client_hosts: given(s.max_client_hosts),
             hostname: given(s.hostname),
             log_format: given(s.log_format),
         })
@@ -664,6 +678,15 @@ impl ServerConfig {
         };
         self.allow.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// A fresh secret for callback cookies from the operating system's random source. It lives only in
+/// memory (never in the settings, the store or `--print-config`): a restart forgets every grant
+/// waiting for confirmation anyway.
+pub fn draw_cookie_key() -> Result<brlock_core::CookieKey, getrandom::Error> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key)?;
+    Ok(brlock_core::CookieKey::new(key))
 }
 
 /// Why the command line was not turned into a configuration.
@@ -937,7 +960,7 @@ mod tests {
             ..Settings::default()
         })
         .unwrap();
-        assert_eq!(c.core, Profile::Linux.config());
+        assert_eq!(c.core, without_key(Profile::Linux.config(), &c.core));
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
     }
 
@@ -945,8 +968,35 @@ mod tests {
     fn defaults_come_from_the_profile() {
         for profile in Profile::ALL {
             let c = parse(&["--profile", profile.name()]).unwrap();
-            assert_eq!(c.core, profile.config(), "{}", profile.name());
+            assert_eq!(
+                c.core,
+                without_key(profile.config(), &c.core),
+                "{}",
+                profile.name()
+            );
         }
+    }
+
+    /// `profile` with the cookie key `drawn` has: the only value of the core's configuration that
+    /// does not come from the profile.
+    fn without_key(
+        profile: brlock_core::Config,
+        drawn: &brlock_core::Config,
+    ) -> brlock_core::Config {
+        brlock_core::Config {
+            cookie_key: drawn.cookie_key,
+            ..profile
+        }
+    }
+
+    #[test]
+    fn every_configuration_draws_its_own_cookie_key() {
+        let (a, b) = (ServerConfig::for_tests(), ServerConfig::for_tests());
+        assert_ne!(a.core.cookie_key, b.core.cookie_key);
+        assert_ne!(a.core.cookie_key, brlock_core::CookieKey::default());
+        // Its Debug form (and so any log of the configuration) does not show it.
+        let shown = format!("{:?}", a.core);
+        assert!(!shown.contains(&format!("{:?}", a.core.cookie_key.as_bytes())));
     }
 
     /// The example configuration names every setting (commented or not) and parses with

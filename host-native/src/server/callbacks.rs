@@ -11,7 +11,7 @@ use brlock_core::{CallbackResult, WaiterId};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::dispatch::{GrantCookie, waiter_cookie};
+use super::dispatch::GrantCookie;
 use super::outbound::{Transport, call, getport};
 use super::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Stat, TestArgs};
@@ -45,16 +45,29 @@ async fn client_nlm(
     Ok(SocketAddr::new(ip, port))
 }
 
+/// One GRANTED callback: which grant, which send of it, and the NLM cookie that names it (the
+/// core's `callback_cookie`, which a GRANTED_RES must carry back).
+#[derive(Clone, Debug)]
+pub(crate) struct Callback {
+    pub waiter: WaiterId,
+    pub attempt: u32,
+    pub nlm_cookie: Vec<u8>,
+}
+
 /// Sends GRANTED (and reports its outcome) or GRANTED_MSG (whose outcome arrives as GRANTED_RES or
-/// times out) for `waiter`.
+/// times out) for `callback.waiter`.
 pub(crate) async fn send_granted(
     shared: Arc<Shared>,
     ip: IpAddr,
-    waiter: WaiterId,
-    attempt: u32,
+    callback: Callback,
     grant: GrantCookie,
     mut args: TestArgs,
 ) {
+    let Callback {
+        waiter,
+        attempt,
+        nlm_cookie,
+    } = callback;
     let started = Instant::now();
     let timeout = shared.config.callback_timeout;
     let procedure = if grant.msg {
@@ -64,11 +77,10 @@ pub(crate) async fn send_granted(
     };
     let work = async {
         let addr = client_nlm(&shared, ip, grant.version, grant.transport).await?;
+        args.cookie = nlm_cookie;
         let nlm_call = if grant.msg {
-            args.cookie = waiter_cookie(waiter);
             NlmCall::GrantedMsg(args)
         } else {
-            args.cookie = grant.nlm_cookie.clone();
             NlmCall::Granted(args)
         };
         let mut encoded = Vec::new();

@@ -254,6 +254,23 @@ pub(crate) fn on_record(
             return;
         }
     };
+    // Linux lockd refuses a file handle of the wrong size while decoding (GARBAGE_ARGS): 32 bytes
+    // exactly in v1/v3, at most 128 in v4. Nothing longer reaches the core or the store.
+    if let Some(fh) = nlm_call.fh().filter(|fh| !version.takes_fh(fh.len())) {
+        debug!(%peer, xid = h.xid, len = fh.len(), ?version, "refused: file handle of the wrong size");
+        let reply = Reply::accepted(h.xid, AcceptStat::GarbageArgs);
+        let name = proc_name(h.procedure);
+        shared.rpc_reply(
+            reply_to,
+            peer,
+            drc.as_ref(),
+            reply,
+            &name,
+            "garbage_args",
+            received,
+        );
+        return;
+    }
     let ctx = CallCtx {
         xid: h.xid,
         version,

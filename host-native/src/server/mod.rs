@@ -16,6 +16,8 @@
 pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
+pub mod grant_replies;
+pub mod host_churn;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
@@ -461,7 +463,8 @@ impl Server {
             callers: HashMap::new(),
             monitored: HashMap::new(),
             host_writes: Vec::new(),
-            granted_msg: HashMap::new(),
+            host_churn: Default::default(),
+            granted_msg: grant_replies::GrantReplies::new(),
             blocked_since: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
@@ -620,8 +623,10 @@ struct CoreTask {
     monitored: HashMap<Vec<u8>, Monitored>,
     /// Changes to `callers`/`monitored` for the store, written with the next persist batch.
     host_writes: Vec<HostWrite>,
-    /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
-    granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    /// Hosts bound by the call in hand, and the table's bound (`host_churn.rs`).
+    host_churn: host_churn::HostChurn,
+    /// GRANTED_MSG callbacks waiting for their GRANTED_RES.
+    granted_msg: grant_replies::GrantReplies,
     /// Waiters whose LOCK was answered BLOCKED → when (for the "granted after waiting" line).
     blocked_since: HashMap<WaiterId, Instant>,
     out: Vec<Action>,
@@ -748,6 +753,7 @@ impl CoreTask {
                 }
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
+                    self.forget_fresh_host_if_idle();
                     // A binding made by a call the core never saw (refused on its file handle).
                     self.flush_host_writes();
                 }
@@ -770,12 +776,7 @@ impl CoreTask {
                     self.handle(Event::CallbackOutcome { waiter, result })
                 }
                 Some(CoreMsg::GrantedMsgExpired { waiter, attempt }) => {
-                    if self
-                        .granted_msg
-                        .get(&waiter)
-                        .is_some_and(|(a, _)| *a == attempt)
-                    {
-                        self.granted_msg.remove(&waiter);
+                    if self.granted_msg.expired(waiter, attempt) {
                         info!(waiter = waiter.0, "no GRANTED_RES in time");
                         self.handle(Event::CallbackOutcome {
                             waiter,
@@ -982,6 +983,12 @@ impl CoreTask {
             }
         }
         let mut config = self.core.config().clone();
+        // The new core numbers its waiters afresh: a new key, so that no cookie of the old core's
+        // grants names one of the new core's waiters.
+        match crate::config::draw_cookie_key() {
+            Ok(key) => config.cookie_key = key,
+            Err(e) => warn!(error = %e, "no new callback-cookie key: keeping the old one"),
+        }
         // Long enough that the restore's grace cannot end (and release) before the reclaims below.
         config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
         let count = records.len();
@@ -1120,6 +1127,7 @@ impl CoreTask {
                     kind,
                     cookie,
                     attempt,
+                    callback_cookie,
                     ..
                 } => {
                     if attempt == 1 {
@@ -1128,7 +1136,12 @@ impl CoreTask {
                             waiter.0, &client, &owner, &file, range, waited,
                         );
                     }
-                    self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
+                    let callback = callbacks::Callback {
+                        waiter,
+                        attempt,
+                        nlm_cookie: callback_cookie.to_vec(),
+                    };
+                    self.send_granted(callback, &client, &owner, file, range, kind, &cookie)
                 }
                 Action::Released {
                     client,
@@ -1143,7 +1156,7 @@ impl CoreTask {
                     reason,
                     ..
                 } => {
-                    self.granted_msg.remove(&waiter);
+                    self.granted_msg.forget(waiter);
                     self.blocked_since.remove(&waiter);
                     // NLM has no message for an expired wait: the client's own retry finds out.
                     if reason == WaiterRemovedReason::Expired {
@@ -1199,21 +1212,27 @@ impl CoreTask {
     }
 
     /// Binds `caller_name` to the address of its first request (and notes the address of ours it
-    /// reached, `local`); false when it comes from another. A binding survives a restart (the
-    /// store keeps it) until the host is freed or forgotten.
-    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> bool {
+    /// reached, `local`); DENIED when it comes from another, DENIED_NOLOCKS when the host table
+    /// is full. A binding survives a restart (the store keeps it) until the host is freed or
+    /// forgotten.
+    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> Result<(), Stat> {
         let ip = canonical(peer.ip());
-        match self.callers.get(caller) {
+        match self.callers.get(caller).copied() {
             Some(bound) if bound.ip != ip => {
                 info!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound.ip, "refused: caller_name bound to another address");
-                false
+                Err(Stat::Denied)
             }
-            Some(_) => true,
+            Some(_) => Ok(()),
+            None if !self.room_for_new_host() => {
+                debug!(%peer, caller = %String::from_utf8_lossy(caller), "refused: client-host table full (--max-client-hosts)");
+                Err(Stat::DeniedNolocks)
+            }
             None => {
                 let local = canonical(intake::local_for(local, peer.ip()));
                 self.callers.insert(caller.to_vec(), Bound { ip, local });
+                self.host_churn.bound(caller);
                 self.sync_host(caller);
-                true
+                Ok(())
             }
         }
     }
@@ -1483,8 +1502,8 @@ impl CoreTask {
         peer: SocketAddr,
         local: IpAddr,
     ) -> Option<Stat> {
-        if !self.admit(caller, peer, local) {
-            return Some(Stat::Denied);
+        if let Err(stat) = self.admit(caller, peer, local) {
+            return Some(stat);
         }
         if let Some(m) = self.monitored.get_mut(caller) {
             m.last_seen = Instant::now();
@@ -1620,7 +1639,6 @@ impl CoreTask {
                     version: ctx.version,
                     transport: ctx.transport,
                     msg: ctx.procedure == NlmProc::LockMsg,
-                    nlm_cookie: a.cookie.clone(),
                 };
                 let l = a.lock;
                 self.submit(ctx, a.cookie, |request| Event::Lock {
@@ -1673,10 +1691,13 @@ impl CoreTask {
                 self.answer(ctx, a.cookie, Stat::Denied, None)
             }
             NlmCall::GrantedRes(res) => {
-                match dispatch::parse_waiter_cookie(&res.cookie)
-                    .and_then(|w| self.granted_msg.remove(&w).map(|(_, t)| (w, t)))
-                {
-                    Some((waiter, sent)) => {
+                let from = canonical(ctx.peer.ip());
+                let answered = self
+                    .core
+                    .waiter_of_cookie(&res.cookie)
+                    .map(|w| (w, self.granted_msg.answered(w, from)));
+                match answered {
+                    Some((waiter, Ok(sent))) => {
                         let result = if res.stat == Stat::Granted {
                             CallbackResult::Delivered
                         } else {
@@ -1688,7 +1709,13 @@ impl CoreTask {
                         );
                         self.handle(Event::CallbackOutcome { waiter, result });
                     }
-                    None => debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG"),
+                    Some((waiter, Err(grant_replies::Unanswerable::WrongAddress { expected }))) => {
+                        warn!(peer = %ctx.peer, waiter = waiter.0, %expected,
+                            "GRANTED_RES refused: it does not come from the address the GRANTED_MSG went to")
+                    }
+                    Some((_, Err(grant_replies::Unanswerable::NotOut))) | None => {
+                        debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG")
+                    }
                 }
                 self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
             }
@@ -1749,7 +1776,7 @@ impl CoreTask {
                 }
             }
             NlmCall::FreeAll(n) => {
-                if self.admit(&n.name, ctx.peer, ctx.local) {
+                if self.admit(&n.name, ctx.peer, ctx.local).is_ok() {
                     info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
                     self.forget_host(&n.name);
                     self.handle(Event::FreeAll {
@@ -1764,15 +1791,15 @@ impl CoreTask {
     #[allow(clippy::too_many_arguments)]
     fn send_granted(
         &mut self,
-        waiter: WaiterId,
+        callback: callbacks::Callback,
         client: &ClientId,
         owner: &brlock_core::OwnerId,
         file: FileId,
         range: brlock_core::Range,
         kind: brlock_core::LockKind,
         cookie: &[u8],
-        attempt: u32,
     ) {
+        let (waiter, attempt) = (callback.waiter, callback.attempt);
         let (Some(grant), Some(&ip)) = (
             GrantCookie::decode(cookie),
             self.callers.get(client.as_bytes()).map(|b| &b.ip),
@@ -1801,14 +1828,13 @@ impl CoreTask {
             },
         };
         if grant.msg {
-            self.granted_msg.insert(waiter, (attempt, Instant::now()));
+            self.granted_msg.sent(waiter, attempt, ip);
         }
         debug!(waiter = waiter.0, %client, attempt, msg = grant.msg, "sending GRANTED");
         tokio::spawn(callbacks::send_granted(
             self.shared.clone(),
             ip,
-            waiter,
-            attempt,
+            callback,
             grant,
             args,
         ));
