@@ -273,6 +273,34 @@ pub struct Settings {
     /// Entries of the duplicate request cache [default: 4096].
     #[arg(long, value_name = "N")]
     pub drc_size: Option<usize>,
+    /// Open NLM TCP connections; a new one beyond it closes the longest-idle one (Linux:
+    /// nlm_max_connections) [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// A TCP connection with nothing read or written this long is closed (a bare number is
+    /// seconds) [default: 6m, as Linux's sunrpc].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<SecsSetting>,
+    /// A TCP record must arrive whole within this long of its first byte (a bare number is
+    /// seconds) [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub record_deadline: Option<SecsSetting>,
+    /// Bytes held in unfinished TCP records over all connections; the connection that would pass it
+    /// is closed [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_partial_record_bytes: Option<usize>,
+    /// Calls one TCP connection may have read whose replies are not written yet; then it is not
+    /// read until its client reads them [default: 128].
+    #[arg(long, value_name = "N")]
+    pub max_pipelined_calls: Option<usize>,
+    /// NLM calls in the core's hands at once; a TCP connection waits for room, a UDP call is
+    /// dropped [default: 8192].
+    #[arg(long, value_name = "N")]
+    pub max_calls_in_flight: Option<usize>,
+    /// Outbound calls (GRANTED callbacks, *_RES, portmap and statd calls) in flight at once; more
+    /// are dropped (a GRANTED counts as failed and is resent) [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_outbound_calls: Option<usize>,
     /// Client hosts (caller_names) known at once; a new host beyond it is refused with
     /// DENIED_NOLOCKS once the hosts that hold nothing are forgotten [default: 10000].
     #[arg(long, value_name = "N")]
@@ -330,6 +358,13 @@ impl Settings {
             max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
             drc_size: Some(4096),
             max_client_hosts: Some(10_000),
+            max_connections: Some(1024),
+            idle_timeout: Some(SecsSetting::from_millis(360_000)),
+            record_deadline: Some(SecsSetting::from_millis(30_000)),
+            max_partial_record_bytes: Some(64 << 20),
+            max_pipelined_calls: Some(128),
+            max_calls_in_flight: Some(8192),
+            max_outbound_calls: Some(256),
             hostname: Some(system_hostname()),
             log_format: Some(LogFormat::Text),
             ..Settings::default()
@@ -442,6 +477,24 @@ pub struct NoticeTiming {
     pub give_up: Duration,
 }
 
+/// The bounds on NLM TCP connections (`server/tcp.rs`, `server/connections.rs`, `server/flow.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub record_deadline: Duration,
+    pub max_partial_record_bytes: usize,
+    pub max_pipelined_calls: usize,
+}
+
+/// `value`, refused when zero.
+fn at_least_1(setting: &'static str, value: usize) -> Result<usize, ConfigError> {
+    match value {
+        0 => Err(invalid(setting, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 /// The resolved configuration of one server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -466,6 +519,11 @@ pub struct ServerConfig {
     pub drc_size: usize,
     /// `--max-client-hosts`: the bound of the client-host table (`server/host_churn.rs`).
     pub max_client_hosts: usize,
+    pub connection_limits: ConnectionLimits,
+    /// `--max-calls-in-flight` (`server/flow.rs`).
+    pub max_calls_in_flight: usize,
+    /// `--max-outbound-calls` (`server/outbound_udp.rs`).
+    pub max_outbound_calls: usize,
     pub hostname: String,
     pub log_format: LogFormat,
 }
@@ -646,6 +704,19 @@ impl ServerConfig {
         if max_record_bytes < 64 {
             return Err(invalid("--max-record-bytes", "must be at least 64"));
         }
+        let connection_limits = ConnectionLimits {
+            max_connections: at_least_1("--max-connections", given(s.max_connections))?,
+            idle_timeout: Duration::from_millis(positive_ms(
+                "--idle-timeout",
+                given(s.idle_timeout),
+            )?),
+            record_deadline: Duration::from_millis(positive_ms(
+                "--record-deadline",
+                given(s.record_deadline),
+            )?),
+            max_partial_record_bytes: given(s.max_partial_record_bytes),
+            max_pipelined_calls: at_least_1("--max-pipelined-calls", given(s.max_pipelined_calls))?,
+        };
         Ok(ServerConfig {
             listen,
             store: given(s.store),
@@ -664,6 +735,9 @@ impl ServerConfig {
             max_record_bytes,
             drc_size: given(s.drc_size),
             max_client_hosts: given(s.max_client_hosts),
+            connection_limits,
+            max_calls_in_flight: at_least_1("--max-calls-in-flight", given(s.max_calls_in_flight))?,
+            max_outbound_calls: at_least_1("--max-outbound-calls", given(s.max_outbound_calls))?,
             hostname: given(s.hostname),
             log_format: given(s.log_format),
         })

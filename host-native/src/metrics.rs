@@ -53,6 +53,12 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+/// Why brlockd closed a TCP connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: &'static str,
+}
+
 /// All of brlockd's metrics. Cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -60,6 +66,10 @@ pub struct Metrics {
     pub requests: Family<RpcLabels, Counter>,
     pub request_seconds: Family<RpcLabels, Histogram>,
     pub open_connections: Gauge,
+    /// UDP calls dropped because the calls in flight or the core's queue were full (issue 13).
+    pub udp_dropped: Counter,
+    /// TCP connections closed by a bound (`--max-connections`, `--idle-timeout`, ...), by reason.
+    pub connections_closed: Family<ClosedLabels, Counter>,
     pub callback_seconds: Family<CallbackLabels, Histogram>,
     /// Persist writes handed to the store (none with `--store memory`).
     pub store_writes: Counter,
@@ -105,6 +115,18 @@ impl Metrics {
             "brlock_open_connections",
             "Open TCP connections",
             open_connections.clone(),
+        );
+        let udp_dropped = Counter::default();
+        registry.register(
+            "brlock_udp_dropped",
+            "UDP calls dropped because --max-calls-in-flight or the core's queue was full",
+            udp_dropped.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "brlock_connections_closed",
+            "TCP connections closed by brlockd, by reason",
+            connections_closed.clone(),
         );
         let callback_seconds = Family::<CallbackLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
@@ -165,6 +187,8 @@ impl Metrics {
             requests,
             request_seconds,
             open_connections,
+            udp_dropped,
+            connections_closed,
             callback_seconds,
             store_writes,
             store_durable_seconds,
@@ -666,13 +690,26 @@ pub type StatsSource =
 /// Serves `GET /metrics` until the listener's task is aborted. Any other path is 404; one request
 /// per connection.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stats: StatsSource) {
+    // At most this many HTTP connections at once, each for at most `HTTP_DEADLINE` (issue 13,
+    // row 9): more wait in the kernel's backlog. Accept errors (EMFILE) back off.
+    const HTTP_CONNECTIONS: usize = 32;
+    const HTTP_DEADLINE: Duration = Duration::from_secs(10);
+    let open = Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS));
+    let mut backoff = crate::server::accept_backoff::AcceptBackoff::default();
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
         };
+        let (mut stream, _) = crate::server::accept_backoff::accept_with_backoff(
+            &listener,
+            &mut backoff,
+            "metrics (http)",
+        )
+        .await;
         let metrics = metrics.clone();
         let stats = stats.clone();
-        tokio::spawn(async move {
+        tokio::spawn(tokio::time::timeout(HTTP_DEADLINE, async move {
+            let _permit = permit;
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
             let read_head = async {
@@ -711,7 +748,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stats: StatsSou
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(body.as_bytes()).await;
             let _ = stream.shutdown().await;
-        });
+        }));
     }
 }
 

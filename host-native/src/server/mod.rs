@@ -13,15 +13,19 @@
 //! fenced one (another instance took the store over) makes it refuse everything and report
 //! [`Server::fatal`], on which brlockd exits.
 
+pub mod accept_backoff;
 pub mod callbacks;
+pub(crate) mod connections;
 pub mod dispatch;
 pub mod drc;
+pub(crate) mod flow;
 pub mod grant_replies;
 pub mod host_churn;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
+pub(crate) mod outbound_calls;
 pub mod persist;
 pub mod request_log;
 pub mod rpcbind;
@@ -120,11 +124,21 @@ pub(crate) enum CoreMsg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Room in the core task's queue besides the calls in flight: callback outcomes, durable batches,
+/// timers and the like, whose senders wait for room.
+const CORE_QUEUE_INTERNAL: usize = 1024;
+
 /// What every task of one server shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
-    pub core_tx: mpsc::UnboundedSender<CoreMsg>,
+    /// Bounded (`--max-calls-in-flight` plus [`CORE_QUEUE_INTERNAL`]): see `flow.rs`.
+    pub core_tx: mpsc::Sender<CoreMsg>,
+    pub calls_in_flight: flow::CallsInFlight,
+    pub connections: Arc<connections::ConnectionTable>,
+    pub partial_bytes: Arc<connections::PartialBytes>,
+    /// Callbacks, `*_RES`, GETPORT and statd calls: shared UDP sockets, `--max-outbound-calls`.
+    pub outbound: outbound_calls::OutboundCalls,
     drc: Mutex<Drc>,
     /// brlockd's NSM state number for this run.
     pub nsm_state: u32,
@@ -387,7 +401,7 @@ impl Server {
         for procedure in NlmProc::ALL {
             metrics.touch_request(proc_label(procedure), usual_status(procedure));
         }
-        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let (core_tx, core_rx) = mpsc::channel(config.max_calls_in_flight + CORE_QUEUE_INTERNAL);
         let nsm = resolve_nsm(&config).await;
         info!(
             mode = if nsm.builtin { "builtin" } else if nsm.statd.is_some() { "statd" } else { "none" },
@@ -400,6 +414,14 @@ impl Server {
             config: config.clone(),
             metrics: metrics.clone(),
             core_tx: core_tx.clone(),
+            calls_in_flight: flow::CallsInFlight::new(config.max_calls_in_flight),
+            connections: connections::ConnectionTable::new(
+                config.connection_limits.max_connections,
+            ),
+            partial_bytes: connections::PartialBytes::new(
+                config.connection_limits.max_partial_record_bytes,
+            ),
+            outbound: outbound_calls::OutboundCalls::new(config.max_outbound_calls),
             nsm_state: restored.nsm_state,
             nsm_builtin: nsm.builtin,
         });
@@ -412,7 +434,7 @@ impl Server {
                     let tx = tx.clone();
                     Box::pin(async move {
                         let (otx, orx) = oneshot::channel();
-                        tx.send(CoreMsg::Stats(otx)).ok()?;
+                        tx.send(CoreMsg::Stats(otx)).await.ok()?;
                         orx.await.ok()
                     })
                 });
@@ -498,7 +520,7 @@ impl Server {
             let _ = tcp_task.await;
             let _ = udp_task.await;
             let (dtx, drx) = oneshot::channel();
-            if core_tx.send(CoreMsg::Shutdown(dtx)).is_ok() {
+            if core_tx.send(CoreMsg::Shutdown(dtx)).await.is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(10), drx).await;
             }
             let _ = core_task.await;
@@ -612,7 +634,7 @@ struct CoreTask {
     sink: Box<dyn PersistSink>,
     handles: Arc<dyn FileHandleCheck>,
     /// The queue of SM_MON/SM_UNMON calls to the local statd, if there is one.
-    statd: Option<mpsc::UnboundedSender<callbacks::StatdCall>>,
+    statd: Option<mpsc::Sender<callbacks::StatdCall>>,
     next_request: u64,
     next_batch: u64,
     pending: HashMap<RequestId, Pending>,
@@ -717,7 +739,7 @@ impl CoreTask {
         self.start.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
         let mut stopping: Option<oneshot::Sender<()>> = None;
         // Half the idle time: a host is unmonitored between 1 and 1.5 idle times after it went quiet.
         let mut unmonitor_sweep = tokio::time::interval(
@@ -938,7 +960,7 @@ impl CoreTask {
         let recovered = self.sink.recover();
         let tx = self.shared.core_tx.clone();
         tokio::spawn(async move {
-            let _ = tx.send(CoreMsg::Recovered(recovered.await));
+            let _ = tx.send(CoreMsg::Recovered(recovered.await)).await;
         });
     }
 
@@ -959,7 +981,7 @@ impl CoreTask {
                 let tx = self.shared.core_tx.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(RECOVER_RETRY).await;
-                    let _ = tx.send(CoreMsg::RetryRecover);
+                    let _ = tx.send(CoreMsg::RetryRecover).await;
                 });
                 return;
             }
@@ -1347,8 +1369,11 @@ impl CoreTask {
         if let Some(m) = self.monitored.remove(name) {
             if m.statd
                 && let Some(statd) = &self.statd
+                && statd
+                    .try_send(callbacks::StatdCall::Unmon(name.to_vec()))
+                    .is_err()
             {
-                let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+                warn!(host = %String::from_utf8_lossy(name), "SM_UNMON dropped: the statd queue is full");
             }
             self.sync_host(name);
         }
@@ -1620,7 +1645,12 @@ impl CoreTask {
                     let statd = match (before, &self.statd) {
                         (Some((_, true)), _) => true,
                         (_, Some(statd)) => {
-                            let _ = statd.send(callbacks::StatdCall::Mon(name.clone()));
+                            if statd
+                                .try_send(callbacks::StatdCall::Mon(name.clone()))
+                                .is_err()
+                            {
+                                warn!(host = %String::from_utf8_lossy(name), "SM_MON dropped: the statd queue is full");
+                            }
                             true
                         }
                         (_, None) => false,
@@ -1805,10 +1835,15 @@ impl CoreTask {
             self.callers.get(client.as_bytes()).map(|b| &b.ip),
         ) else {
             info!(waiter = waiter.0, %client, "cannot call back: client address unknown");
-            let _ = self.shared.core_tx.send(CoreMsg::CallbackOutcome {
-                waiter,
-                result: CallbackResult::Failed,
-                attempt,
+            // Through the queue like every outcome (the core task must not wait on its own queue).
+            let tx = self.shared.core_tx.clone();
+            tokio::spawn(async move {
+                let outcome = CoreMsg::CallbackOutcome {
+                    waiter,
+                    result: CallbackResult::Failed,
+                    attempt,
+                };
+                let _ = tx.send(outcome).await;
             });
             return;
         };
