@@ -1035,6 +1035,48 @@ mod sqlite_only {
         assert_eq!(all(&store).await, sorted(vec![kept, first]));
     }
 
+    /// One request the store cannot take fails alone: in a group-commit transaction of three
+    /// requests, the one before it commits and is answered Ok; it and the one after it fail (the
+    /// server rebuilds its core after any failure, so nothing after it may be written).
+    #[tokio::test]
+    async fn group_commit_fails_only_from_the_request_the_store_cannot_take() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = Arc::new(db.open().await);
+        let (epoch, _) = store.begin_epoch().await.unwrap();
+        db.raw(
+            "CREATE TRIGGER refuse BEFORE INSERT ON lock_record WHEN NEW.range_offset = 666 \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .await;
+        let options = GroupCommitOptions {
+            halt_on_failure: true,
+            ..GroupCommitOptions::default()
+        };
+        let commits = GroupCommit::spawn(store.clone(), epoch, options);
+        let before = rec(b"f", b"a", b"o", X, 0, 1);
+        let refused = rec(b"f", b"b", b"o", X, 666, 1);
+        let after = rec(b"f", b"c", b"o", X, 10, 1);
+        // Queued before the committer runs: one transaction.
+        let tickets = [
+            commits.submit_now(vec![put(1, &before)]),
+            commits.submit_now(vec![put(2, &refused)]),
+            commits.submit_now(vec![put(3, &after)]),
+        ];
+        let mut results = Vec::new();
+        for t in tickets {
+            results.push(t.await);
+        }
+        assert_eq!(results[0], Ok(()));
+        assert!(
+            matches!(&results[1], Err(StoreError::Unavailable(m)) if m.contains("refused by the test")),
+            "{:?}",
+            results[1]
+        );
+        assert!(results[2].is_err());
+        assert_eq!(all(&store).await, vec![before]);
+        commits.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_path_in_a_missing_directory_is_unavailable() {
         let err = Store::open("sqlite:///nonexistent-brlock-dir/x/brlock.db")
