@@ -290,7 +290,7 @@ pub struct Settings {
     #[arg(long, value_name = "BYTES")]
     pub max_partial_record_bytes: Option<usize>,
     /// Calls one TCP connection may have read whose replies are not written yet; then it is not
-    /// read until its client reads them [default: 128].
+    /// read until its client reads them [default: 64].
     #[arg(long, value_name = "N")]
     pub max_pipelined_calls: Option<usize>,
     /// NLM calls in the core's hands at once; a TCP connection waits for room, a UDP call is
@@ -362,7 +362,7 @@ impl Settings {
             idle_timeout: Some(SecsSetting::from_millis(360_000)),
             record_deadline: Some(SecsSetting::from_millis(30_000)),
             max_partial_record_bytes: Some(64 << 20),
-            max_pipelined_calls: Some(128),
+            max_pipelined_calls: Some(64),
             max_calls_in_flight: Some(8192),
             max_outbound_calls: Some(256),
             hostname: Some(system_hostname()),

@@ -369,7 +369,14 @@ async fn a_caller_binding_lasts_while_the_host_holds_something_and_is_then_forgo
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // ... and is bound to that address now.
+    // A request that leaves the name holding nothing binds it no longer than itself (issue 13,
+    // row 7): it may call from home again ...
+    assert_eq!(home.test(&probe, true).await.unwrap().stat, Stat::Granted);
+    // ... while a lock binds it to the address the lock came from.
+    assert_eq!(
+        elsewhere.lock(&probe, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
     assert_eq!(
         home.test(&probe, true).await.unwrap().stat,
         Stat::DeniedNolocks
