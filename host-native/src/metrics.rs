@@ -253,6 +253,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A new client host was refused: `--max-client-hosts` reached
+    /// (`brlock_limit_refusals_total{limit="client_hosts"}`).
+    pub fn client_host_refused(&self) {
+        self.core
+            .client_hosts_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The OpenMetrics exposition, with the core's stats as of `stats`.
     pub fn render(&self, stats: Stats) -> String {
         *self.core.latest.lock().unwrap_or_else(|e| e.into_inner()) = stats;
@@ -311,6 +319,9 @@ pub fn to_classic_text(open: &str) -> String {
 #[derive(Debug, Default)]
 struct CoreStats {
     latest: Mutex<Stats>,
+    /// New client hosts refused because `--max-client-hosts` was reached (a host-side limit, in
+    /// the same family as the core's).
+    client_hosts_refused: std::sync::atomic::AtomicU64,
 }
 
 type Rows = Vec<(Vec<(&'static str, String)>, u64)>;
@@ -484,6 +495,11 @@ impl Collector for CoreStats {
                     ("shares_per_file", s.limit_shares_per_file),
                     ("shares_per_client", s.limit_shares_per_client),
                     ("shares_total", s.limit_shares_total),
+                    (
+                        "client_hosts",
+                        self.client_hosts_refused
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    ),
                 ],
             ),
         )?;

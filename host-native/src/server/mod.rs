@@ -1246,6 +1246,7 @@ impl CoreTask {
             }
             Some(_) => Ok(()),
             None if !self.room_for_new_host() => {
+                self.shared.metrics.client_host_refused();
                 debug!(%peer, caller = %String::from_utf8_lossy(caller), "refused: client-host table full (--max-client-hosts)");
                 Err(Stat::DeniedNolocks)
             }

@@ -147,6 +147,55 @@ fn row7_fresh_caller_names_are_forgotten_at_once() {
     siege.finish("row 7 (fresh caller_names)", 16);
 }
 
+/// Row 7 as well: the host table is bounded even by hosts that hold something. With
+/// `--max-client-hosts 5` full of hosts holding locks, a sixth host is refused DENIED_NOLOCKS
+/// (counted as `limit="client_hosts"`); once one of them holds nothing, the next new host makes
+/// room by forgetting it.
+#[test]
+fn row7_a_full_host_table_refuses_new_hosts_then_makes_room() {
+    let server = brlock_tests::brlockd::Brlockd::start_with(brlock_tests::brlockd::Options {
+        metrics: true,
+        extra: vec!["--max-client-hosts".into(), "5".into()],
+        ..Default::default()
+    });
+    let mut c = client(server.addr);
+    let hosts: Vec<Owner> = (0..6)
+        .map(|i| Owner::new(&format!("table-host-{i}"), i, "oh"))
+        .collect();
+    let fh = |i: usize| format!("table-file-{i}");
+    for (i, h) in hosts.iter().enumerate().take(5) {
+        assert_eq!(
+            c.lock(h, fh(i).as_bytes(), true, 0, 10, false).unwrap(),
+            Stat::Granted
+        );
+    }
+    assert_eq!(
+        c.lock(&hosts[5], fh(5).as_bytes(), true, 0, 10, false)
+            .unwrap(),
+        Stat::DeniedNolocks
+    );
+    let page = super::scrape(server.metrics.expect("metrics"));
+    assert_eq!(
+        super::metric(
+            &page,
+            r#"brlock_limit_refusals_total{limit="client_hosts"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        c.unlock(&hosts[0], fh(0).as_bytes(), 0, 10).unwrap(),
+        Stat::Granted
+    );
+    // Room is made at most once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        c.lock(&hosts[5], fh(5).as_bytes(), true, 0, 10, false)
+            .unwrap(),
+        Stat::Granted
+    );
+    super::assert_still_serves(server.addr);
+}
+
 /// Row 11: one host sends 40 blocking LOCKs on a busy file whose queue holds 40
 /// (`--max-waiters-per-file 40`): it gets a quarter of the queue (10), the rest DENIED_NOLOCKS,
 /// and another host's blocking LOCK still queues.
