@@ -168,7 +168,8 @@ pub struct Settings {
     /// (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port)
+    /// Serve HTTP on ADDR:PORT: Prometheus metrics at /metrics and the admin endpoints (/locks,
+    /// /waiters, /wait-for, /clients, /readyz, …; no authentication) (port 0 picks a free port)
     /// [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
@@ -526,6 +527,9 @@ pub struct ServerConfig {
     pub max_outbound_calls: usize,
     pub hostname: String,
     pub log_format: LogFormat,
+    /// The settings this configuration was made from, every key with a value (`/config` shows
+    /// them; a field changed on this struct afterwards is not reflected there).
+    pub settings: Settings,
 }
 
 /// A configuration that cannot be used; brlockd prints it and exits with code 2.
@@ -616,6 +620,7 @@ impl ServerConfig {
             )
         })?;
         let s = Settings::layered(&[&Settings::defaults(profile), s]);
+        let settings = s.clone();
         let listen = parse_addr("--listen", &given(s.listen))?;
         let metrics = match s.metrics {
             Some(m) => Some(parse_addr("--metrics", &m)?),
@@ -740,6 +745,7 @@ impl ServerConfig {
             max_outbound_calls: at_least_1("--max-outbound-calls", given(s.max_outbound_calls))?,
             hostname: given(s.hostname),
             log_format: given(s.log_format),
+            settings,
         })
     }
 

@@ -5,7 +5,7 @@
 //! all connections are bounded too ([`PartialBytes`], `--max-partial-record-bytes`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,10 +13,18 @@ use foldhash::{HashMap, HashMapExt};
 use tokio::sync::Notify;
 use tracing::info;
 
+/// What a connection last did, written by its own task without taking the table's lock (a
+/// connection notes activity on every read; the table reads it only when it is full).
+#[derive(Debug, Default)]
+struct Activity {
+    /// Milliseconds since the table's epoch.
+    last_active: AtomicU64,
+    busy: AtomicBool,
+}
+
 struct Entry {
     peer: SocketAddr,
-    last_active: Instant,
-    busy: bool,
+    activity: Arc<Activity>,
     close: Arc<Notify>,
 }
 
@@ -28,6 +36,7 @@ struct Inner {
 /// Every open NLM TCP connection, by id.
 pub(crate) struct ConnectionTable {
     max: usize,
+    epoch: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -43,6 +52,7 @@ impl ConnectionTable {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(ConnectionTable {
             max: max.max(1),
+            epoch: Instant::now(),
             inner: Mutex::new(Inner {
                 next_id: 0,
                 open: HashMap::new(),
@@ -61,8 +71,8 @@ impl ConnectionTable {
             let oldest_idle = inner
                 .open
                 .iter()
-                .filter(|(_, e)| !e.busy)
-                .min_by_key(|(id, e)| (e.last_active, **id))
+                .filter(|(_, e)| !e.activity.busy.load(Ordering::Relaxed))
+                .min_by_key(|(id, e)| (e.activity.last_active.load(Ordering::Relaxed), **id))
                 .map(|(id, _)| *id);
             let Some(id) = oldest_idle else {
                 return Admission::Full;
@@ -74,20 +84,28 @@ impl ConnectionTable {
         let id = inner.next_id;
         inner.next_id += 1;
         let close = Arc::new(Notify::new());
+        let activity = Arc::new(Activity::default());
+        activity
+            .last_active
+            .store(self.millis(now), Ordering::Relaxed);
         inner.open.insert(
             id,
             Entry {
                 peer,
-                last_active: now,
-                busy: false,
+                activity: activity.clone(),
                 close: close.clone(),
             },
         );
         Admission::Admitted(ConnectionHandle {
             id,
             table: self.clone(),
+            activity,
             close,
         })
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     #[cfg(test)]
@@ -100,21 +118,22 @@ impl ConnectionTable {
 pub(crate) struct ConnectionHandle {
     id: u64,
     table: Arc<ConnectionTable>,
+    activity: Arc<Activity>,
     close: Arc<Notify>,
 }
 
 impl ConnectionHandle {
     /// The connection did something at `now`; `busy` while it is mid-record or owes replies.
     pub(crate) fn active(&self, now: Instant, busy: bool) {
-        if let Some(e) = self.table.lock().open.get_mut(&self.id) {
-            e.last_active = now;
-            e.busy = busy;
-        }
+        self.activity
+            .last_active
+            .store(self.table.millis(now), Ordering::Relaxed);
+        self.activity.busy.store(busy, Ordering::Relaxed);
     }
 
-    /// Resolves when the table closes this connection to make room.
-    pub(crate) async fn closed(&self) {
-        self.close.notified().await
+    /// What the table notifies (`notify_one`) when it closes this connection to make room.
+    pub(crate) fn close_signal(&self) -> Arc<Notify> {
+        self.close.clone()
     }
 }
 
@@ -201,7 +220,7 @@ mod tests {
             panic!("room")
         };
         let _b = table.admit(peer(2), Instant::now());
-        tokio::time::timeout(Duration::from_secs(1), a.closed())
+        tokio::time::timeout(Duration::from_secs(1), a.close_signal().notified())
             .await
             .expect("a was told to close");
     }

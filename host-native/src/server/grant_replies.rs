@@ -82,11 +82,6 @@ impl GrantReplies {
     pub(crate) fn forget(&mut self, waiter: WaiterId) {
         self.out.remove(&waiter);
     }
-
-    /// The core was replaced: its waiters are gone with it.
-    pub(crate) fn clear(&mut self) {
-        self.out.clear();
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! [`Server::fatal`], on which brlockd exits.
 
 pub mod accept_backoff;
+pub mod admin;
 pub mod callbacks;
 pub(crate) mod connections;
 pub mod dispatch;
@@ -33,7 +34,7 @@ pub mod startup;
 pub mod tcp;
 pub mod udp;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
@@ -42,8 +43,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use brlock_core::{
-    Action, CallbackResult, ClientId, Core, Event, FileId, LockKind, LockRecord, Outcome, OwnerId,
-    Range, RequestId, Stats, WaiterId, WaiterRemovedReason, WaiterView,
+    Action, CallbackResult, ClientId, Core, Event, FileId, LockRecord, Outcome, RequestId,
+    WaiterId, WaiterRemovedReason,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -120,7 +121,8 @@ pub(crate) enum CoreMsg {
     },
     /// Time to call `PersistSink::recover` again.
     RetryRecover,
-    Stats(oneshot::Sender<Stats>),
+    /// A read-only question from the HTTP task (`admin::CoreQueries::ask`).
+    Inspect(admin::Inspect),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -428,20 +430,13 @@ impl Server {
 
         let metrics_task = match metrics_listener {
             Some(l) => {
-                let bound = l.local_addr()?;
-                let tx = core_tx.clone();
-                let source: crate::metrics::StatsSource = Arc::new(move || {
-                    let tx = tx.clone();
-                    Box::pin(async move {
-                        let (otx, orx) = oneshot::channel();
-                        tx.send(CoreMsg::Stats(otx)).await.ok()?;
-                        orx.await.ok()
-                    })
-                });
-                Some((
-                    bound,
-                    tokio::spawn(crate::metrics::serve(l, metrics, source)),
-                ))
+                let http = crate::http::HttpContext {
+                    metrics,
+                    core: admin::CoreQueries::new(core_tx.clone()),
+                    settings: Arc::new(config.settings.clone()),
+                };
+                let router = Arc::new(crate::http::routes(&http));
+                Some((l.local_addr()?, tokio::spawn(crate::http::serve(l, router))))
             }
             None => None,
         };
@@ -493,8 +488,6 @@ impl Server {
             recovering: false,
             fenced: None,
             fatal: fatal_tx,
-            reclaims: Vec::new(),
-            share_reclaims: Vec::new(),
             durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
             store_failures: 0,
         };
@@ -594,10 +587,6 @@ async fn bind_pair(addr: SocketAddr) -> Result<(TcpListener, UdpSocket), BindErr
 struct Pending {
     ctx: CallCtx,
     cookie: Vec<u8>,
-    /// A reclaim's lock, to replay should the core be rebuilt during grace.
-    reclaim: Option<LockRecord>,
-    /// Likewise a share reclaim's reservation.
-    share_reclaim: Option<brlock_core::ShareRecord>,
 }
 
 /// One event's actions, held until their persist batch (and every earlier one) is durable.
@@ -660,9 +649,6 @@ struct CoreTask {
     /// Another instance took the store over: nothing is served any more.
     fenced: Option<StoreError>,
     fatal: watch::Sender<Option<String>>,
-    /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
-    reclaims: Vec<LockRecord>,
-    share_reclaims: Vec<brlock_core::ShareRecord>,
     /// Batches waiting to be durable, to the task that tells us when they are.
     durable: mpsc::UnboundedSender<persist::Submitted>,
     store_failures: u64,
@@ -672,22 +658,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
-    }
-}
-
-fn record(
-    client: &ClientId,
-    owner: &OwnerId,
-    file: &FileId,
-    range: Range,
-    kind: LockKind,
-) -> LockRecord {
-    LockRecord {
-        file: file.clone(),
-        client: client.clone(),
-        owner: owner.clone(),
-        kind,
-        range,
     }
 }
 
@@ -770,9 +740,7 @@ impl CoreTask {
             match msg {
                 None => break,
                 Some(CoreMsg::Shutdown(done)) => stopping = Some(done),
-                Some(CoreMsg::Stats(tx)) => {
-                    let _ = tx.send(self.core.stats());
-                }
+                Some(CoreMsg::Inspect(ask)) => ask(&self.view()),
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
                     self.forget_fresh_host_if_idle();
@@ -916,6 +884,22 @@ impl CoreTask {
         }
     }
 
+    /// What the admin endpoints may read.
+    fn view(&self) -> admin::CoreView<'_> {
+        let readiness = match (&self.fenced, self.failed_from) {
+            (Some(_), _) => admin::Readiness::Fenced,
+            (None, Some(_)) => admin::Readiness::Rebuilding,
+            (None, None) => admin::Readiness::Serving,
+        };
+        admin::CoreView {
+            core: &self.core,
+            now: self.now(),
+            readiness,
+            callers: &self.callers,
+            monitored: &self.monitored,
+        }
+    }
+
     /// Whether events go to the core (not while it is rebuilt, nor once fenced).
     fn serving(&self) -> bool {
         self.failed_from.is_none() && self.fenced.is_none()
@@ -989,126 +973,35 @@ impl CoreTask {
         self.rebuild(records, shares);
     }
 
-    /// Replaces the core by one holding exactly `records` and `shares` (what the store has), in the
-    /// same grace state as before: restore, then reclaim at once every lock and share nobody still
-    /// has to reclaim (during grace, replaying the reclaims already granted), which ends the
-    /// restore's grace when none was running. Then the queued blocking LOCKs of the old core, which
-    /// are not in the store, are taken again in their old order. Granted waiters whose GRANTED
-    /// callback was still unconfirmed keep their lock only if its grant was durable.
+    /// Swaps in the core's own rebuild from what the store holds (`Core::rebuild`: which locks,
+    /// waiters, grace state and reclaims survive is the core's rule), and carries out its actions.
+    /// Waiter ids survive, so per-waiter state here stays valid.
     fn rebuild(&mut self, records: Vec<LockRecord>, shares: Vec<brlock_core::ShareRecord>) {
-        let now = self.now();
-        let grace = self.core.grace();
-        let mut queued = Vec::new();
-        for file in self.core.files() {
-            for waiter in self.core.waiters(&file) {
-                queued.push((file.clone(), waiter));
+        let (count, share_count) = (records.len(), shares.len());
+        let (core, actions) = match self.core.rebuild(self.now(), records, shares) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                // Cannot happen with records the core wrote; keep refusing rather than guess.
+                error!(error = %e, "cannot rebuild the core from the store; refusing requests");
+                self.fenced = Some(StoreError::Corrupt(e.to_string()));
+                let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
+                return;
             }
-        }
-        let mut config = self.core.config().clone();
-        // The new core numbers its waiters afresh: a new key, so that no cookie of the old core's
-        // grants names one of the new core's waiters.
-        match crate::config::draw_cookie_key() {
-            Ok(key) => config.cookie_key = key,
-            Err(e) => warn!(error = %e, "no new callback-cookie key: keeping the old one"),
-        }
-        // Long enough that the restore's grace cannot end (and release) before the reclaims below.
-        config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
-        let count = records.len();
-        let share_count = shares.len();
-        let (core, actions) =
-            match Core::restore_with_shares(config, now, self.core.epoch(), records, shares) {
-                Ok(restored) => restored,
-                Err(e) => {
-                    // Cannot happen with records the core wrote; keep refusing rather than guess.
-                    error!(error = %e, "cannot rebuild the core from the store; refusing requests");
-                    self.fenced = Some(StoreError::Corrupt(e.to_string()));
-                    let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
-                    return;
-                }
-            };
+        };
         self.core = core;
         self.shared.metrics.store_rebuilds.inc();
         self.failed_from = None;
         self.recovering = false;
-        self.granted_msg.clear();
-        // The new core numbers its waiters afresh.
-        self.blocked_since.clear();
-        self.after_event(actions);
-        let still_reclaiming: BTreeSet<ClientId> = grace
-            .map(|g| g.pending.into_iter().collect())
-            .unwrap_or_default();
-        let mut replay: Vec<LockRecord> = self
-            .core
-            .records()
-            .into_iter()
-            .filter(|r| !still_reclaiming.contains(&r.client))
-            .collect();
-        replay.extend(self.reclaims.iter().cloned());
-        let mut share_replay: Vec<brlock_core::ShareRecord> = self
-            .core
-            .share_records()
-            .into_iter()
-            .filter(|s| !still_reclaiming.contains(&s.client))
-            .collect();
-        share_replay.extend(self.share_reclaims.iter().cloned());
-        for s in share_replay {
-            let request = self.next_request();
-            self.handle(Event::Share {
-                request,
-                client: s.client,
-                owner: s.owner,
-                file: s.file,
-                access: s.access,
-                deny: s.deny,
-                reclaim: true,
-            });
-        }
-        for r in replay {
-            let request = self.next_request();
-            self.handle(Event::Lock {
-                request,
-                client: r.client,
-                owner: r.owner,
-                file: r.file,
-                range: r.range,
-                kind: r.kind,
-                wait: false,
-                reclaim: true,
-                cookie: Vec::new(),
-            });
-        }
-        let in_grace = self.core.grace().is_some();
         // The host writes of the failed batches are lost with them: write every binding again.
         let names: Vec<Vec<u8>> = self.callers.keys().cloned().collect();
         for name in names {
             self.sync_host(&name);
         }
+        self.after_event(actions);
         self.flush_host_writes();
-        let mut requeued = 0;
-        for (file, waiter) in queued {
-            if !self.still_conflicts(&file, &waiter) {
-                // Granting it now would need a GRANTED callback for a lock the core never queued;
-                // the client asks again on its own (NLM clients re-send a blocked LOCK).
-                continue;
-            }
-            let request = self.next_request();
-            self.handle(Event::Lock {
-                request,
-                client: waiter.client,
-                owner: waiter.owner,
-                file,
-                range: waiter.range,
-                kind: waiter.kind,
-                wait: true,
-                reclaim: in_grace,
-                cookie: waiter.cookie,
-            });
-            requeued += 1;
-        }
         info!(
             locks = count,
             shares = share_count,
-            waiters = requeued,
             store_failures = self.store_failures,
             "store answers again: core rebuilt from its {count} lock records and {share_count} shares; serving"
         );
@@ -1194,37 +1087,9 @@ impl CoreTask {
                 } => {
                     info!(%client, %adapter, limit, "connection refused")
                 }
-                Action::GraceEnded { released } => {
-                    self.reclaims.clear();
-                    self.share_reclaims.clear();
-                    info!(released, "grace period ended")
-                }
+                Action::GraceEnded { released } => info!(released, "grace period ended"),
             }
         }
-    }
-
-    /// Whether `waiter` of the old core would still find a conflicting lock in this one, asked with
-    /// a TEST (which changes nothing in the core but its reply counters).
-    fn still_conflicts(&mut self, file: &FileId, waiter: &WaiterView) -> bool {
-        let request = self.next_request();
-        let test = Event::Test {
-            request,
-            client: waiter.client.clone(),
-            owner: waiter.owner.clone(),
-            file: file.clone(),
-            range: waiter.range,
-            kind: waiter.kind,
-        };
-        let now = self.now();
-        let mut out = Vec::new();
-        self.core.handle(now, test, &mut out);
-        let denied = out.iter().any(|a| {
-            matches!(a, Action::Reply { request: r, outcome: Outcome::Denied { .. } } if *r == request)
-        });
-        // Whatever else the core did at `now` (timers that came due) is carried out as usual; the
-        // TEST's own reply has no caller and is dropped there.
-        self.after_event(out);
-        denied
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -1480,25 +1345,9 @@ impl CoreTask {
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
-        let Some(Pending {
-            ctx,
-            cookie,
-            reclaim,
-            share_reclaim,
-        }) = self.pending.remove(&request)
-        else {
+        let Some(Pending { ctx, cookie }) = self.pending.remove(&request) else {
             return;
         };
-        if let (Some(lock), Outcome::Granted) = (reclaim, &outcome)
-            && self.core.grace().is_some()
-        {
-            self.reclaims.push(lock);
-        }
-        if let (Some(share), Outcome::Granted) = (share_reclaim, &outcome)
-            && self.core.grace().is_some()
-        {
-            self.share_reclaims.push(share);
-        }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
             Outcome::Deadlock { cycle } => {
@@ -1552,45 +1401,7 @@ impl CoreTask {
         if ctx.what.is_none() {
             ctx.what = request_log::RequestSummary::of_event(&event);
         }
-        let reclaim = match &event {
-            Event::Lock {
-                reclaim: true,
-                client,
-                owner,
-                file,
-                range,
-                kind,
-                ..
-            } => Some(record(client, owner, file, *range, *kind)),
-            _ => None,
-        };
-        let share_reclaim = match &event {
-            Event::Share {
-                reclaim: true,
-                client,
-                owner,
-                file,
-                access,
-                deny,
-                ..
-            } => Some(brlock_core::ShareRecord {
-                file: file.clone(),
-                client: client.clone(),
-                owner: owner.clone(),
-                access: *access,
-                deny: *deny,
-            }),
-            _ => None,
-        };
-        self.pending.insert(
-            request,
-            Pending {
-                ctx,
-                cookie,
-                reclaim,
-                share_reclaim,
-            },
-        );
+        self.pending.insert(request, Pending { ctx, cookie });
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);

@@ -117,6 +117,15 @@ async fn connection(
     // A complete record waiting for the connection to owe fewer replies; nothing is read meanwhile.
     let mut waiting: Option<Vec<u8>> = None;
     let mut framing_failed = false;
+    // One timer for both deadlines, re-armed only when it fires (activity since then moves the
+    // idle deadline on) or when a record starts: not a timer operation per read.
+    let timer = tokio::time::sleep_until((last_read + limits.idle_timeout).into());
+    tokio::pin!(timer);
+    // Kept across iterations: a fresh `Notified` per read would register with the table's notify
+    // each time.
+    let close_signal = handle.close_signal();
+    let closed = close_signal.notified();
+    tokio::pin!(closed);
     let why = loop {
         if waiting.is_none() {
             waiting = decoder.next_record();
@@ -124,26 +133,27 @@ async fn connection(
         if waiting.is_none() && framing_failed {
             break "unframeable record";
         }
-        let idle_until = {
-            let wrote = epoch + Duration::from_millis(last_write.load(Ordering::Relaxed));
-            last_read.max(wrote) + limits.idle_timeout
-        };
-        let deadline = match record_started {
-            Some(started) => idle_until.min(started + limits.record_deadline),
-            None => idle_until,
-        };
         tokio::select! {
             _ = super::stopped(&mut stop) => break "server stopping",
-            _ = handle.closed() => break "making room for a new connection",
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            _ = &mut closed => break "making room for a new connection",
+            _ = &mut timer => {
                 let now = Instant::now();
                 if record_started.is_some_and(|s| now >= s + limits.record_deadline) {
                     break "record not finished within --record-deadline";
                 }
+                let idle_until = {
+                    let wrote = epoch + Duration::from_millis(last_write.load(Ordering::Relaxed));
+                    last_read.max(wrote) + limits.idle_timeout
+                };
                 // Nothing read or written for so long: gone, or not reading its replies.
                 if now >= idle_until {
                     break "nothing read or written for --idle-timeout";
                 }
+                let next = match record_started {
+                    Some(started) => idle_until.min(started + limits.record_deadline),
+                    None => idle_until,
+                };
+                timer.as_mut().reset(next.into());
             }
             _ = replies.owe_one(), if waiting.is_some() => {
                 let record = waiting.take().expect("checked");
@@ -169,7 +179,13 @@ async fn connection(
                     break "partial records over --max-partial-record-bytes";
                 }
                 record_started = match (decoder.is_mid_record(), record_started) {
-                    (true, None) => Some(last_read),
+                    (true, None) => {
+                        let due = last_read + limits.record_deadline;
+                        if tokio::time::Instant::from(due) < timer.deadline() {
+                            timer.as_mut().reset(due.into());
+                        }
+                        Some(last_read)
+                    }
                     (true, started) => started,
                     (false, _) => None,
                 };
