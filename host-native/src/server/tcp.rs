@@ -172,11 +172,14 @@ async fn connection(
                     info!(%peer, error = %e, "closing connection after the records before the bad one");
                     framing_failed = true;
                 }
+                // Whole records (the usual case) leave nothing partial: no shared counter to touch.
                 let now_partial = decoder.partial_len();
-                let within_cap = shared.partial_bytes.change(partial, now_partial);
-                partial = now_partial;
-                if !within_cap {
-                    break "partial records over --max-partial-record-bytes";
+                if now_partial != partial {
+                    let within_cap = shared.partial_bytes.change(partial, now_partial);
+                    partial = now_partial;
+                    if !within_cap {
+                        break "partial records over --max-partial-record-bytes";
+                    }
                 }
                 record_started = match (decoder.is_mid_record(), record_started) {
                     (true, None) => {
