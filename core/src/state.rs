@@ -180,6 +180,9 @@ pub struct Core {
     pub(crate) limit_blocked: BTreeSet<FileKey>,
     /// A lock count went down during the current event.
     pub(crate) released_any: bool,
+    /// Wait-for edges (from, to) that a held lock created during the current event: the only places
+    /// a cycle can have closed (`deadlock.rs`, `break_new_cycles`).
+    pub(crate) new_waits: Vec<(OwnerKey, OwnerKey)>,
     pub(crate) stats: Stats,
 }
 
@@ -208,6 +211,7 @@ impl Core {
             grace: None,
             limit_blocked: BTreeSet::new(),
             released_any: false,
+            new_waits: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -308,6 +312,7 @@ impl Core {
                 self.wake(file, out);
             }
         }
+        self.break_new_cycles(out);
     }
 
     /// [`Core::handle`] returning a fresh vector: for tests, tools and wasm.
