@@ -49,6 +49,12 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+/// Why brlockd closed a TCP connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: &'static str,
+}
+
 /// All of brlockd's metrics. Cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +62,10 @@ pub struct Metrics {
     pub requests: Family<RpcLabels, Counter>,
     pub request_seconds: Family<RpcLabels, Histogram>,
     pub open_connections: Gauge,
+    /// UDP calls dropped because the calls in flight or the core's queue were full (issue 13).
+    pub udp_dropped: Counter,
+    /// TCP connections closed by a bound (`--max-connections`, `--idle-timeout`, ...), by reason.
+    pub connections_closed: Family<ClosedLabels, Counter>,
     pub callback_seconds: Family<CallbackLabels, Histogram>,
     /// Persist writes handed to the store (none with `--store memory`).
     pub store_writes: Counter,
@@ -101,6 +111,18 @@ impl Metrics {
             "brlock_open_connections",
             "Open TCP connections",
             open_connections.clone(),
+        );
+        let udp_dropped = Counter::default();
+        registry.register(
+            "brlock_udp_dropped",
+            "UDP calls dropped because --max-calls-in-flight or the core's queue was full",
+            udp_dropped.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "brlock_connections_closed",
+            "TCP connections closed by brlockd, by reason",
+            connections_closed.clone(),
         );
         let callback_seconds = Family::<CallbackLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
@@ -161,6 +183,8 @@ impl Metrics {
             requests,
             request_seconds,
             open_connections,
+            udp_dropped,
+            connections_closed,
             callback_seconds,
             store_writes,
             store_durable_seconds,
@@ -225,6 +249,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A new client host was refused: `--max-client-hosts` reached
+    /// (`brlock_limit_refusals_total{limit="client_hosts"}`).
+    pub fn client_host_refused(&self) {
+        self.core
+            .client_hosts_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The OpenMetrics exposition, with the core's stats as of `stats`.
     pub fn render(&self, stats: Stats) -> String {
         *self.core.latest.lock().unwrap_or_else(|e| e.into_inner()) = stats;
@@ -283,6 +315,9 @@ pub fn to_classic_text(open: &str) -> String {
 #[derive(Debug, Default)]
 struct CoreStats {
     latest: Mutex<Stats>,
+    /// New client hosts refused because `--max-client-hosts` was reached (a host-side limit, in
+    /// the same family as the core's).
+    client_hosts_refused: std::sync::atomic::AtomicU64,
 }
 
 type Rows = Vec<(Vec<(&'static str, String)>, u64)>;
@@ -457,6 +492,11 @@ impl Collector for CoreStats {
                     ("shares_per_file", s.limit_shares_per_file),
                     ("shares_per_client", s.limit_shares_per_client),
                     ("shares_total", s.limit_shares_total),
+                    (
+                        "client_hosts",
+                        self.client_hosts_refused
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    ),
                 ],
             ),
         )?;

@@ -80,11 +80,11 @@ pub(crate) type Inspect = Box<dyn FnOnce(&CoreView<'_>) + Send>;
 /// Asks the core task about its state; cheap to clone.
 #[derive(Clone)]
 pub struct CoreQueries {
-    tx: mpsc::UnboundedSender<CoreMsg>,
+    tx: mpsc::Sender<CoreMsg>,
 }
 
 impl CoreQueries {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<CoreMsg>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<CoreMsg>) -> Self {
         CoreQueries { tx }
     }
 
@@ -98,7 +98,7 @@ impl CoreQueries {
         let inspect: Inspect = Box::new(move |view| {
             let _ = tx.send(f(view));
         });
-        self.tx.send(CoreMsg::Inspect(inspect)).ok()?;
+        self.tx.send(CoreMsg::Inspect(inspect)).await.ok()?;
         rx.await.ok()
     }
 }

@@ -13,14 +13,20 @@
 //! fenced one (another instance took the store over) makes it refuse everything and report
 //! [`Server::fatal`], on which brlockd exits.
 
+pub mod accept_backoff;
 pub mod admin;
 pub mod callbacks;
+pub(crate) mod connections;
 pub mod dispatch;
 pub mod drc;
+pub(crate) mod flow;
+pub mod grant_replies;
+pub mod host_churn;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
+pub(crate) mod outbound_calls;
 pub mod persist;
 pub mod request_log;
 pub mod rpcbind;
@@ -120,11 +126,21 @@ pub(crate) enum CoreMsg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// Room in the core task's queue besides the calls in flight: callback outcomes, durable batches,
+/// timers and the like, whose senders wait for room.
+const CORE_QUEUE_INTERNAL: usize = 1024;
+
 /// What every task of one server shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
-    pub core_tx: mpsc::UnboundedSender<CoreMsg>,
+    /// Bounded (`--max-calls-in-flight` plus [`CORE_QUEUE_INTERNAL`]): see `flow.rs`.
+    pub core_tx: mpsc::Sender<CoreMsg>,
+    pub calls_in_flight: flow::CallsInFlight,
+    pub connections: Arc<connections::ConnectionTable>,
+    pub partial_bytes: Arc<connections::PartialBytes>,
+    /// Callbacks, `*_RES`, GETPORT and statd calls: shared UDP sockets, `--max-outbound-calls`.
+    pub outbound: outbound_calls::OutboundCalls,
     drc: Mutex<Drc>,
     /// brlockd's NSM state number for this run.
     pub nsm_state: u32,
@@ -387,7 +403,7 @@ impl Server {
         for procedure in NlmProc::ALL {
             metrics.touch_request(proc_label(procedure), usual_status(procedure));
         }
-        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let (core_tx, core_rx) = mpsc::channel(config.max_calls_in_flight + CORE_QUEUE_INTERNAL);
         let nsm = resolve_nsm(&config).await;
         info!(
             mode = if nsm.builtin { "builtin" } else if nsm.statd.is_some() { "statd" } else { "none" },
@@ -400,6 +416,14 @@ impl Server {
             config: config.clone(),
             metrics: metrics.clone(),
             core_tx: core_tx.clone(),
+            calls_in_flight: flow::CallsInFlight::new(config.max_calls_in_flight),
+            connections: connections::ConnectionTable::new(
+                config.connection_limits.max_connections,
+            ),
+            partial_bytes: connections::PartialBytes::new(
+                config.connection_limits.max_partial_record_bytes,
+            ),
+            outbound: outbound_calls::OutboundCalls::new(config.max_outbound_calls),
             nsm_state: restored.nsm_state,
             nsm_builtin: nsm.builtin,
         });
@@ -456,7 +480,8 @@ impl Server {
             callers: HashMap::new(),
             monitored: HashMap::new(),
             host_writes: Vec::new(),
-            granted_msg: HashMap::new(),
+            host_churn: Default::default(),
+            granted_msg: grant_replies::GrantReplies::new(),
             blocked_since: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
@@ -488,7 +513,7 @@ impl Server {
             let _ = tcp_task.await;
             let _ = udp_task.await;
             let (dtx, drx) = oneshot::channel();
-            if core_tx.send(CoreMsg::Shutdown(dtx)).is_ok() {
+            if core_tx.send(CoreMsg::Shutdown(dtx)).await.is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(10), drx).await;
             }
             let _ = core_task.await;
@@ -598,7 +623,7 @@ struct CoreTask {
     sink: Box<dyn PersistSink>,
     handles: Arc<dyn FileHandleCheck>,
     /// The queue of SM_MON/SM_UNMON calls to the local statd, if there is one.
-    statd: Option<mpsc::UnboundedSender<callbacks::StatdCall>>,
+    statd: Option<mpsc::Sender<callbacks::StatdCall>>,
     next_request: u64,
     next_batch: u64,
     pending: HashMap<RequestId, Pending>,
@@ -609,8 +634,10 @@ struct CoreTask {
     monitored: HashMap<Vec<u8>, Monitored>,
     /// Changes to `callers`/`monitored` for the store, written with the next persist batch.
     host_writes: Vec<HostWrite>,
-    /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
-    granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    /// Hosts bound by the call in hand, and the table's bound (`host_churn.rs`).
+    host_churn: host_churn::HostChurn,
+    /// GRANTED_MSG callbacks waiting for their GRANTED_RES.
+    granted_msg: grant_replies::GrantReplies,
     /// Waiters whose LOCK was answered BLOCKED → when (for the "granted after waiting" line).
     blocked_since: HashMap<WaiterId, Instant>,
     out: Vec<Action>,
@@ -682,7 +709,7 @@ impl CoreTask {
         self.start.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
         let mut stopping: Option<oneshot::Sender<()>> = None;
         // Half the idle time: a host is unmonitored between 1 and 1.5 idle times after it went quiet.
         let mut unmonitor_sweep = tokio::time::interval(
@@ -716,6 +743,7 @@ impl CoreTask {
                 Some(CoreMsg::Inspect(ask)) => ask(&self.view()),
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
+                    self.forget_fresh_host_if_idle();
                     // A binding made by a call the core never saw (refused on its file handle).
                     self.flush_host_writes();
                 }
@@ -738,12 +766,7 @@ impl CoreTask {
                     self.handle(Event::CallbackOutcome { waiter, result })
                 }
                 Some(CoreMsg::GrantedMsgExpired { waiter, attempt }) => {
-                    if self
-                        .granted_msg
-                        .get(&waiter)
-                        .is_some_and(|(a, _)| *a == attempt)
-                    {
-                        self.granted_msg.remove(&waiter);
+                    if self.granted_msg.expired(waiter, attempt) {
                         info!(waiter = waiter.0, "no GRANTED_RES in time");
                         self.handle(Event::CallbackOutcome {
                             waiter,
@@ -921,7 +944,7 @@ impl CoreTask {
         let recovered = self.sink.recover();
         let tx = self.shared.core_tx.clone();
         tokio::spawn(async move {
-            let _ = tx.send(CoreMsg::Recovered(recovered.await));
+            let _ = tx.send(CoreMsg::Recovered(recovered.await)).await;
         });
     }
 
@@ -942,7 +965,7 @@ impl CoreTask {
                 let tx = self.shared.core_tx.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(RECOVER_RETRY).await;
-                    let _ = tx.send(CoreMsg::RetryRecover);
+                    let _ = tx.send(CoreMsg::RetryRecover).await;
                 });
                 return;
             }
@@ -1019,6 +1042,7 @@ impl CoreTask {
                     kind,
                     cookie,
                     attempt,
+                    callback_cookie,
                     ..
                 } => {
                     if attempt == 1 {
@@ -1027,7 +1051,12 @@ impl CoreTask {
                             waiter.0, &client, &owner, &file, range, waited,
                         );
                     }
-                    self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
+                    let callback = callbacks::Callback {
+                        waiter,
+                        attempt,
+                        nlm_cookie: callback_cookie.to_vec(),
+                    };
+                    self.send_granted(callback, &client, &owner, file, range, kind, &cookie)
                 }
                 Action::Released {
                     client,
@@ -1042,7 +1071,7 @@ impl CoreTask {
                     reason,
                     ..
                 } => {
-                    self.granted_msg.remove(&waiter);
+                    self.granted_msg.forget(waiter);
                     self.blocked_since.remove(&waiter);
                     // NLM has no message for an expired wait: the client's own retry finds out.
                     if reason == WaiterRemovedReason::Expired {
@@ -1070,21 +1099,28 @@ impl CoreTask {
     }
 
     /// Binds `caller_name` to the address of its first request (and notes the address of ours it
-    /// reached, `local`); false when it comes from another. A binding survives a restart (the
-    /// store keeps it) until the host is freed or forgotten.
-    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> bool {
+    /// reached, `local`); DENIED when it comes from another, DENIED_NOLOCKS when the host table
+    /// is full. A binding survives a restart (the store keeps it) until the host is freed or
+    /// forgotten.
+    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> Result<(), Stat> {
         let ip = canonical(peer.ip());
-        match self.callers.get(caller) {
+        match self.callers.get(caller).copied() {
             Some(bound) if bound.ip != ip => {
                 info!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound.ip, "refused: caller_name bound to another address");
-                false
+                Err(Stat::Denied)
             }
-            Some(_) => true,
+            Some(_) => Ok(()),
+            None if !self.room_for_new_host() => {
+                self.shared.metrics.client_host_refused();
+                debug!(%peer, caller = %String::from_utf8_lossy(caller), "refused: client-host table full (--max-client-hosts)");
+                Err(Stat::DeniedNolocks)
+            }
             None => {
                 let local = canonical(intake::local_for(local, peer.ip()));
                 self.callers.insert(caller.to_vec(), Bound { ip, local });
+                self.host_churn.bound(caller);
                 self.sync_host(caller);
-                true
+                Ok(())
             }
         }
     }
@@ -1199,8 +1235,11 @@ impl CoreTask {
         if let Some(m) = self.monitored.remove(name) {
             if m.statd
                 && let Some(statd) = &self.statd
+                && statd
+                    .try_send(callbacks::StatdCall::Unmon(name.to_vec()))
+                    .is_err()
             {
-                let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+                warn!(host = %String::from_utf8_lossy(name), "SM_UNMON dropped: the statd queue is full");
             }
             self.sync_host(name);
         }
@@ -1338,8 +1377,8 @@ impl CoreTask {
         peer: SocketAddr,
         local: IpAddr,
     ) -> Option<Stat> {
-        if !self.admit(caller, peer, local) {
-            return Some(Stat::Denied);
+        if let Err(stat) = self.admit(caller, peer, local) {
+            return Some(stat);
         }
         if let Some(m) = self.monitored.get_mut(caller) {
             m.last_seen = Instant::now();
@@ -1418,7 +1457,12 @@ impl CoreTask {
                     let statd = match (before, &self.statd) {
                         (Some((_, true)), _) => true,
                         (_, Some(statd)) => {
-                            let _ = statd.send(callbacks::StatdCall::Mon(name.clone()));
+                            if statd
+                                .try_send(callbacks::StatdCall::Mon(name.clone()))
+                                .is_err()
+                            {
+                                warn!(host = %String::from_utf8_lossy(name), "SM_MON dropped: the statd queue is full");
+                            }
                             true
                         }
                         (_, None) => false,
@@ -1437,7 +1481,6 @@ impl CoreTask {
                     version: ctx.version,
                     transport: ctx.transport,
                     msg: ctx.procedure == NlmProc::LockMsg,
-                    nlm_cookie: a.cookie.clone(),
                 };
                 let l = a.lock;
                 self.submit(ctx, a.cookie, |request| Event::Lock {
@@ -1490,10 +1533,13 @@ impl CoreTask {
                 self.answer(ctx, a.cookie, Stat::Denied, None)
             }
             NlmCall::GrantedRes(res) => {
-                match dispatch::parse_waiter_cookie(&res.cookie)
-                    .and_then(|w| self.granted_msg.remove(&w).map(|(_, t)| (w, t)))
-                {
-                    Some((waiter, sent)) => {
+                let from = canonical(ctx.peer.ip());
+                let answered = self
+                    .core
+                    .waiter_of_cookie(&res.cookie)
+                    .map(|w| (w, self.granted_msg.answered(w, from)));
+                match answered {
+                    Some((waiter, Ok(sent))) => {
                         let result = if res.stat == Stat::Granted {
                             CallbackResult::Delivered
                         } else {
@@ -1505,7 +1551,13 @@ impl CoreTask {
                         );
                         self.handle(Event::CallbackOutcome { waiter, result });
                     }
-                    None => debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG"),
+                    Some((waiter, Err(grant_replies::Unanswerable::WrongAddress { expected }))) => {
+                        warn!(peer = %ctx.peer, waiter = waiter.0, %expected,
+                            "GRANTED_RES refused: it does not come from the address the GRANTED_MSG went to")
+                    }
+                    Some((_, Err(grant_replies::Unanswerable::NotOut))) | None => {
+                        debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG")
+                    }
                 }
                 self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
             }
@@ -1566,7 +1618,7 @@ impl CoreTask {
                 }
             }
             NlmCall::FreeAll(n) => {
-                if self.admit(&n.name, ctx.peer, ctx.local) {
+                if self.admit(&n.name, ctx.peer, ctx.local).is_ok() {
                     info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
                     self.forget_host(&n.name);
                     self.handle(Event::FreeAll {
@@ -1581,24 +1633,29 @@ impl CoreTask {
     #[allow(clippy::too_many_arguments)]
     fn send_granted(
         &mut self,
-        waiter: WaiterId,
+        callback: callbacks::Callback,
         client: &ClientId,
         owner: &brlock_core::OwnerId,
         file: FileId,
         range: brlock_core::Range,
         kind: brlock_core::LockKind,
         cookie: &[u8],
-        attempt: u32,
     ) {
+        let (waiter, attempt) = (callback.waiter, callback.attempt);
         let (Some(grant), Some(&ip)) = (
             GrantCookie::decode(cookie),
             self.callers.get(client.as_bytes()).map(|b| &b.ip),
         ) else {
             info!(waiter = waiter.0, %client, "cannot call back: client address unknown");
-            let _ = self.shared.core_tx.send(CoreMsg::CallbackOutcome {
-                waiter,
-                result: CallbackResult::Failed,
-                attempt,
+            // Through the queue like every outcome (the core task must not wait on its own queue).
+            let tx = self.shared.core_tx.clone();
+            tokio::spawn(async move {
+                let outcome = CoreMsg::CallbackOutcome {
+                    waiter,
+                    result: CallbackResult::Failed,
+                    attempt,
+                };
+                let _ = tx.send(outcome).await;
             });
             return;
         };
@@ -1618,14 +1675,13 @@ impl CoreTask {
             },
         };
         if grant.msg {
-            self.granted_msg.insert(waiter, (attempt, Instant::now()));
+            self.granted_msg.sent(waiter, attempt, ip);
         }
         debug!(waiter = waiter.0, %client, attempt, msg = grant.msg, "sending GRANTED");
         tokio::spawn(callbacks::send_granted(
             self.shared.clone(),
             ip,
-            waiter,
-            attempt,
+            callback,
             grant,
             args,
         ));

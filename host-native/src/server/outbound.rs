@@ -50,6 +50,8 @@ pub enum CallFailure {
     Malformed(String),
     #[error("call rejected: {0:?}")]
     Rejected(ReplyBody),
+    #[error("too many outbound calls in flight (--max-outbound-calls)")]
+    Busy,
 }
 
 static NEXT_XID: AtomicU32 = AtomicU32::new(0);

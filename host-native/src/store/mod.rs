@@ -504,6 +504,11 @@ pub(crate) mod migrations {
             "restart state",
             include_str!("../../migrations/postgres/0002_restart_state.sql"),
         ),
+        (
+            3,
+            "hashed keys",
+            include_str!("../../migrations/postgres/0003_hashed_keys.sql"),
+        ),
     ];
 
     pub(crate) fn migrator(embedded: Embedded) -> Migrator {

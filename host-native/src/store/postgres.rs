@@ -123,7 +123,7 @@ impl PostgresStore {
                     sqlx::query(
                         "INSERT INTO share_record (file, client, owner, access, deny, epoch, seq) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (file, client, owner) DO UPDATE SET access = excluded.access, \
+                         ON CONFLICT (share_key) DO UPDATE SET access = excluded.access, \
                          deny = excluded.deny, epoch = excluded.epoch, seq = excluded.seq",
                     )
                     .bind(r.file.as_bytes())
@@ -184,8 +184,9 @@ impl PostgresStore {
                 "DELETE FROM lock_record USING \
                  UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
                  AS d(file, client, owner, range_offset) \
-                 WHERE lock_record.file = d.file AND lock_record.client = d.client \
-                 AND lock_record.owner = d.owner AND lock_record.range_offset = d.range_offset",
+                 WHERE lock_record.record_key = sha256(int4send(length(d.file)) || d.file \
+                 || int4send(length(d.client)) || d.client || int4send(length(d.owner)) \
+                 || d.owner || int8send(d.range_offset))",
             )
             .bind(cols.0)
             .bind(cols.1)
@@ -220,7 +221,7 @@ impl PostgresStore {
                  UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[], \
                  $6::int2[], $7::int8[]) \
                  AS p(file, client, owner, range_offset, range_length, kind, seq) \
-                 ON CONFLICT (file, client, owner, range_offset) DO UPDATE SET \
+                 ON CONFLICT (record_key) DO UPDATE SET \
                  range_length = excluded.range_length, kind = excluded.kind, \
                  epoch = excluded.epoch, seq = excluded.seq",
             )
@@ -251,11 +252,12 @@ impl PostgresStore {
             RecordFilter::Client(client) => {
                 sqlx::query(select!("WHERE client = $1")).bind(client.as_bytes())
             }
-            RecordFilter::Owner(client, owner) => {
-                sqlx::query(select!("WHERE client = $1 AND owner = $2"))
-                    .bind(client.as_bytes())
-                    .bind(owner.as_bytes())
-            }
+            RecordFilter::Owner(client, owner) => sqlx::query(select!(
+                "WHERE owner_key = sha256(int4send(length($1)) || $1 || $2) \
+                     AND client = $1 AND owner = $2"
+            ))
+            .bind(client.as_bytes())
+            .bind(owner.as_bytes()),
         };
         let mut records = Vec::new();
         let mut rows = query.fetch(&self.pool);
@@ -328,12 +330,15 @@ async fn delete_share(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     r: &ShareRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM share_record WHERE file = $1 AND client = $2 AND owner = $3")
-        .bind(r.file.as_bytes())
-        .bind(r.client.as_bytes())
-        .bind(r.owner.as_bytes())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM share_record WHERE share_key = sha256(int4send(length($1)) || $1 \
+         || int4send(length($2)) || $2 || $3)",
+    )
+    .bind(r.file.as_bytes())
+    .bind(r.client.as_bytes())
+    .bind(r.owner.as_bytes())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
