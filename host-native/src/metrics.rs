@@ -12,6 +12,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +71,13 @@ pub struct Metrics {
     pub store_rebuilds: Counter,
     /// Reboot notices (SM_NOTIFY) sent after a start, by result.
     pub reboot_notices: Family<CallbackLabels, Counter>,
+    /// 1 while this instance serves, 0 while it is a standby (or has stepped down).
+    pub leader: Gauge,
+    /// Times this instance took the PostgreSQL lease over from another (`leader.rs`).
+    pub takeovers: Counter,
+    /// Leader: time since its last successful renewal was sent; standby: time since it last saw the
+    /// leader's lease change.
+    pub lease_age_seconds: Gauge<f64, AtomicU64>,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
     request_cache: Mutex<RequestCache>,
@@ -144,6 +152,25 @@ impl Metrics {
             "Reboot notices (SM_NOTIFY) to client hosts after a start, by result (delivered, gave_up)",
             reboot_notices.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "brlock_leader",
+            "1 while this instance serves, 0 while it is a standby waiting for the PostgreSQL lease",
+            leader.clone(),
+        );
+        let takeovers = Counter::default();
+        registry.register(
+            "brlock_takeovers",
+            "Times this instance took the leadership lease over from another instance",
+            takeovers.clone(),
+        );
+        let lease_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "brlock_lease_age_seconds",
+            "Leader: time since its last lease renewal was sent; standby: since the leader's lease \
+             last changed",
+            lease_age_seconds.clone(),
+        );
         let core = Arc::new(CoreStats::default());
         registry.register_collector(Box::new(core.clone()));
         registry.register_collector(Box::new(ProcessStats));
@@ -171,6 +198,9 @@ impl Metrics {
             store_failures,
             store_rebuilds,
             reboot_notices,
+            leader,
+            takeovers,
+            lease_age_seconds,
             core,
             request_cache: Mutex::default(),
         }

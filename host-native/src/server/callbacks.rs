@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use super::dispatch::{GrantCookie, waiter_cookie};
-use super::outbound::{Transport, call, getport};
+use super::outbound::{Transport, call, call_while, getport};
 use super::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Stat, TestArgs};
 use crate::nsm::{Mon, MonId, MyId, NSM_PROGRAM, NSM_VERSION, NsmProc, SmResult, SmStatRes};
@@ -73,7 +73,8 @@ pub(crate) async fn send_granted(
         };
         let mut encoded = Vec::new();
         nlm::encode_call(grant.version, &nlm_call, &mut encoded).map_err(|e| e.to_string())?;
-        let results = call(
+        let results = call_while(
+            || shared.gate.is_open(),
             grant.transport,
             addr,
             (NLM_PROGRAM, grant.version as u32, procedure as u32),
@@ -140,7 +141,8 @@ pub(crate) async fn send_res(
         let addr = client_nlm(&shared, ip, version, transport).await?;
         let mut encoded = Vec::new();
         nlm::encode_call(version, &res, &mut encoded).map_err(|e| e.to_string())?;
-        call(
+        call_while(
+            || shared.gate.is_open(),
             transport,
             addr,
             (NLM_PROGRAM, version as u32, procedure as u32),

@@ -17,6 +17,7 @@ pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
 pub mod intake;
+pub mod metrics_endpoint;
 pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
@@ -128,6 +129,9 @@ pub(crate) struct Shared {
     pub nsm_state: u32,
     /// `--nsm builtin` (resolved): NSM calls are answered on the NLM port.
     pub nsm_builtin: bool,
+    /// Checked right before anything is sent to a client: shut once this instance's leadership
+    /// lease has run out (`leader.rs`); always open without one.
+    pub gate: Arc<crate::leader::LeaseGate>,
 }
 
 impl Shared {
@@ -184,7 +188,8 @@ pub struct Server {
 pub struct Sockets {
     tcp: TcpListener,
     udp: UdpSocket,
-    metrics: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    endpoint: Option<metrics_endpoint::MetricsEndpoint>,
 }
 
 /// A listener that could not be bound: which one, where, and the setting that names it.
@@ -236,20 +241,57 @@ impl From<BindError> for std::io::Error {
 impl Sockets {
     pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
-        let metrics = match config.metrics {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| BindError::new("metrics (http)", "--metrics", addr, e))?,
-            ),
-            None => None,
+        let metrics = Arc::new(Metrics::new());
+        let endpoint = Self::serve_metrics(config, metrics.clone()).await?;
+        Ok(Sockets {
+            tcp,
+            udp,
+            metrics,
+            endpoint,
+        })
+    }
+
+    /// Binds `--metrics` (if set) and serves `metrics` there: before the NLM sockets when a
+    /// standby must be watchable while it waits.
+    pub async fn serve_metrics(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<metrics_endpoint::MetricsEndpoint>, BindError> {
+        let Some(addr) = config.metrics else {
+            return Ok(None);
         };
-        Ok(Sockets { tcp, udp, metrics })
+        let error = |e| BindError::new("metrics (http)", "--metrics", addr, e);
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        metrics_endpoint::MetricsEndpoint::spawn(listener, metrics)
+            .map(Some)
+            .map_err(error)
+    }
+
+    /// Binds NLM's sockets next to a metrics endpoint already serving (a standby that took over).
+    pub async fn bind_nlm(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        endpoint: Option<metrics_endpoint::MetricsEndpoint>,
+    ) -> Result<Sockets, (BindError, Option<metrics_endpoint::MetricsEndpoint>)> {
+        match bind_pair(config.listen).await {
+            Ok((tcp, udp)) => Ok(Sockets {
+                tcp,
+                udp,
+                metrics,
+                endpoint,
+            }),
+            Err(e) => Err((e, endpoint)),
+        }
     }
 
     /// The NLM address (TCP; UDP is on the same address and port).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// The metrics the server started on these sockets will keep.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -377,11 +419,11 @@ impl Server {
         let Sockets {
             tcp: listener,
             udp,
-            metrics: metrics_listener,
+            metrics,
+            endpoint,
         } = sockets;
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
-        let metrics = Arc::new(Metrics::new());
         for procedure in NlmProc::ALL {
             metrics.touch_request(proc_label(procedure), usual_status(procedure));
         }
@@ -400,28 +442,15 @@ impl Server {
             core_tx: core_tx.clone(),
             nsm_state: restored.nsm_state,
             nsm_builtin: nsm.builtin,
+            gate: restored.gate.clone(),
         });
-
-        let metrics_task = match metrics_listener {
-            Some(l) => {
-                let bound = l.local_addr()?;
-                let tx = core_tx.clone();
-                let source: crate::metrics::StatsSource = Arc::new(move || {
-                    let tx = tx.clone();
-                    Box::pin(async move {
-                        let (otx, orx) = oneshot::channel();
-                        tx.send(CoreMsg::Stats(otx)).ok()?;
-                        orx.await.ok()
-                    })
-                });
-                Some((
-                    bound,
-                    tokio::spawn(crate::metrics::serve(l, metrics, source)),
-                ))
-            }
-            None => None,
-        };
-        let metrics_addr = metrics_task.as_ref().map(|(a, _)| *a);
+        if let Some(endpoint) = &endpoint {
+            endpoint.attach(core_tx.clone());
+        }
+        if restored.gate.is_open() {
+            metrics.leader.set(1);
+        }
+        let metrics_addr = endpoint.as_ref().map(|e| e.addr());
 
         let mut programs: rpcbind::Programs = vec![(
             NLM_PROGRAM,
@@ -502,8 +531,8 @@ impl Server {
             if let (true, Some(rpcbind)) = (registered, config.rpcbind) {
                 rpcbind::unset(rpcbind, &programs).await;
             }
-            if let Some((_, t)) = metrics_task {
-                t.abort();
+            if let Some(endpoint) = endpoint {
+                endpoint.stop();
             }
             // Held until here: no second instance may start on the store while this one serves.
             drop(instance_lock);
@@ -1549,6 +1578,11 @@ impl CoreTask {
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);
+        }
+        if !self.shared.gate.is_open() {
+            // The leadership lease ran out: not a single answer from this core's memory.
+            self.pending.remove(&request);
+            return;
         }
         self.handle(event);
     }

@@ -50,6 +50,9 @@ pub enum CallFailure {
     Malformed(String),
     #[error("call rejected: {0:?}")]
     Rejected(ReplyBody),
+    /// Not sent: the leadership lease ran out (`call_while`).
+    #[error("not sent: this instance no longer leads")]
+    NotLeader,
 }
 
 static NEXT_XID: AtomicU32 = AtomicU32::new(0);
@@ -132,17 +135,48 @@ pub(crate) fn results_of(xid: u32, record: &[u8]) -> Option<Result<Vec<u8>, Call
 pub async fn call(
     transport: Transport,
     peer: SocketAddr,
+    program: (u32, u32, u32),
+    args: &[u8],
+    timeout: Duration,
+    expect_reply: bool,
+) -> Result<Vec<u8>, CallFailure> {
+    call_while(
+        || true,
+        transport,
+        peer,
+        program,
+        args,
+        timeout,
+        expect_reply,
+    )
+    .await
+}
+
+/// [`call`], sending (and resending) only while `may_send()` says so, asked right before each send:
+/// callbacks to clients check the leadership gate here.
+pub async fn call_while(
+    may_send: impl Fn() -> bool,
+    transport: Transport,
+    peer: SocketAddr,
     (program, version, procedure): (u32, u32, u32),
     args: &[u8],
     timeout: Duration,
     expect_reply: bool,
 ) -> Result<Vec<u8>, CallFailure> {
     let deadline = Instant::now() + timeout;
+    let check = || {
+        if may_send() {
+            Ok(())
+        } else {
+            Err(CallFailure::NotLeader)
+        }
+    };
     let (xid, record) = call_record(program, version, procedure, args);
     match transport {
         Transport::Udp => {
             let socket = UdpSocket::bind(local_for(peer)).await?;
             socket.connect(peer).await?;
+            check()?;
             socket.send(&record).await?;
             if !expect_reply {
                 return Ok(Vec::new());
@@ -161,6 +195,7 @@ pub async fn call(
                     Ok(Err(e)) => return Err(e.into()),
                     Err(_) if Instant::now() >= deadline => return Err(CallFailure::Timeout),
                     Err(_) => {
+                        check()?;
                         socket.send(&record).await?;
                     }
                 }
@@ -171,6 +206,7 @@ pub async fn call(
                 let mut stream = TcpStream::connect(peer).await?;
                 let mut framed = Vec::with_capacity(record.len() + 4);
                 encode_record(&record, &mut framed);
+                check()?;
                 stream.write_all(&framed).await?;
                 let mut decoder = RecordDecoder::new();
                 let mut buf = vec![0u8; 8192];

@@ -57,6 +57,7 @@ async fn connection(
     debug!(%peer, "connection opened");
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let gate = shared.gate.clone();
     let write_task = tokio::spawn(async move {
         // Every reply that is ready goes out in one write: a client that pipelines its calls
         // gets one segment per burst instead of one syscall (and one wake-up of its own) per reply.
@@ -66,6 +67,12 @@ async fn connection(
             out.clear();
             for bytes in ready.drain(..) {
                 out.extend_from_slice(&bytes);
+            }
+            // The leadership gate, checked at the moment of sending: a leader paused past its
+            // lease (SIGSTOP) wakes with replies queued here, and none of them may leave.
+            if !gate.is_open() {
+                debug!(%peer, "replies dropped: the leadership lease has run out");
+                break;
             }
             if writer.write_all(&out).await.is_err() {
                 break;

@@ -47,6 +47,8 @@ fn connect_error(options: &PgConnectOptions, e: sqlx::Error) -> StoreError {
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the lease's own connection (`store/lease.rs`), which never waits behind the pool.
+    options: Box<PgConnectOptions>,
 }
 
 impl PostgresStore {
@@ -56,7 +58,8 @@ impl PostgresStore {
                 url: url.to_owned(),
                 reason: e.to_string(),
             })?
-            .application_name("brlockd")
+            // The pid tells the sessions of instances on one host apart (pg_stat_activity).
+            .application_name(&format!("brlockd {}", std::process::id()))
             // The server's default, made explicit: `apply` promises a durable commit.
             .options([("synchronous_commit", "on")]);
         // One connection of its own first: a server that is down or a database that is missing is
@@ -70,14 +73,22 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // sqlx takes an advisory lock while migrating, so instances starting together are safe.
         migrations::migrator(migrations::POSTGRES)
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options: Box::new(options),
+        })
+    }
+
+    /// The leadership lease on this database, on a connection of its own.
+    pub fn lease(&self) -> super::lease::PgLease {
+        super::lease::PgLease::new((*self.options).clone())
     }
 
     pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
