@@ -232,6 +232,7 @@ impl Leadership {
         role: watch::Sender<Role>,
     ) -> Result<Leadership, StoreError> {
         metrics.leader.set(0);
+        lease.statement_timeout(settings.lease);
         let mut watch = ExpiryWatch::default();
         let mut announced: Option<(u64, String)> = None;
         let mut failures = 0u32;

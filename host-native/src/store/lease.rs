@@ -54,6 +54,18 @@ impl PgLease {
         }
     }
 
+    /// Has the server give up any statement of this lease after `limit` (`statement_timeout`): a
+    /// renewal stuck behind a lock must not commit long after its sender stopped waiting for it.
+    /// Applies to connections made from now on.
+    pub fn statement_timeout(&mut self, limit: Duration) {
+        let ms = limit.as_millis().max(1).to_string();
+        self.options = self
+            .options
+            .clone()
+            .options([("statement_timeout", ms.as_str())]);
+        self.conn = None;
+    }
+
     /// Forgets the connection (after a time-out cut a statement short); the next call reconnects.
     pub fn reset(&mut self) {
         self.conn = None;
