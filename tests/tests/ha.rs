@@ -417,10 +417,18 @@ impl World {
 /// Waits until a LOCK on `addr` is answered by a serving leader (granted, or refused for grace; not
 /// NLM4_FAILED, which a store failure gives); how long that took from `since`.
 fn answering(addr: SocketAddr, since: Instant) -> Duration {
+    answering_on(&[addr], since)
+}
+
+/// [`answering`] on whichever of `addrs` answers first.
+fn answering_on(addrs: &[SocketAddr], since: Instant) -> Duration {
     let deadline = Instant::now() + Duration::from_secs(60);
     let probe = Owner::new("ha-answer", 9, "ha-answer");
     while Instant::now() < deadline {
-        if let Some(mut c) = World::connect(addr) {
+        for &addr in addrs {
+            let Some(mut c) = World::connect(addr) else {
+                continue;
+            };
             match c.lock(&probe, b"ha-answer-file", true, 0, 1, false) {
                 Ok(Stat::Granted) => {
                     let took = since.elapsed();
@@ -433,7 +441,7 @@ fn answering(addr: SocketAddr, since: Instant) -> Duration {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("nothing answers on {addr} 60 s after the fault");
+    panic!("nothing answers on {addrs:?} 60 s after the fault");
 }
 
 /// One fault injected into the current leader, with the checks that belong to it.
@@ -706,4 +714,84 @@ fn sqlite_has_no_standby_a_second_instance_exits() {
     assert!(!second.stderr_text().contains("standby"));
     drop(first);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The figures of `tests/BENCH.md` ("Failover"): with 100,000 lock records in the store, from a fault
+/// of the leader to a standby (or the leader itself) answering a LOCK, at the default 3 s lease.
+/// The two instances listen on 127.0.0.1 and 127.0.0.2 (two hosts; in production a floating
+/// address moves), so a paused leader does not keep the standby off its address. Run with
+/// `BRLOCKD=target/release/brlockd cargo test -p brlock-tests --test ha figures -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement (~1 min): run by hand for tests/BENCH.md"]
+fn failover_figures_with_100k_locks() {
+    let db = PgDb::new();
+    let port = free_port();
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    let b = SocketAddr::from(([127, 0, 0, 2], port));
+    let start = |listen: SocketAddr, wait: bool| {
+        let options = Options {
+            store: Some(db.url()),
+            grace: Some(300),
+            listen: Some(listen.to_string()),
+            ..Options::default()
+        };
+        if wait {
+            Brlockd::start_with(options)
+        } else {
+            Brlockd::spawn_with(options)
+        }
+    };
+    // The schema, then 100,000 records: 20 clients × 5,000 (the default per-client limit is
+    // 10,000), 200 files × 500, none adjacent to another of its owner's.
+    let mut first = start(a, true);
+    assert_eq!(
+        first
+            .terminate(Duration::from_secs(15))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    db.query(
+        "INSERT INTO lock_record (file, client, owner, range_offset, range_length, kind, epoch, seq) \
+         SELECT convert_to('file-' || (i % 200), 'UTF8'), convert_to('host-' || (i % 20), 'UTF8'), \
+         convert_to('owner-' || (i % 20), 'UTF8'), i, 1, 1, 1, i FROM generate_series(0, 99999) AS i",
+    );
+    for fault in ["SIGKILL", "pg_terminate_backend", "SIGSTOP"] {
+        for run in 0..3 {
+            let started = Instant::now();
+            let mut leader = start(a, true);
+            let restore = started.elapsed();
+            let mut standby = start(b, false);
+            assert!(
+                standby.log_contains("standby: waiting for the leader", Duration::from_secs(30)),
+                "{}",
+                standby.stderr_text()
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            let t0 = Instant::now();
+            match fault {
+                "SIGKILL" => leader.kill(),
+                "pg_terminate_backend" => {
+                    assert!(db.terminate_sessions_of(leader.pid()) >= 1);
+                }
+                _ => leader.signal(libc::SIGSTOP),
+            }
+            let took = answering_on(&[a, b], t0);
+            let by = if standby.wait_listening(Duration::from_millis(500)) {
+                "standby"
+            } else {
+                "leader"
+            };
+            eprintln!(
+                "figure: {fault} run {run}: answering after {:.2} s (by the {by}; leader restore took {:.2} s)",
+                took.as_secs_f64(),
+                restore.as_secs_f64()
+            );
+            if fault == "SIGSTOP" {
+                leader.signal(libc::SIGCONT);
+            }
+            leader.kill();
+            standby.kill();
+        }
+    }
 }

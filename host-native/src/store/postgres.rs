@@ -20,6 +20,12 @@ use super::{
 
 /// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
 const MAX_CONNECTIONS: u32 = 4;
+/// The server ends a session of ours that sits inside a transaction without sending anything for
+/// this long. brlockd never pauses inside one (each is a few statements sent back to back), but a
+/// leader that is paused (SIGSTOP, a VM freeze) or cut off mid-transaction keeps its `FOR SHARE`
+/// lock on the `server` row, and a standby taking over could not begin its epoch until the session
+/// died — by TCP keepalive, hours later. With this, at most a second after the takeover.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: &str = "1000";
 /// How long a request waits for a connection before the store is Unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,7 +67,13 @@ impl PostgresStore {
             // The pid tells the sessions of instances on one host apart (pg_stat_activity).
             .application_name(&format!("brlockd {}", std::process::id()))
             // The server's default, made explicit: `apply` promises a durable commit.
-            .options([("synchronous_commit", "on")]);
+            .options([
+                ("synchronous_commit", "on"),
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT_MS,
+                ),
+            ]);
         // One connection of its own first: a server that is down or a database that is missing is
         // reported at once with its cause, where the pool would retry until ACQUIRE_TIMEOUT and
         // then say only that it timed out.
