@@ -339,9 +339,6 @@ impl Leadership {
                     _ = tokio::time::sleep(wait) => {}
                 }
                 let sent = boot_now();
-                metrics
-                    .lease_age_seconds
-                    .set(sent.saturating_sub(last_ok).as_secs_f64());
                 let Some(deadline) = gate.deadline().filter(|&d| sent < d) else {
                     break format!(
                         "lost the lease: no renewal committed within the {:?} lease",
@@ -358,6 +355,7 @@ impl Leadership {
                         gate.renewed(sent, settings.lease);
                         last_ok = sent;
                         next = sent + settings.renew_every();
+                        metrics.lease_age_seconds.set(0.0);
                     }
                     Ok(Ok(false)) => {
                         break "lost the lease: another instance took it over".to_string();
@@ -370,6 +368,11 @@ impl Leadership {
                         lease.reset();
                         next = boot_now();
                     }
+                }
+                if last_ok != sent {
+                    metrics
+                        .lease_age_seconds
+                        .set(boot_now().saturating_sub(last_ok).as_secs_f64());
                 }
             };
             // Shut before anything else can run: no answer leaves from here on.

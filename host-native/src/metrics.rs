@@ -75,8 +75,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Times this instance took the PostgreSQL lease over from another (`leader.rs`).
     pub takeovers: Counter,
-    /// Leader: time since its last successful renewal was sent; standby: time since it last saw the
-    /// leader's lease change.
+    /// Leader: 0 after each successful renewal, else the time since the last one was sent (updated
+    /// at every failed attempt); standby: the time the leader's lease row has looked the same.
     pub lease_age_seconds: Gauge<f64, AtomicU64>,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
@@ -167,8 +167,8 @@ impl Metrics {
         let lease_age_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "brlock_lease_age_seconds",
-            "Leader: time since its last lease renewal was sent; standby: since the leader's lease \
-             last changed",
+            "Leader: 0 while renewals succeed, else the time since the last successful one was \
+             sent; standby: the time the leader's lease has not changed",
             lease_age_seconds.clone(),
         );
         let core = Arc::new(CoreStats::default());
