@@ -283,3 +283,38 @@ pub async fn pmap_set(
     .await?;
     decode_exact(&results).map_err(|e| CallFailure::Malformed(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A callback whose leadership gate has shut is not sent at all, on either transport.
+    #[tokio::test]
+    async fn nothing_is_sent_once_may_send_says_no() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = peer.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp_addr = listener.local_addr().unwrap();
+        for (transport, to) in [(Transport::Udp, addr), (Transport::Tcp, tcp_addr)] {
+            let result = call_while(
+                || false,
+                transport,
+                to,
+                (100021, 4, 5),
+                &[],
+                Duration::from_millis(200),
+                true,
+            )
+            .await;
+            assert!(matches!(result, Err(CallFailure::NotLeader)), "{result:?}");
+        }
+        let mut buf = [0u8; 64];
+        let received =
+            tokio::time::timeout(Duration::from_millis(100), peer.recv_from(&mut buf)).await;
+        assert!(received.is_err(), "a datagram left: {received:?}");
+        // The TCP connection was made (the check comes right before the write) but carried nothing.
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "bytes arrived: {read:?}");
+    }
+}

@@ -188,7 +188,15 @@ pub async fn restore_opened(
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{redacted, shared_store};
+
+    #[test]
+    fn only_postgresql_stores_are_shared_by_lease() {
+        assert!(shared_store("postgres://pg@db/brlock"));
+        assert!(shared_store("postgresql://pg@db/brlock"));
+        assert!(!shared_store("sqlite://./brlock.db"));
+        assert!(!shared_store("memory"));
+    }
 
     #[test]
     fn passwords_stay_out_of_the_log() {
