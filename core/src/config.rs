@@ -27,21 +27,40 @@ use crate::ids::Millis;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct Limits {
+    /// Held lock records in one file, of all owners ([`Limit::PerFile`](crate::Limit::PerFile);
+    /// default 1,000).
     pub locks_per_file: u64,
+    /// Held lock records of one client's owners across files
+    /// ([`Limit::PerClient`](crate::Limit::PerClient); default 10,000).
     pub locks_per_client: u64,
+    /// Held lock records in the whole core ([`Limit::Total`](crate::Limit::Total); default 100,000).
     pub locks_total: u64,
-    /// Queued waiters of one file.
+    /// Queued waiters of one file ([`Limit::QueueLength`](crate::Limit::QueueLength); default 100).
     pub waiters_per_file: u64,
     /// How much of a file's queue (`waiters_per_file`) one client may fill, in percent (at least one
     /// waiter): a host that floods a busy file's queue leaves room for the others.
+    /// ([`Limit::QueueShare`](crate::Limit::QueueShare); default 25; above 100 counts as 100.)
     pub client_queue_percent: u64,
+    /// Waiters of one client's owners across files, queued or granted with the callback pending
+    /// ([`Limit::WaitersPerClient`](crate::Limit::WaitersPerClient); default 1,000).
     pub waiters_per_client: u64,
+    /// Waiters in the whole core, counted the same way
+    /// ([`Limit::WaitersTotal`](crate::Limit::WaitersTotal); default 10,000).
     pub waiters_total: u64,
+    /// Share reservations on one file ([`Limit::SharesPerFile`](crate::Limit::SharesPerFile);
+    /// default 1,000).
     pub shares_per_file: u64,
+    /// Share reservations of one client's owners
+    /// ([`Limit::SharesPerClient`](crate::Limit::SharesPerClient); default 1,000).
     pub shares_per_client: u64,
+    /// Share reservations in the whole core ([`Limit::SharesTotal`](crate::Limit::SharesTotal);
+    /// default 10,000).
     pub shares_total: u64,
-    /// Connected clients per adapter, unless `connections_by_adapter` names the adapter.
+    /// Connected clients per adapter, unless `connections_by_adapter` names the adapter
+    /// (`Action::ConnectionRefused` past it; default 10,000).
     pub connections_per_adapter: u64,
+    /// Per-adapter exceptions to `connections_per_adapter`, as (adapter name, limit); the first
+    /// entry with the name counts. Empty by default.
     pub connections_by_adapter: Vec<(String, u64)>,
 }
 
@@ -83,7 +102,8 @@ impl Limits {
         }
     }
 
-    /// Queued waiters one client may have in one file.
+    /// Queued waiters one client may have in one file: `client_queue_percent` of `waiters_per_file`,
+    /// rounded down, and at least one.
     pub fn client_queue_share(&self) -> u64 {
         let percent = self.client_queue_percent.min(100);
         // Widened so that u64::MAX waiters per file times 100 cannot overflow.
@@ -91,6 +111,8 @@ impl Limits {
         (share as u64).max(1)
     }
 
+    /// The connection limit of `adapter`: its `connections_by_adapter` entry, else
+    /// `connections_per_adapter`.
     pub fn connections_for(&self, adapter: &str) -> u64 {
         self.connections_by_adapter
             .iter()
@@ -99,7 +121,9 @@ impl Limits {
     }
 }
 
-/// What happens when a GRANTED callback fails.
+/// What happens when a GRANTED callback fails
+/// ([`CallbackResult::Failed`](crate::CallbackResult::Failed)). A refused callback always undoes the
+/// grant.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -108,29 +132,47 @@ pub enum CallbackPolicy {
     Release,
     /// Resend every `interval` up to `attempts` sends in all; release only when the client refuses or
     /// the attempts run out (Linux lockd resends every 10 s).
-    Retry { interval: Millis, attempts: u32 },
+    Retry {
+        /// How long (ms) after a failed send the next one goes out (the core asks for a `Tick` then).
+        interval: Millis,
+        /// Sends in all, the first included; the failure of the last one undoes the grant.
+        attempts: u32,
+    },
 }
 
-/// The lock manager's configuration.
+/// The lock manager's configuration. Fixed for a core's life. Deserialising fills every missing field
+/// from [`Config::default`] (the brlock profile), so a file only names what it changes. All times are
+/// milliseconds on the host's clock.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 pub struct Config {
-    /// Largest byte offset a lock may reach; "to end of file" means up to here.
+    /// Largest byte offset a lock may reach; "to end of file" means up to here, and a range past it is
+    /// refused `TooBig`. `u64::MAX` (NLM v4's full range) by default; `i64::MAX` in the Linux profile
+    /// (OFFSET_MAX).
     pub max_offset: u64,
     /// Also refuse a non-blocking request that conflicts with a queued waiter (NFS-Ganesha).
     /// Off: non-blocking requests are judged against held locks only (POSIX, Linux).
     pub fair_nonblocking: bool,
+    /// The bound of every table a client can grow.
     pub limits: Limits,
-    /// Length of the grace period after a restart.
+    /// Length of the grace period after a restart (ms; 90 s by default, 50 s in the Linux profile).
+    /// It may end earlier, once every client with restored state has reclaimed it (or said it is
+    /// done).
     pub grace: Millis,
+    /// Answer TEST during grace (otherwise `DeniedGrace`; refused in the Linux profile).
     pub test_in_grace: bool,
+    /// Answer UNLOCK and UNSHARE during grace (otherwise `DeniedGrace`; refused by Linux and DittoFS).
     pub unlock_in_grace: bool,
+    /// Answer CANCEL during grace (otherwise `DeniedGrace`; refused by Linux, Ganesha and DittoFS).
     pub cancel_in_grace: bool,
     /// Accept reclaims after the grace period (DittoFS). Linux and Ganesha refuse them.
     pub late_reclaim: bool,
-    /// A reclaim must match a lock its owner held in the previous epoch.
+    /// A reclaim must match a lock its owner held in the previous epoch (or a share with the same
+    /// modes), else `NotReclaimable`. On in the brlock profile; off in the others, which take any
+    /// reclaim that conflicts with nothing, as their servers do.
     pub verify_reclaims: bool,
+    /// What a failed GRANTED callback leads to (by default 3 sends in all, 2 s apart).
     pub callback: CallbackPolicy,
     /// A grant no client has confirmed this long after it was granted is undone (released, and the
     /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin
@@ -140,21 +182,28 @@ pub struct Config {
     /// The host draws it from the operating system's random source at start; the zero default is
     /// for tests and traces, where the same key must give the same cookies.
     pub cookie_key: CookieKey,
-    /// A waiter not granted within this long is removed (`WaiterRemoved { reason: Expired }`).
+    /// A waiter not granted within this long (ms, from when it queued) is removed
+    /// (`WaiterRemoved { reason: Expired }`). None (the default in every profile): waiters wait until
+    /// granted, cancelled or their client goes.
     pub blocking_timeout: Option<Millis>,
 }
 
-/// The named presets.
+/// The named presets: where the lock managers brlock learns from disagree, each profile behaves as
+/// its namesake does. A host offers them by name (brlockd's `--profile`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Profile {
     /// brlock's default; see [`Config::brlock`].
     Brlock,
+    /// Linux lockd; see [`Config::linux`].
     Linux,
+    /// NFS-Ganesha; see [`Config::ganesha`].
     Ganesha,
+    /// DittoFS; see [`Config::dittofs`].
     Dittofs,
 }
 
 impl Profile {
+    /// Every profile, the default first.
     pub const ALL: [Profile; 4] = [
         Profile::Brlock,
         Profile::Linux,
@@ -162,6 +211,7 @@ impl Profile {
         Profile::Dittofs,
     ];
 
+    /// The profile's name: "brlock", "linux", "ganesha" or "dittofs".
     pub fn name(self) -> &'static str {
         match self {
             Profile::Brlock => "brlock",
@@ -171,10 +221,12 @@ impl Profile {
         }
     }
 
+    /// The profile called `name` (exactly as [`Profile::name`] spells it), if any.
     pub fn from_name(name: &str) -> Option<Profile> {
         Profile::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// The profile's configuration, with default limits and a zero cookie key.
     pub fn config(self) -> Config {
         match self {
             Profile::Brlock => Config::brlock(),

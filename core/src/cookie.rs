@@ -23,10 +23,13 @@ pub const COOKIE_LEN: usize = 16;
 pub struct CookieKey([u8; 16]);
 
 impl CookieKey {
+    /// A key of these 16 bytes. A host draws them from the operating system's random source at start;
+    /// tests and traces use fixed ones, so that replays make the same cookies.
     pub const fn new(key: [u8; 16]) -> Self {
         Self(key)
     }
 
+    /// The key's bytes (to write it into a trace).
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }

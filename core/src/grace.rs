@@ -32,7 +32,10 @@ use crate::table::OwnerKey;
 pub struct RestoreError {
     /// Position of the record in the input.
     pub index: usize,
+    /// The record refused, as the store gave it.
     pub record: LockRecord,
+    /// Why, for people: e.g. "range too big" (past `max_offset`), "conflicts with another restored
+    /// record".
     pub reason: &'static str,
 }
 
@@ -72,60 +75,8 @@ impl Core {
     ) -> Result<(Core, Vec<Action>), RestoreError> {
         let mut core = Core::with_epoch(config, epoch);
         core.now = now;
-        let mut stored: Vec<LockRecord> = Vec::new();
-        let mut merged_any = false;
-        for (index, record) in records.into_iter().enumerate() {
-            let error = |reason| RestoreError {
-                index,
-                record: record.clone(),
-                reason,
-            };
-            let span = record
-                .range
-                .span(core.config.max_offset)
-                .ok_or_else(|| error("range too big"))?;
-            let fk = core.files.intern(&record.file, Default::default);
-            let (_, ok) = core.intern_owner(&record.client, &record.owner);
-            if core
-                .files
-                .get(fk)
-                .locks
-                .first_conflict(ok, span, record.kind)
-                .is_some()
-            {
-                return Err(error("conflicts with another restored record"));
-            }
-            let plan = core.files.get(fk).locks.plan_lock(ok, span, record.kind);
-            merged_any |= !plan.removed.is_empty();
-            core.apply_counts(fk, &plan);
-            stored.push(record);
-        }
         let mut out = Vec::new();
-        if merged_any {
-            // The store holds `stored`; make it hold the merged table instead.
-            let held: Vec<LockRecord> = core.records();
-            let key = |r: &LockRecord| {
-                (
-                    r.file.clone(),
-                    r.client.clone(),
-                    r.owner.clone(),
-                    r.range.offset,
-                )
-            };
-            let held_keys: BTreeMap<_, &LockRecord> = held.iter().map(|r| (key(r), r)).collect();
-            let stored_keys: BTreeMap<_, &LockRecord> =
-                stored.iter().map(|r| (key(r), r)).collect();
-            for (k, r) in &stored_keys {
-                if !held_keys.contains_key(k) {
-                    core.persist(PersistOp::Delete((*r).clone()), &mut out);
-                }
-            }
-            for (k, r) in &held_keys {
-                if stored_keys.get(k) != Some(r) {
-                    core.persist(PersistOp::Put((*r).clone()), &mut out);
-                }
-            }
-        }
+        core.load_locks(records, &mut out)?;
         // Every restored lock waits for its reclaim.
         let mut pending = alloc::collections::BTreeSet::new();
         let mut marks = Vec::new();
@@ -144,21 +95,7 @@ impl Core {
             pending.insert(owner.client);
         }
         let mut unreclaimed_shares = alloc::collections::BTreeSet::new();
-        for share in shares {
-            let fk = core.files.intern(&share.file, Default::default);
-            let (ck, ok) = core.intern_owner(&share.client, &share.owner);
-            let new = core
-                .files
-                .get_mut(fk)
-                .shares
-                .insert(ok, (share.access, share.deny))
-                .is_none();
-            core.owners.get_mut(ok).shares.insert(fk);
-            if new {
-                // The share limits count restored reservations like granted ones.
-                core.clients.get_mut(ck).shares += 1;
-                core.total_shares += 1;
-            }
+        for (ck, ok, fk) in core.load_shares(shares) {
             unreclaimed_shares.insert((ok, fk));
             pending.insert(ck);
         }
@@ -173,6 +110,95 @@ impl Core {
         core.timers.insert((ends_at, Timer::GraceEnd));
         core.end_grace_if_done(&mut out);
         Ok((core, out))
+    }
+
+    /// Takes `records` into the (empty) table as held locks, checking that no two conflict; where
+    /// records merge into fewer, `out` gets the persists that make the store hold the merged table.
+    pub(crate) fn load_locks(
+        &mut self,
+        records: impl IntoIterator<Item = LockRecord>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), RestoreError> {
+        let mut stored: Vec<LockRecord> = Vec::new();
+        let mut merged_any = false;
+        for (index, record) in records.into_iter().enumerate() {
+            let error = |reason| RestoreError {
+                index,
+                record: record.clone(),
+                reason,
+            };
+            let span = record
+                .range
+                .span(self.config.max_offset)
+                .ok_or_else(|| error("range too big"))?;
+            let fk = self.files.intern(&record.file, Default::default);
+            let (_, ok) = self.intern_owner(&record.client, &record.owner);
+            if self
+                .files
+                .get(fk)
+                .locks
+                .first_conflict(ok, span, record.kind)
+                .is_some()
+            {
+                return Err(error("conflicts with another restored record"));
+            }
+            let plan = self.files.get(fk).locks.plan_lock(ok, span, record.kind);
+            merged_any |= !plan.removed.is_empty();
+            self.apply_counts(fk, &plan);
+            stored.push(record);
+        }
+        if merged_any {
+            // The store holds `stored`; make it hold the merged table instead.
+            let held: Vec<LockRecord> = self.records();
+            let key = |r: &LockRecord| {
+                (
+                    r.file.clone(),
+                    r.client.clone(),
+                    r.owner.clone(),
+                    r.range.offset,
+                )
+            };
+            let held_keys: BTreeMap<_, &LockRecord> = held.iter().map(|r| (key(r), r)).collect();
+            let stored_keys: BTreeMap<_, &LockRecord> =
+                stored.iter().map(|r| (key(r), r)).collect();
+            for (k, r) in &stored_keys {
+                if !held_keys.contains_key(k) {
+                    self.persist(PersistOp::Delete((*r).clone()), out);
+                }
+            }
+            for (k, r) in &held_keys {
+                if stored_keys.get(k) != Some(r) {
+                    self.persist(PersistOp::Put((*r).clone()), out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `shares` into the table as held reservations (counted against the share limits like
+    /// granted ones) and says which (client, owner, file) each one is.
+    pub(crate) fn load_shares(
+        &mut self,
+        shares: impl IntoIterator<Item = ShareRecord>,
+    ) -> Vec<(ClientKey, OwnerKey, FileKey)> {
+        let mut loaded = Vec::new();
+        for share in shares {
+            let fk = self.files.intern(&share.file, Default::default);
+            let (ck, ok) = self.intern_owner(&share.client, &share.owner);
+            let new = self
+                .files
+                .get_mut(fk)
+                .shares
+                .insert(ok, (share.access, share.deny))
+                .is_none();
+            self.owners.get_mut(ok).shares.insert(fk);
+            if new {
+                self.clients.get_mut(ck).shares += 1;
+                self.total_shares += 1;
+            }
+            loaded.push((ck, ok, fk));
+        }
+        loaded
     }
 
     /// A core that kept nothing across the restart (`--store memory`) but opens the grace period all
@@ -489,7 +515,7 @@ impl Core {
         self.end_grace_if_done(out);
     }
 
-    fn end_grace_if_done(&mut self, out: &mut Vec<Action>) {
+    pub(crate) fn end_grace_if_done(&mut self, out: &mut Vec<Action>) {
         if self.grace.as_ref().is_some_and(|g| g.pending.is_empty()) {
             self.end_grace(out);
         }

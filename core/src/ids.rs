@@ -5,7 +5,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Milliseconds on a monotonic clock the host chooses. The core never reads a clock.
+/// Milliseconds on a monotonic clock the host chooses: a moment (`now`, a deadline) or a span (a TTL,
+/// a timeout), as the field says. The core never reads a clock; only differences between the host's
+/// moments matter, so any origin works (brlockd counts from its start). Arithmetic saturates, so a
+/// moment near `u64::MAX` cannot wrap.
 pub type Millis = u64;
 
 macro_rules! opaque_id {
@@ -17,12 +20,15 @@ macro_rules! opaque_id {
         pub struct $name(Arc<[u8]>);
 
         impl $name {
+            /// The id made of these bytes, exactly; any bytes, of any length, are an id.
             pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
                 Self(Arc::from(bytes.into()))
             }
+            /// The bytes the host gave.
             pub fn as_bytes(&self) -> &[u8] {
                 &self.0
             }
+            /// A copy of the bytes.
             pub fn to_vec(&self) -> Vec<u8> {
                 self.0.to_vec()
             }
@@ -87,13 +93,19 @@ opaque_id!(
     ClientId
 );
 
-/// The host's name for one request; every reply names it.
+/// The host's name for one request: the core echoes it in the request's [`Action::Reply`] (and a
+/// queued LOCK's `SendGranted` / `WaiterRemoved`) so the host can find the caller. The core never
+/// interprets it; brlockd draws them from a counter.
+///
+/// [`Action::Reply`]: crate::Action::Reply
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]
 pub struct RequestId(pub u64);
 
-/// A queued (or granted, callback pending) blocking request. Allocated by the core from a counter.
+/// A queued (or granted, callback pending) blocking request. Allocated by the core from a counter
+/// (from 1, never reused in a core's life), announced in `Outcome::Blocked`, and named again by
+/// `SendGranted`, `WaiterRemoved` and the host's `CallbackOutcome`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(transparent))]

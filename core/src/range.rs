@@ -8,11 +8,14 @@ use core::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Range {
+    /// The first byte.
     pub offset: u64,
+    /// How many bytes; 0 = to the end of the file.
     pub length: u64,
 }
 
 impl Range {
+    /// `length` bytes from `offset`; `length` 0 = to the end of the file.
     pub const fn new(offset: u64, length: u64) -> Self {
         Self { offset, length }
     }
@@ -53,19 +56,24 @@ impl fmt::Display for Range {
     }
 }
 
-/// An inclusive, non-empty span of bytes: `start <= end`.
+/// An inclusive, non-empty span of bytes: `start <= end`. How the core keeps ranges; hosts meet it
+/// only through [`Range::span`] and [`Span::to_range`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Span {
+    /// The first byte.
     pub start: u64,
+    /// The last byte (included).
     pub end: u64,
 }
 
 impl Span {
+    /// The bytes `start..=end`; `start` must not be past `end` (checked in debug builds only).
     pub const fn new(start: u64, end: u64) -> Self {
         debug_assert!(start <= end);
         Self { start, end }
     }
 
+    /// Whether the two spans share at least one byte.
     pub const fn overlaps(self, other: Span) -> bool {
         self.start <= other.end && other.start <= self.end
     }
@@ -75,10 +83,12 @@ impl Span {
         self.start <= other.end.saturating_add(1) && other.start <= self.end.saturating_add(1)
     }
 
+    /// Whether every byte of `other` is in `self`.
     pub const fn contains(self, other: Span) -> bool {
         self.start <= other.start && other.end <= self.end
     }
 
+    /// The bytes in both, if any.
     pub fn intersection(self, other: Span) -> Option<Span> {
         self.overlaps(other)
             .then(|| Span::new(self.start.max(other.start), self.end.min(other.end)))

@@ -11,17 +11,27 @@ use crate::ids::Millis;
 /// Upper bounds (inclusive, ms) of the wait-time histogram buckets; a last bucket counts the rest.
 pub const WAIT_BUCKETS_MS: [Millis; 8] = [0, 10, 100, 1_000, 5_000, 10_000, 30_000, 60_000];
 
+/// Replies counted by [`Outcome`] variant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct OutcomeCounts {
+    /// `Outcome::Granted`.
     pub granted: u64,
+    /// `Outcome::Denied`.
     pub denied: u64,
+    /// `Outcome::Blocked` (a retransmitted blocking LOCK counts again).
     pub blocked: u64,
+    /// `Outcome::Deadlock`.
     pub deadlock: u64,
+    /// `Outcome::NoLocks`; which limit is counted in the `limit_*` counters of [`Stats`].
     pub no_locks: u64,
+    /// `Outcome::TooBig`.
     pub too_big: u64,
+    /// `Outcome::DeniedGrace`.
     pub denied_grace: u64,
+    /// `Outcome::NotReclaimable`.
     pub not_reclaimable: u64,
+    /// `Outcome::ShareDenied`.
     pub share_denied: u64,
 }
 
@@ -42,6 +52,8 @@ impl OutcomeCounts {
     }
 }
 
+/// What [`Core::stats`](crate::Core::stats) reports. Counters grow from 0 over a core's life (a
+/// restored core starts again at 0); the gauges at the end describe the state when it was called.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Stats {
@@ -49,48 +61,85 @@ pub struct Stats {
     pub lock_replies: OutcomeCounts,
     /// Replies to every other request (unlock, test, cancel, share, unshare), by outcome.
     pub other_replies: OutcomeCounts,
-    /// Waiters granted from a queue, and how long they waited.
+    /// Waiters granted from a queue.
     pub waits_granted: u64,
+    /// Milliseconds those waiters waited, summed (queued until granted).
     pub wait_ms_total: u64,
     /// Counts per bucket of [`WAIT_BUCKETS_MS`], plus one for longer waits.
     pub wait_ms_buckets: [u64; WAIT_BUCKETS_MS.len() + 1],
+    /// `SendGranted` actions, resends included.
     pub callbacks_sent: u64,
+    /// Grants confirmed: `CallbackResult::Delivered`, or a retransmitted LOCK that found its grant.
     pub callbacks_delivered: u64,
+    /// `CallbackResult::Failed` reports (stale ones are not counted).
     pub callbacks_failed: u64,
+    /// `CallbackResult::Refused` reports (stale ones are not counted).
     pub callbacks_refused: u64,
     /// Grants undone because no client confirmed them by `Config::callback_deadline`.
     pub callbacks_unconfirmed: u64,
+    /// `Released` pieces with [`ReleaseReason::Explicit`].
     pub released_explicit: u64,
+    /// `Released` pieces with [`ReleaseReason::Disconnect`].
     pub released_disconnect: u64,
+    /// `Released` pieces with [`ReleaseReason::FreeAll`].
     pub released_free_all: u64,
+    /// `Released` pieces with [`ReleaseReason::GraceExpired`].
     pub released_grace_expired: u64,
+    /// `Released` pieces with [`ReleaseReason::CallbackFailed`].
     pub released_callback_failed: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Cancelled`].
     pub waiters_cancelled: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Unlocked`].
     pub waiters_unlocked: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Expired`].
     pub waiters_expired: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::ClientGone`].
     pub waiters_client_gone: u64,
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Deadlock`]: re-queued by [`Core::rebuild`](crate::Core::rebuild)
+    /// after a store failure, the waiter would have closed a cycle.
+    pub waiters_deadlocked: u64,
+    /// Requests refused `NoLocks` by [`Limit::PerFile`].
     pub limit_per_file: u64,
+    /// Requests refused `NoLocks` by [`Limit::PerClient`].
     pub limit_per_client: u64,
+    /// Requests refused `NoLocks` by [`Limit::Total`].
     pub limit_total: u64,
+    /// Requests refused `NoLocks` by [`Limit::QueueLength`].
     pub limit_queue_length: u64,
+    /// Requests refused `NoLocks` by [`Limit::QueueShare`].
     pub limit_queue_share: u64,
+    /// Requests refused `NoLocks` by [`Limit::WaitersPerClient`].
     pub limit_waiters_per_client: u64,
+    /// Requests refused `NoLocks` by [`Limit::WaitersTotal`].
     pub limit_waiters_total: u64,
+    /// Requests refused `NoLocks` by [`Limit::SharesPerFile`].
     pub limit_shares_per_file: u64,
+    /// Requests refused `NoLocks` by [`Limit::SharesPerClient`].
     pub limit_shares_per_client: u64,
+    /// Requests refused `NoLocks` by [`Limit::SharesTotal`].
     pub limit_shares_total: u64,
+    /// `ConnectionRefused` actions.
     pub connections_refused: u64,
+    /// Lock reclaims granted.
     pub reclaims: u64,
     // Gauges, filled in by `Core::stats`.
+    /// Held lock records now (after merging).
     pub held_locks: u64,
+    /// Queued waiters now.
     pub waiters: u64,
+    /// Granted waiters whose callback is not confirmed yet.
     pub pending_callbacks: u64,
+    /// Files the core tracks (with locks, waiters, shares or locks to reclaim).
     pub files: u64,
+    /// Owners the core tracks.
     pub owners: u64,
+    /// Clients the core tracks (see [`Core::knows_client`](crate::Core::knows_client)).
     pub clients: u64,
     /// Connected clients per adapter, by adapter name.
     pub clients_per_adapter: Vec<(String, u64)>,
+    /// Whether the grace period is on.
     pub in_grace: bool,
+    /// Milliseconds left of it (0 outside grace).
     pub grace_remaining_ms: Millis,
 }
 
@@ -129,6 +178,7 @@ impl Stats {
             WaiterRemovedReason::Unlocked => self.waiters_unlocked += 1,
             WaiterRemovedReason::Expired => self.waiters_expired += 1,
             WaiterRemovedReason::ClientGone => self.waiters_client_gone += 1,
+            WaiterRemovedReason::Deadlock => self.waiters_deadlocked += 1,
         }
     }
 

@@ -3,15 +3,17 @@
 //! merging same-kind locks that overlap or touch. One owner's locks are therefore disjoint and never
 //! adjacent with the same kind.
 //!
-//! Three indexes, kept in step by `apply` and checked by `check`:
+//! A file with a few locks keeps each kind's in a short vector sorted by (start, owner) and scans it.
+//! Past `SMALL_MAX` it moves for good to three indexes, kept in step by `apply` and checked by `check`:
 //! - `by_owner`, ordered by (owner, start): an owner's locks, for replacing, splitting and releasing;
 //! - `shared` and `exclusive`: interval trees for "who overlaps this span?" in O(log n + k).
 //!
 //! Every change is first computed as a [`Plan`] that touches nothing, so limits can refuse it whole.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 use core::ops::ControlFlow;
+
+use smallvec::SmallVec;
 
 use crate::event::LockKind;
 use crate::interval::IntervalTree;
@@ -27,15 +29,18 @@ pub(crate) struct HeldLock {
     pub kind: LockKind,
 }
 
+/// A few held locks, inline: a plan nearly always touches one to three.
+pub(crate) type Locks = SmallVec<[HeldLock; 4]>;
+
 /// A change to one owner's locks in one file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
     /// Records that go away (exactly as held).
-    pub removed: Vec<HeldLock>,
+    pub removed: Locks,
     /// Records that come in.
-    pub added: Vec<HeldLock>,
+    pub added: Locks,
     /// Coverage the owner loses (for `Released` actions); empty for a lock, which only replaces.
-    pub released: Vec<HeldLock>,
+    pub released: Locks,
 }
 
 impl Plan {
@@ -63,20 +68,107 @@ impl Plan {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// Files with at most this many held locks keep them in two short sorted vectors and scan them:
+/// for a handful of locks a scan costs a fraction of any tree walk (Linux keeps one list per inode
+/// for the same reason). Past it, a file moves to the indexed form for good.
+const SMALL_MAX: usize = 16;
+
+#[derive(Clone, Debug)]
 pub(crate) struct LockTable {
-    by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind)>,
-    shared: IntervalTree,
-    exclusive: IntervalTree,
+    repr: Repr,
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    /// Each kind's locks sorted by (start, owner).
+    Small {
+        exclusive: SmallVec<[Entry; 2]>,
+        shared: SmallVec<[Entry; 2]>,
+    },
+    Indexed {
+        by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind)>,
+        shared: IntervalTree,
+        exclusive: IntervalTree,
+    },
+}
+
+/// One lock of a known kind in the small form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    start: u64,
+    end: u64,
+    owner: OwnerKey,
+}
+
+impl Entry {
+    fn key(&self) -> (u64, OwnerKey) {
+        (self.start, self.owner)
+    }
+
+    fn span(&self) -> Span {
+        Span::new(self.start, self.end)
+    }
+
+    fn held(&self, kind: LockKind) -> HeldLock {
+        HeldLock {
+            owner: self.owner,
+            span: self.span(),
+            kind,
+        }
+    }
+}
+
+impl Default for LockTable {
+    fn default() -> Self {
+        Self {
+            repr: Repr::Small {
+                exclusive: SmallVec::new(),
+                shared: SmallVec::new(),
+            },
+        }
+    }
 }
 
 impl LockTable {
     pub fn len(&self) -> usize {
-        self.by_owner.len()
+        match &self.repr {
+            Repr::Small { exclusive, shared } => exclusive.len() + shared.len(),
+            Repr::Indexed { by_owner, .. } => by_owner.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_owner.is_empty()
+        self.len() == 0
+    }
+
+    /// Calls `visit(span, owner)` for each lock of `kind` overlapping `span`, in (start, owner) order,
+    /// until it breaks.
+    fn overlapping<B>(
+        &self,
+        kind: LockKind,
+        span: Span,
+        mut visit: impl FnMut(Span, OwnerKey) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        match &self.repr {
+            Repr::Small { exclusive, shared } => {
+                let entries = match kind {
+                    LockKind::Exclusive => exclusive,
+                    LockKind::Shared => shared,
+                };
+                for e in entries.iter().take_while(|e| e.start <= span.end) {
+                    if e.end >= span.start {
+                        visit(e.span(), e.owner)?;
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            Repr::Indexed {
+                shared, exclusive, ..
+            } => match kind {
+                LockKind::Exclusive => exclusive.overlapping(span, visit),
+                LockKind::Shared => shared.overlapping(span, visit),
+            },
+        }
     }
 
     /// Calls `visit` for each lock of another owner that conflicts with `kind` over `span`: exclusive
@@ -88,7 +180,7 @@ impl LockTable {
         kind: LockKind,
         mut visit: impl FnMut(HeldLock) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        self.exclusive.overlapping(span, |s, o| {
+        self.overlapping(LockKind::Exclusive, span, |s, o| {
             if o == owner {
                 return ControlFlow::Continue(());
             }
@@ -99,7 +191,7 @@ impl LockTable {
             })
         })?;
         if kind == LockKind::Exclusive {
-            self.shared.overlapping(span, |s, o| {
+            self.overlapping(LockKind::Shared, span, |s, o| {
                 if o == owner {
                     return ControlFlow::Continue(());
                 }
@@ -115,15 +207,15 @@ impl LockTable {
 
     /// The conflicting lock that starts first (ties: lower owner key), if any.
     pub fn first_conflict(&self, owner: OwnerKey, span: Span, kind: LockKind) -> Option<HeldLock> {
-        let first = |tree: &IntervalTree, kind| {
-            let found = tree.overlapping(span, |s, o| {
+        let first = |of: LockKind| {
+            let found = self.overlapping(of, span, |s, o| {
                 if o == owner {
                     ControlFlow::Continue(())
                 } else {
                     ControlFlow::Break(HeldLock {
                         owner: o,
                         span: s,
-                        kind,
+                        kind: of,
                     })
                 }
             });
@@ -132,9 +224,9 @@ impl LockTable {
                 ControlFlow::Continue(()) => None,
             }
         };
-        let exclusive = first(&self.exclusive, LockKind::Exclusive);
+        let exclusive = first(LockKind::Exclusive);
         let shared = match kind {
-            LockKind::Exclusive => first(&self.shared, LockKind::Shared),
+            LockKind::Exclusive => first(LockKind::Shared),
             LockKind::Shared => None,
         };
         match (exclusive, shared) {
@@ -148,22 +240,28 @@ impl LockTable {
     }
 
     /// `owner`'s locks that overlap or touch `span`, in start order.
-    fn owner_near(&self, owner: OwnerKey, span: Span) -> Vec<HeldLock> {
-        let upper = span.end.saturating_add(1);
-        let mut near: Vec<HeldLock> = self
-            .by_owner
-            .range((owner, 0)..=(owner, upper))
-            .rev()
-            .map(|(&(o, start), &(end, kind))| HeldLock {
-                owner: o,
-                span: Span::new(start, end),
-                kind,
-            })
-            // One owner's locks are disjoint and sorted, so ends fall as we walk back.
-            .take_while(|lock| lock.span.touches(span))
-            .collect();
-        near.reverse();
-        near
+    fn owner_near(&self, owner: OwnerKey, span: Span) -> Locks {
+        match &self.repr {
+            Repr::Small { exclusive, shared } => {
+                small_owner_locks(exclusive, shared, owner, |e| e.span().touches(span))
+            }
+            Repr::Indexed { by_owner, .. } => {
+                let upper = span.end.saturating_add(1);
+                let mut near: Locks = by_owner
+                    .range((owner, 0)..=(owner, upper))
+                    .rev()
+                    .map(|(&(o, start), &(end, kind))| HeldLock {
+                        owner: o,
+                        span: Span::new(start, end),
+                        kind,
+                    })
+                    // One owner's locks are disjoint and sorted, so ends fall as we walk back.
+                    .take_while(|lock| lock.span.touches(span))
+                    .collect();
+                near.reverse();
+                near
+            }
+        }
     }
 
     /// What granting `kind` over `span` to `owner` would change.
@@ -208,117 +306,252 @@ impl LockTable {
 
     /// What releasing everything `owner` holds here would change.
     pub fn plan_release_owner(&self, owner: OwnerKey) -> Plan {
-        let removed: Vec<HeldLock> = self.owner_locks(owner).collect();
+        let removed = self.owner_locks(owner);
         Plan {
             released: removed.clone(),
             removed,
-            added: Vec::new(),
+            added: Locks::new(),
         }
     }
 
     /// Whether `owner` holds all of `span` with `kind` (one lock: same-kind neighbours are merged).
     pub fn owner_holds(&self, owner: OwnerKey, span: Span, kind: LockKind) -> bool {
-        self.by_owner
-            .range((owner, 0)..=(owner, span.start))
-            .next_back()
-            .is_some_and(|(_, &(end, k))| k == kind && end >= span.end)
+        match &self.repr {
+            // One owner's locks are disjoint: the one covering span.start, if any, decides.
+            Repr::Small { exclusive, shared } => {
+                let covers =
+                    |e: &&Entry| e.owner == owner && e.start <= span.start && span.start <= e.end;
+                let mine = match kind {
+                    LockKind::Exclusive => exclusive,
+                    LockKind::Shared => shared,
+                };
+                mine.iter().find(covers).is_some_and(|e| e.end >= span.end)
+            }
+            Repr::Indexed { by_owner, .. } => by_owner
+                .range((owner, 0)..=(owner, span.start))
+                .next_back()
+                .is_some_and(|(_, &(end, k))| k == kind && end >= span.end),
+        }
     }
 
-    pub fn owner_locks(&self, owner: OwnerKey) -> impl Iterator<Item = HeldLock> + '_ {
-        self.by_owner
-            .range((owner, 0)..=(owner, u64::MAX))
-            .map(|(&(o, start), &(end, kind))| HeldLock {
-                owner: o,
-                span: Span::new(start, end),
-                kind,
-            })
+    /// `owner`'s locks here, in start order.
+    pub fn owner_locks(&self, owner: OwnerKey) -> Locks {
+        match &self.repr {
+            Repr::Small { exclusive, shared } => {
+                small_owner_locks(exclusive, shared, owner, |_| true)
+            }
+            Repr::Indexed { by_owner, .. } => by_owner
+                .range((owner, 0)..=(owner, u64::MAX))
+                .map(|(&(o, start), &(end, kind))| HeldLock {
+                    owner: o,
+                    span: Span::new(start, end),
+                    kind,
+                })
+                .collect(),
+        }
     }
 
     pub fn apply(&mut self, plan: &Plan) {
-        for lock in &plan.removed {
-            let gone = self.by_owner.remove(&(lock.owner, lock.span.start));
-            debug_assert_eq!(gone, Some((lock.span.end, lock.kind)));
-            self.tree_mut(lock.kind)
-                .remove((lock.span.start, lock.owner));
+        match &mut self.repr {
+            Repr::Small { exclusive, shared } => {
+                for lock in &plan.removed {
+                    let entries = match lock.kind {
+                        LockKind::Exclusive => &mut *exclusive,
+                        LockKind::Shared => &mut *shared,
+                    };
+                    let key = (lock.span.start, lock.owner);
+                    if let Ok(i) = entries.binary_search_by_key(&key, Entry::key) {
+                        debug_assert_eq!(entries[i].end, lock.span.end);
+                        entries.remove(i);
+                    } else {
+                        debug_assert!(false, "removing a lock the table does not hold");
+                    }
+                }
+                for lock in &plan.added {
+                    let entries = match lock.kind {
+                        LockKind::Exclusive => &mut *exclusive,
+                        LockKind::Shared => &mut *shared,
+                    };
+                    let entry = Entry {
+                        start: lock.span.start,
+                        end: lock.span.end,
+                        owner: lock.owner,
+                    };
+                    match entries.binary_search_by_key(&entry.key(), Entry::key) {
+                        Ok(_) => debug_assert!(false, "adding a lock the table holds"),
+                        Err(i) => entries.insert(i, entry),
+                    }
+                }
+                if exclusive.len() + shared.len() > SMALL_MAX {
+                    self.index();
+                }
+            }
+            Repr::Indexed {
+                by_owner,
+                shared,
+                exclusive,
+            } => {
+                for lock in &plan.removed {
+                    let gone = by_owner.remove(&(lock.owner, lock.span.start));
+                    debug_assert_eq!(gone, Some((lock.span.end, lock.kind)));
+                    let tree = match lock.kind {
+                        LockKind::Shared => &mut *shared,
+                        LockKind::Exclusive => &mut *exclusive,
+                    };
+                    tree.remove((lock.span.start, lock.owner));
+                }
+                for lock in &plan.added {
+                    let before =
+                        by_owner.insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
+                    debug_assert!(before.is_none());
+                    let tree = match lock.kind {
+                        LockKind::Shared => &mut *shared,
+                        LockKind::Exclusive => &mut *exclusive,
+                    };
+                    tree.insert(lock.span, lock.owner);
+                }
+            }
         }
-        for lock in &plan.added {
-            let before = self
-                .by_owner
-                .insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
-            debug_assert!(before.is_none());
-            self.tree_mut(lock.kind).insert(lock.span, lock.owner);
+    }
+
+    /// Moves a table that outgrew the small form to the indexed one.
+    fn index(&mut self) {
+        let mut by_owner = BTreeMap::new();
+        let (mut shared, mut exclusive) = (IntervalTree::default(), IntervalTree::default());
+        for lock in self.iter() {
+            by_owner.insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
+            match lock.kind {
+                LockKind::Shared => shared.insert(lock.span, lock.owner),
+                LockKind::Exclusive => exclusive.insert(lock.span, lock.owner),
+            }
         }
+        self.repr = Repr::Indexed {
+            by_owner,
+            shared,
+            exclusive,
+        };
     }
 
     /// Every lock, in (start, owner) order of each kind: exclusive ones, then shared ones.
     pub fn iter(&self) -> impl Iterator<Item = HeldLock> + '_ {
-        let exclusive = self.exclusive.iter().map(|(span, owner)| HeldLock {
-            owner,
-            span,
-            kind: LockKind::Exclusive,
+        let (small, indexed) = match &self.repr {
+            Repr::Small { exclusive, shared } => (Some((exclusive, shared)), None),
+            Repr::Indexed {
+                shared, exclusive, ..
+            } => (None, Some((exclusive, shared))),
+        };
+        let small = small.into_iter().flat_map(|(exclusive, shared)| {
+            exclusive
+                .iter()
+                .map(|e| e.held(LockKind::Exclusive))
+                .chain(shared.iter().map(|e| e.held(LockKind::Shared)))
         });
-        let shared = self.shared.iter().map(|(span, owner)| HeldLock {
-            owner,
-            span,
-            kind: LockKind::Shared,
+        let indexed = indexed.into_iter().flat_map(|(exclusive, shared)| {
+            let exclusive = exclusive.iter().map(|(span, owner)| HeldLock {
+                owner,
+                span,
+                kind: LockKind::Exclusive,
+            });
+            let shared = shared.iter().map(|(span, owner)| HeldLock {
+                owner,
+                span,
+                kind: LockKind::Shared,
+            });
+            exclusive.chain(shared)
         });
-        exclusive.chain(shared)
-    }
-
-    fn tree_mut(&mut self, kind: LockKind) -> &mut IntervalTree {
-        match kind {
-            LockKind::Shared => &mut self.shared,
-            LockKind::Exclusive => &mut self.exclusive,
-        }
+        small.chain(indexed)
     }
 
     /// The indexes agree, one owner's locks are disjoint and merged, and no two owners conflict.
     #[cfg(any(test, feature = "invariants"))]
     pub fn check(&self) -> Result<(), &'static str> {
-        let shared = self.shared.check()?;
-        let exclusive = self.exclusive.check()?;
-        if shared + exclusive != self.by_owner.len() {
-            return Err("lock table: interval trees and owner index differ in size");
+        let mut all: alloc::vec::Vec<HeldLock> = self.iter().collect();
+        match &self.repr {
+            Repr::Small { exclusive, shared } => {
+                for entries in [exclusive, shared] {
+                    if entries.windows(2).any(|w| w[0].key() >= w[1].key()) {
+                        return Err("lock table: small form out of order");
+                    }
+                }
+                if all.len() > SMALL_MAX {
+                    return Err("lock table: small form over its size");
+                }
+            }
+            Repr::Indexed {
+                by_owner,
+                shared,
+                exclusive,
+            } => {
+                if shared.check()? + exclusive.check()? != by_owner.len() {
+                    return Err("lock table: interval trees and owner index differ in size");
+                }
+                let indexed: alloc::vec::Vec<HeldLock> = by_owner
+                    .iter()
+                    .map(|(&(owner, start), &(end, kind))| HeldLock {
+                        owner,
+                        span: Span { start, end },
+                        kind,
+                    })
+                    .collect();
+                let mut walked = all.clone();
+                walked.sort_by_key(|l| (l.owner, l.span.start));
+                if walked != indexed {
+                    return Err("lock table: interval trees and owner index differ");
+                }
+            }
         }
+        all.sort_by_key(|l| (l.owner, l.span.start));
         let mut previous: Option<HeldLock> = None;
-        for (&(owner, start), &(end, kind)) in &self.by_owner {
-            if start > end {
+        for lock in all {
+            if lock.span.start > lock.span.end {
                 return Err("lock table: lock with start > end");
             }
-            let lock = HeldLock {
-                owner,
-                span: Span::new(start, end),
-                kind,
-            };
-            if let Some(prev) = previous.filter(|p| p.owner == owner) {
+            if let Some(prev) = previous.filter(|p| p.owner == lock.owner) {
                 if prev.span.overlaps(lock.span) {
                     return Err("lock table: one owner's locks overlap");
                 }
-                if prev.kind == kind && prev.span.touches(lock.span) {
+                if prev.kind == lock.kind && prev.span.touches(lock.span) {
                     return Err("lock table: adjacent same-kind locks of one owner not merged");
                 }
             }
-            let tree = match kind {
-                LockKind::Shared => &self.shared,
-                LockKind::Exclusive => &self.exclusive,
-            };
-            let indexed = tree.overlapping(lock.span, |s, o| {
-                if o == owner && s == lock.span {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            if indexed.is_continue() {
-                return Err("lock table: a lock is missing from its interval tree");
-            }
-            if self.first_conflict(owner, lock.span, kind).is_some() {
+            if self
+                .first_conflict(lock.owner, lock.span, lock.kind)
+                .is_some()
+            {
                 return Err("lock table: two owners hold conflicting locks");
+            }
+            if self.owner_locks(lock.owner).iter().all(|l| *l != lock)
+                || !self.owner_holds(lock.owner, lock.span, lock.kind)
+            {
+                return Err("lock table: a lock is missing from its owner's view");
             }
             previous = Some(lock);
         }
         Ok(())
     }
+}
+
+/// `owner`'s locks in the small form that `keep` accepts, in start order.
+fn small_owner_locks(
+    exclusive: &[Entry],
+    shared: &[Entry],
+    owner: OwnerKey,
+    keep: impl Fn(&Entry) -> bool,
+) -> Locks {
+    let mut locks = Locks::new();
+    let of_kind = |entries: &[Entry], kind, locks: &mut Locks| {
+        for e in entries.iter().filter(|e| e.owner == owner && keep(e)) {
+            locks.push(e.held(kind));
+        }
+    };
+    of_kind(exclusive, LockKind::Exclusive, &mut locks);
+    let exclusive_count = locks.len();
+    of_kind(shared, LockKind::Shared, &mut locks);
+    // Each kind's part is in start order already; merge only when the owner holds both kinds.
+    if exclusive_count > 0 && locks.len() > exclusive_count {
+        locks.sort_unstable_by_key(|l| l.span.start);
+    }
+    locks
 }
 
 /// The parts of `lock` outside `span`: none, one or two pieces.

@@ -22,8 +22,10 @@ pub const TRACE_VERSION: u32 = 1;
 pub struct TraceHeader {
     /// Format version; must be [`TRACE_VERSION`].
     pub brlock_trace: u32,
+    /// The configuration of the core the run starts with; missing fields take the brlock profile's.
     #[cfg_attr(feature = "serde", serde(default))]
     pub config: Config,
+    /// The server epoch of the run (default 1): what its `Persist` actions carry.
     #[cfg_attr(feature = "serde", serde(default = "first_epoch"))]
     pub epoch: u64,
     /// When the run starts (the `now` of a restore).
@@ -40,6 +42,7 @@ fn first_epoch() -> u64 {
 }
 
 impl TraceHeader {
+    /// A header for a fresh run with `config`: epoch 1, starting at 0, nothing restored.
     pub fn new(config: Config) -> Self {
         Self {
             brlock_trace: TRACE_VERSION,
@@ -55,7 +58,10 @@ impl TraceHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TraceStep {
+    /// When the event happened: the `now` it is handed to the core with. Never before the previous
+    /// step's (nor the header's `start`); [`Replay::step`] refuses a trace where it is.
     pub now: Millis,
+    /// The event.
     pub event: Event,
 }
 
@@ -63,14 +69,18 @@ pub struct TraceStep {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Trace {
+    /// How the core is built before the first event.
     pub header: TraceHeader,
+    /// The events, in order.
     pub steps: Vec<TraceStep>,
 }
 
 /// Why a trace cannot be replayed. `step` counts events from 1 (0 is the header).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceError {
+    /// The event that could not be replayed, from 1; 0 for the header.
     pub step: usize,
+    /// What is wrong, for people.
     pub message: alloc::string::String,
 }
 
@@ -87,6 +97,7 @@ impl fmt::Display for TraceError {
 /// A trace being replayed one step at a time (the visualiser steps back by replaying from the start).
 #[derive(Clone, Debug)]
 pub struct Replay {
+    /// The core as of the last step replayed: the views read it.
     pub core: Core,
     /// Actions produced by building the core (restore), before the first event.
     pub initial: Vec<Action>,
@@ -95,6 +106,8 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Builds the core the header describes (restoring its records, if any) and stands before the
+    /// first event. Fails on another format version or records the core cannot restore.
     pub fn start(header: &TraceHeader) -> Result<Replay, TraceError> {
         let error = |message: alloc::string::String| TraceError { step: 0, message };
         if header.brlock_trace != TRACE_VERSION {
@@ -125,7 +138,8 @@ impl Replay {
         })
     }
 
-    /// Runs one event; time must not go backwards.
+    /// Runs one event and returns its actions. A trace whose time goes backwards is refused (the core
+    /// itself would treat an earlier `now` as the latest, but a trace that says so is malformed).
     pub fn step(&mut self, step: &TraceStep) -> Result<Vec<Action>, TraceError> {
         self.step += 1;
         if step.now < self.last_now {

@@ -11,26 +11,40 @@ use crate::range::Range;
 use crate::state::{Core, WaiterState};
 use crate::stats::Stats;
 
+/// One held lock record of a file ([`Core::held_locks`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HeldLockView {
+    /// The holder's client.
     pub client: ClientId,
+    /// The holder.
     pub owner: OwnerId,
+    /// Shared or exclusive.
     pub kind: LockKind,
+    /// The record's bytes (after merging); length 0 when it reaches `max_offset`.
     pub range: Range,
     /// A restored lock its owner has not reclaimed yet.
     pub unreclaimed: bool,
 }
 
+/// A blocking request: queued ([`Core::waiters`]) or granted with its callback unconfirmed
+/// ([`Core::pending_callbacks`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WaiterView {
+    /// The core's id for it, as `Outcome::Blocked` announced it.
     pub waiter: WaiterId,
+    /// The LOCK request that queued it (its latest retransmission).
     pub request: RequestId,
+    /// The waiting owner's client.
     pub client: ClientId,
+    /// The waiting owner.
     pub owner: OwnerId,
+    /// The kind it asked for.
     pub kind: LockKind,
+    /// The range it asked for.
     pub range: Range,
+    /// When it queued (the `now` of its LOCK).
     pub since: Millis,
     /// The request's opaque cookie, which its `SendGranted` will carry.
     pub cookie: Vec<u8>,
@@ -40,37 +54,54 @@ pub struct WaiterView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WaitEdge {
+    /// The queued request that waits.
     pub waiter: WaiterId,
+    /// The file it waits in.
     pub file: FileId,
+    /// The waiter's owner.
     pub from: OwnerRef,
+    /// An owner it waits for: the holder of a conflicting lock, or of an earlier conflicting waiter.
     pub to: OwnerRef,
 }
 
+/// One share reservation of a file ([`Core::shares`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ShareView {
+    /// The owner's client.
     pub client: ClientId,
+    /// The owner holding the reservation.
     pub owner: OwnerId,
+    /// What it uses.
     pub access: ShareMode,
+    /// What it denies to others.
     pub deny: ShareMode,
 }
 
+/// The grace period, while it lasts ([`Core::grace`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraceView {
+    /// When it ends at the latest (the restart's `now` plus [`Config::grace`]).
     pub ends_at: Millis,
+    /// `ends_at` minus the latest `now` the core has seen (0 once due).
     pub remaining: Millis,
-    /// Clients that held locks before the restart.
+    /// How many clients had locks or shares restored (0 after [`Core::open_grace`], which restores
+    /// nothing).
     pub expected: u64,
-    /// Clients that still have locks to reclaim, in name order.
+    /// Clients that still have restored locks or shares to reclaim and have not sent
+    /// `ReclaimComplete`, in name order; when the last one is done, grace ends early.
     pub pending: Vec<ClientId>,
 }
 
 impl Core {
+    /// The configuration the core was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The server epoch the core was built in; every [`Action::Persist`](crate::Action::Persist)
+    /// carries it.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -210,6 +241,7 @@ impl Core {
         edges
     }
 
+    /// The grace period, or None when the core is not in one.
     pub fn grace(&self) -> Option<GraceView> {
         let grace = self.grace.as_ref()?;
         let mut pending: Vec<ClientId> = grace
@@ -238,6 +270,7 @@ impl Core {
         records
     }
 
+    /// The counters, with the gauges filled in from the current state.
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.held_locks = self.total_locks;

@@ -1,7 +1,8 @@
 //! Deterministic simulation, TigerBeetle's VOPR in miniature: one seeded PRNG drives many clients doing
 //! random lock/unlock/test/cancel/wait and shares, connection-oriented clients that disconnect and
-//! reconnect, FREE_ALLs, GRANTED callbacks that are delivered, lost or refused, clock jumps, and server
-//! restarts that rebuild the core from what its persist actions stored. After every step:
+//! reconnect, FREE_ALLs, GRANTED callbacks that are delivered, lost or refused, clock jumps, server
+//! restarts that rebuild the core from what its persist actions stored, and store failures (a request's
+//! persists are lost and the core is swapped for `Core::rebuild` of the store). After every step:
 //! `check_invariants()` (which includes "no two owners hold conflicting locks"), and the store — the
 //! fold of every persist action — equals the core's held locks and share reservations. When the faults stop, every waiter is
 //! granted, cancelled or expired within a bound.
@@ -97,6 +98,7 @@ struct Sim {
     outstanding: Vec<WaiterId>,
     connected: BTreeMap<usize, bool>,
     restarts: u32,
+    store_failures: u32,
 }
 
 const CLIENTS: usize = 6;
@@ -142,6 +144,7 @@ impl Sim {
             outstanding: Vec::new(),
             connected: BTreeMap::new(),
             restarts: 0,
+            store_failures: 0,
         }
     }
 
@@ -313,7 +316,67 @@ impl Sim {
                 self.now += self.rng.below(120_000); // clock jump
                 self.event(Event::Tick)?;
             }
+            5 if self.rng.chance(50) => self.store_failure()?,
             _ => self.restart()?,
+        }
+        Ok(())
+    }
+
+    /// One request's persist batch fails: the store keeps what it had, nothing that request's actions
+    /// said is acknowledged (its replies are refused, its GRANTED callbacks not sent), and the host
+    /// swaps in `Core::rebuild` from the store. The rebuilt core must hold exactly the store, keep the
+    /// grace period, and account for every waiter the old core had: still waiting under the same id,
+    /// granted (its GRANTED goes out now), or removed with a reason.
+    fn store_failure(&mut self) -> Result<(), String> {
+        self.store_failures += 1;
+        let event = self.random_request();
+        let lost = self.core.step(self.now, event.clone());
+        let grace = self.core.grace();
+        self.next_seq += lost
+            .iter()
+            .filter(|a| matches!(a, Action::Persist { .. }))
+            .count() as u64;
+        let lost_grants: Vec<WaiterId> = lost
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendGranted { waiter, .. } => Some(*waiter),
+                _ => None,
+            })
+            .collect();
+        self.outstanding.retain(|w| !lost_grants.contains(w));
+        // What the rebuild starts from: the core after the failed request, as in the host.
+        let before = all_waiters(&self.core);
+        let records: Vec<LockRecord> = self.store.locks.values().cloned().collect();
+        let shares: Vec<ShareRecord> = self.store.shares.values().cloned().collect();
+        let (core, actions) = self
+            .core
+            .rebuild(self.now, records, shares)
+            .map_err(|e| format!("rebuild failed after {event:?}: {e}"))?;
+        self.core = core;
+        self.after(&actions)
+            .map_err(|e| format!("after the rebuild that followed {event:?}: {e}"))?;
+        if let Some(g) = &grace {
+            let now = self.core.grace();
+            let ended = actions
+                .iter()
+                .any(|a| matches!(a, Action::GraceEnded { .. }));
+            if !ended && now.as_ref().map(|n| n.ends_at) != Some(g.ends_at) {
+                return Err(format!("rebuild changed the grace period: {g:?} → {now:?}"));
+            }
+        } else if self.core.grace().is_some() {
+            return Err("rebuild opened a grace period".into());
+        }
+        let after = all_waiters(&self.core);
+        for (id, w) in &before {
+            let accounted = after.get(id).is_some_and(|a| a.owner == w.owner && a.range == w.range)
+                || actions.iter().any(|a| {
+                    matches!(a, Action::SendGranted { waiter, .. } | Action::WaiterRemoved { waiter, .. } if waiter == id)
+                });
+            if !accounted {
+                return Err(format!(
+                    "waiter {id:?} ({w:?}) lost by the rebuild after {event:?}\nactions {actions:?}"
+                ));
+            }
         }
         Ok(())
     }
@@ -465,7 +528,18 @@ impl Sim {
     }
 }
 
-fn run(seed: u64, steps: usize) -> Result<u32, String> {
+/// Queued waiters and granted ones whose callback is pending, by id.
+fn all_waiters(core: &Core) -> BTreeMap<WaiterId, WaiterView> {
+    core.files()
+        .iter()
+        .flat_map(|f| core.waiters(f))
+        .chain(core.pending_callbacks())
+        .map(|w| (w.waiter, w))
+        .collect()
+}
+
+/// Runs one seed; says how many restarts and store failures it simulated.
+fn run(seed: u64, steps: usize) -> Result<(u32, u32), String> {
     let mut sim = Sim::new(seed);
     for _ in 0..steps {
         sim.now += sim.rng.below(2_000);
@@ -477,7 +551,7 @@ fn run(seed: u64, steps: usize) -> Result<u32, String> {
         }
     }
     sim.drain()?;
-    Ok(sim.restarts)
+    Ok((sim.restarts, sim.store_failures))
 }
 
 #[test]
@@ -497,14 +571,21 @@ fn simulated_clients_faults_and_restarts_keep_every_invariant() {
         .unwrap()
         .as_secs()
         * 1_000_003;
-    let mut restarts = 0;
+    let (mut restarts, mut store_failures) = (0, 0);
     for seed in base..base + seeds {
         match run(seed, 400) {
-            Ok(r) => restarts += r,
+            Ok((r, f)) => {
+                restarts += r;
+                store_failures += f;
+            }
             Err(e) => panic!("simulation failed: {e}\nreplay with BRLOCK_SEED={seed}"),
         }
     }
     assert!(restarts > 0, "the simulation should exercise restarts");
+    assert!(
+        store_failures > 0,
+        "the simulation should exercise store failures and rebuilds"
+    );
 }
 
 #[test]

@@ -173,7 +173,8 @@ pub struct Settings {
     /// saw (a bare number is seconds) [default: 3s].
     #[arg(long, value_name = "DURATION")]
     pub lease: Option<SecsSetting>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (port 0 picks a free port)
+    /// Serve HTTP on ADDR:PORT: Prometheus metrics at /metrics and the admin endpoints (/locks,
+    /// /waiters, /wait-for, /clients, /readyz, …; no authentication) (port 0 picks a free port)
     /// [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
@@ -469,6 +470,9 @@ pub struct ServerConfig {
     pub drc_size: usize,
     pub hostname: String,
     pub log_format: LogFormat,
+    /// The settings this configuration was made from, every key with a value (`/config` shows
+    /// them; a field changed on this struct afterwards is not reflected there).
+    pub settings: Settings,
 }
 
 /// A configuration that cannot be used; brlockd prints it and exits with code 2.
@@ -559,6 +563,7 @@ impl ServerConfig {
             )
         })?;
         let s = Settings::layered(&[&Settings::defaults(profile), s]);
+        let settings = s.clone();
         let listen = parse_addr("--listen", &given(s.listen))?;
         let metrics = match s.metrics {
             Some(m) => Some(parse_addr("--metrics", &m)?),
@@ -665,6 +670,7 @@ impl ServerConfig {
             drc_size: given(s.drc_size),
             hostname: given(s.hostname),
             log_format: given(s.log_format),
+            settings,
         })
     }
 

@@ -1,8 +1,8 @@
 //! Prometheus metrics for brlockd: the core's `Stats` (read from the core task at each scrape) plus
 //! what only the host sees (RPC requests by procedure and status, their latency, open connections,
 //! callback latency, the store's writes, commit latency and failures), the build and the process
-//! (`/proc/self`), served at `GET /metrics` by a minimal HTTP/1.1 responder. docs/metrics.md lists
-//! every metric.
+//! (`/proc/self`), served at `GET /metrics` by brlockd's HTTP listener (`crate::http`).
+//! docs/metrics.md lists every metric.
 //!
 //! prometheus-client encodes OpenMetrics 1.0; a scraper that asks for it (`Accept:
 //! application/openmetrics-text`, as Prometheus does) gets it, anyone else the classic text format
@@ -10,8 +10,6 @@
 //! values are known in advance exists from the start, at 0.
 
 use foldhash::{HashMap, HashMapExt};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,8 +24,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
@@ -470,6 +466,7 @@ impl Collector for CoreStats {
                     ("unlocked", s.waiters_unlocked),
                     ("expired", s.waiters_expired),
                     ("client_gone", s.waiters_client_gone),
+                    ("deadlock", s.waiters_deadlocked),
                 ],
             ),
         )?;
@@ -687,73 +684,6 @@ impl Collector for ProcessStats {
         )?;
         Ok(())
     }
-}
-
-/// Fetches fresh core stats for a scrape (`None` when the core task is gone).
-pub type StatsSource =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<Stats>> + Send>> + Send + Sync>;
-
-/// Serves `GET /metrics` until the listener's task is aborted. Any other path is 404; one request
-/// per connection.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stats: StatsSource) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            let read_head = async {
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                true
-            };
-            if !matches!(
-                tokio::time::timeout(Duration::from_secs(5), read_head).await,
-                Ok(true)
-            ) {
-                return;
-            }
-            let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-            let mut parts = line.split(|&b| b == b' ');
-            let (method, path) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-            let (status, ctype, body) = if method == b"GET" && path == b"/metrics" {
-                let accept = header(&buf, "accept").unwrap_or_default();
-                let (body, ctype) = metrics.render_for(stats().await.unwrap_or_default(), &accept);
-                ("200 OK", ctype, body)
-            } else {
-                ("404 Not Found", "text/plain", "not found\n".to_string())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-/// The value of header `name` (case-insensitive) in a request head.
-fn header(head: &[u8], name: &str) -> Option<String> {
-    let head = String::from_utf8_lossy(head);
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_string())
-    })
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use tracing::{info, warn};
 use crate::config::ServerConfig;
 use crate::leader::{Leadership, LeaseSettings, Role};
 use crate::metrics::Metrics;
-use crate::server::metrics_endpoint::MetricsEndpoint;
+use crate::server::http_endpoint::HttpEndpoint;
 use crate::server::startup::{self, StartError};
 use crate::server::{AcceptAllHandles, BindError, FileHandleCheck, Server, Sockets};
 use crate::store::{Store, StoreError};
@@ -193,7 +193,7 @@ impl NlmServiceBuilder {
             error,
         };
         let metrics = Arc::new(Metrics::new());
-        let endpoint = Sockets::serve_metrics(&config, metrics.clone()).await?;
+        let endpoint = Sockets::serve_http(&config, metrics.clone(), self.role.subscribe()).await?;
         if let Some(e) = &endpoint {
             info!(addr = %e.addr(), "metrics on {}", e.addr());
         }
@@ -253,7 +253,7 @@ impl NlmServiceBuilder {
 async fn bind_when_free(
     config: &ServerConfig,
     metrics: Arc<Metrics>,
-    mut endpoint: Option<MetricsEndpoint>,
+    mut endpoint: Option<HttpEndpoint>,
     leadership: &Leadership,
 ) -> Result<Sockets, BindError> {
     let started = Instant::now();

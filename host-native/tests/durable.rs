@@ -42,6 +42,24 @@ async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) 
         .unwrap()
 }
 
+/// `GET /readyz`: the status line's code and the body.
+async fn readyz(s: &Server) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = tokio::net::TcpStream::connect(s.metrics_addr().unwrap())
+        .await
+        .unwrap();
+    http.write_all(b"GET /readyz HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(5), http.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head[9..12].parse().unwrap(), body.to_string())
+}
+
 fn memory(store: &Store) -> &MemoryStore {
     match store {
         Store::Memory(m) => m,
@@ -106,6 +124,10 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         Stat::DeniedNolocks
     );
     assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Failed);
+    // Not ready while the core waits to be rebuilt from the store.
+    let (status, body) = readyz(&s).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"rebuilding\""), "{body}");
 
     memory(&store).set_unavailable(None);
     // Serving resumes once the core is rebuilt: b's TEST over a's lock stops failing.
@@ -135,6 +157,7 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         metric_value(&page, "brlock_store_rebuilds_total"),
         Some(1.0)
     );
+    assert_eq!(readyz(&s).await.0, 200);
     let over_lost = lock_of("host-b", "fh", 2, 200, 10);
     assert_eq!(
         b.lock(&over_lost, true, false).await.unwrap().stat,
@@ -152,6 +175,7 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
 async fn a_fenced_server_refuses_everything_and_says_so() {
     let store = Arc::new(Store::Memory(MemoryStore::new()));
     let s = serve(&store).await;
+    assert_eq!(readyz(&s).await.0, 200);
     let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
         .await
         .unwrap();
@@ -176,8 +200,11 @@ async fn a_fenced_server_refuses_everything_and_says_so() {
         reason.contains("fenced") && reason.contains(&format!("epoch {newer}")),
         "{reason}"
     );
-    // Even a request that writes nothing is refused now.
+    // Even a request that writes nothing is refused now, and /readyz says why.
     assert_eq!(a.test(&refused, true).await.unwrap().stat, Stat::Failed);
+    let (status, body) = readyz(&s).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"fenced\""), "{body}");
     assert_eq!(stored(&store).await, vec![record("host-a", 1, "fh", 0, 10)]);
     let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
     assert_eq!(

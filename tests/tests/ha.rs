@@ -804,3 +804,78 @@ fn failover_figures_with_100k_locks() {
         }
     }
 }
+
+/// `GET path` over HTTP/1.1 on a fresh connection: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head[9..12].parse().unwrap(), body.to_string())
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A standby serves HTTP while it waits: `/readyz` is 503 `standby` and names the leader,
+/// `brlock_leader` is 0. Once it has taken over: 200, `brlock_leader 1`, one takeover counted.
+#[test]
+fn a_standby_is_not_ready_and_says_who_leads_until_it_takes_over() {
+    let db = PgDb::new();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let options = |extra: Vec<String>| Options {
+        store: Some(db.url()),
+        listen: Some(addr.to_string()),
+        extra: [vec!["--lease".into(), "1s".into()], extra].concat(),
+        ..Options::default()
+    };
+    let mut leader = Brlockd::start_with(options(Vec::new()));
+    let standby = Brlockd::spawn_with(options(vec!["--metrics".into(), http.to_string()]));
+    assert!(
+        standby.log_contains("standby: waiting for the leader", Duration::from_secs(15)),
+        "{}",
+        standby.stderr_text()
+    );
+    let (status, body) = http_get(http, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"state\":\"standby\""), "{body}");
+    assert!(
+        body.contains(&format!("pid {}", leader.pid())),
+        "the leader is named: {body}"
+    );
+    let (status, body) = http_get(http, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(metric(&body, "brlock_leader"), Some(0.0), "{body}");
+    assert_eq!(metric(&body, "brlock_takeovers_total"), Some(0.0), "{body}");
+
+    leader.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = http_get(http, "/readyz");
+        if status == 200 {
+            assert!(body.contains("\"state\":\"serving\""), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never became ready: {body}\n{}",
+            standby.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, body) = http_get(http, "/metrics");
+    assert_eq!(metric(&body, "brlock_leader"), Some(1.0), "{body}");
+    assert_eq!(metric(&body, "brlock_takeovers_total"), Some(1.0), "{body}");
+}

@@ -2,12 +2,17 @@
 //!
 //! ```text
 //! brlock replay [--format json|postcard] [--check EXPECTED] TRACE
+//! brlock locks --server ADDR:PORT [--file HEX] [--owner OWNER] [--client NAME] [--limit N] [--json]
+//! brlock graph --server ADDR:PORT [--limit N]
 //! ```
 //!
 //! `replay` runs the core over TRACE (JSON lines or postcard, told apart by content; `-` reads standard
 //! input) and prints each event's actions: JSON lines `{"step":N,"actions":[...]}` by default, postcard
 //! with `--format postcard`. With `--check`, it compares with the recorded EXPECTED (in the `--format`'s
 //! form) instead and names the first difference.
+//!
+//! `locks` and `graph` read a running brlockd's admin HTTP endpoints (`brlock/admin.rs`): its held
+//! locks and waiters as a table like `lslocks`, and its wait-for graph as Graphviz DOT.
 //!
 //! Exit codes: 0 done (or all matches, or `--help`/`--version`), 1 a difference from EXPECTED, 2 a bad
 //! trace, a bad EXPECTED file or bad arguments.
@@ -25,11 +30,15 @@ use brlock_conformance::{
 use brlock_core::{Replay, Trace};
 use clap::{Parser, Subcommand, ValueEnum};
 
+// A crate root's modules live beside it (src/bin/, where every file is a binary of its own).
+#[path = "brlock/admin.rs"]
+mod admin;
+
 #[derive(Parser)]
 #[command(
     name = "brlock",
     version,
-    about = "Tools around the brlock core: replay and check traces."
+    about = "Tools around the brlock core: replay and check traces, look at a running brlockd."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +49,10 @@ struct Cli {
 enum Command {
     /// Run the core over a trace and print (or check) each event's actions.
     Replay(ReplayArgs),
+    /// List a running brlockd's held locks and waiters, like lslocks.
+    Locks(admin::LocksArgs),
+    /// Print a running brlockd's wait-for graph as Graphviz DOT.
+    Graph(admin::GraphArgs),
 }
 
 #[derive(clap::Args)]
@@ -176,6 +189,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Locks(args) => admin::locks(args),
+        Command::Graph(args) => admin::graph(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

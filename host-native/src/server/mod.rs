@@ -13,11 +13,12 @@
 //! fenced one (another instance took the store over) makes it refuse everything and report
 //! [`Server::fatal`], on which brlockd exits.
 
+pub mod admin;
 pub mod callbacks;
 pub mod dispatch;
 pub mod drc;
+pub mod http_endpoint;
 pub mod intake;
-pub mod metrics_endpoint;
 pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
@@ -28,7 +29,7 @@ pub mod startup;
 pub mod tcp;
 pub mod udp;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
@@ -37,8 +38,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use brlock_core::{
-    Action, CallbackResult, ClientId, Core, Event, FileId, LockKind, LockRecord, Outcome, OwnerId,
-    Range, RequestId, Stats, WaiterId, WaiterRemovedReason, WaiterView,
+    Action, CallbackResult, ClientId, Core, Event, FileId, LockRecord, Outcome, RequestId,
+    WaiterId, WaiterRemovedReason,
 };
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -115,7 +116,8 @@ pub(crate) enum CoreMsg {
     },
     /// Time to call `PersistSink::recover` again.
     RetryRecover,
-    Stats(oneshot::Sender<Stats>),
+    /// A read-only question from the HTTP task (`admin::CoreQueries::ask`).
+    Inspect(admin::Inspect),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -189,7 +191,7 @@ pub struct Sockets {
     tcp: TcpListener,
     udp: UdpSocket,
     metrics: Arc<Metrics>,
-    endpoint: Option<metrics_endpoint::MetricsEndpoint>,
+    endpoint: Option<http_endpoint::HttpEndpoint>,
 }
 
 /// A listener that could not be bound: which one, where, and the setting that names it.
@@ -242,7 +244,9 @@ impl Sockets {
     pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
         let metrics = Arc::new(Metrics::new());
-        let endpoint = Self::serve_metrics(config, metrics.clone()).await?;
+        // No lease: this instance is the only one and serves (the sender may go; the value stays).
+        let role = watch::channel(crate::leader::Role::Sole).1;
+        let endpoint = Self::serve_http(config, metrics.clone(), role).await?;
         Ok(Sockets {
             tcp,
             udp,
@@ -251,28 +255,30 @@ impl Sockets {
         })
     }
 
-    /// Binds `--metrics` (if set) and serves `metrics` there: before the NLM sockets when a
-    /// standby must be watchable while it waits.
-    pub async fn serve_metrics(
+    /// Binds `--metrics` (if set) and serves HTTP there (`crate::http`): before the NLM sockets
+    /// when a standby must be watchable while it waits. `role` answers `/readyz` until the core
+    /// can.
+    pub async fn serve_http(
         config: &ServerConfig,
         metrics: Arc<Metrics>,
-    ) -> Result<Option<metrics_endpoint::MetricsEndpoint>, BindError> {
+        role: watch::Receiver<crate::leader::Role>,
+    ) -> Result<Option<http_endpoint::HttpEndpoint>, BindError> {
         let Some(addr) = config.metrics else {
             return Ok(None);
         };
         let error = |e| BindError::new("metrics (http)", "--metrics", addr, e);
         let listener = TcpListener::bind(addr).await.map_err(error)?;
-        metrics_endpoint::MetricsEndpoint::spawn(listener, metrics)
+        http_endpoint::HttpEndpoint::spawn(listener, config, metrics, role)
             .map(Some)
             .map_err(error)
     }
 
-    /// Binds NLM's sockets next to a metrics endpoint already serving (a standby that took over).
+    /// Binds NLM's sockets next to an HTTP endpoint already serving (a standby that took over).
     pub async fn bind_nlm(
         config: &ServerConfig,
         metrics: Arc<Metrics>,
-        endpoint: Option<metrics_endpoint::MetricsEndpoint>,
-    ) -> Result<Sockets, (BindError, Option<metrics_endpoint::MetricsEndpoint>)> {
+        endpoint: Option<http_endpoint::HttpEndpoint>,
+    ) -> Result<Sockets, (BindError, Option<http_endpoint::HttpEndpoint>)> {
         match bind_pair(config.listen).await {
             Ok((tcp, udp)) => Ok(Sockets {
                 tcp,
@@ -497,8 +503,6 @@ impl Server {
             recovering: false,
             fenced: None,
             fatal: fatal_tx,
-            reclaims: Vec::new(),
-            share_reclaims: Vec::new(),
             durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
             store_failures: 0,
         };
@@ -598,10 +602,6 @@ async fn bind_pair(addr: SocketAddr) -> Result<(TcpListener, UdpSocket), BindErr
 struct Pending {
     ctx: CallCtx,
     cookie: Vec<u8>,
-    /// A reclaim's lock, to replay should the core be rebuilt during grace.
-    reclaim: Option<LockRecord>,
-    /// Likewise a share reclaim's reservation.
-    share_reclaim: Option<brlock_core::ShareRecord>,
 }
 
 /// One event's actions, held until their persist batch (and every earlier one) is durable.
@@ -662,9 +662,6 @@ struct CoreTask {
     /// Another instance took the store over: nothing is served any more.
     fenced: Option<StoreError>,
     fatal: watch::Sender<Option<String>>,
-    /// Reclaims granted during this grace period (replayed if the core is rebuilt within it).
-    reclaims: Vec<LockRecord>,
-    share_reclaims: Vec<brlock_core::ShareRecord>,
     /// Batches waiting to be durable, to the task that tells us when they are.
     durable: mpsc::UnboundedSender<persist::Submitted>,
     store_failures: u64,
@@ -674,22 +671,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
-    }
-}
-
-fn record(
-    client: &ClientId,
-    owner: &OwnerId,
-    file: &FileId,
-    range: Range,
-    kind: LockKind,
-) -> LockRecord {
-    LockRecord {
-        file: file.clone(),
-        client: client.clone(),
-        owner: owner.clone(),
-        kind,
-        range,
     }
 }
 
@@ -772,9 +753,7 @@ impl CoreTask {
             match msg {
                 None => break,
                 Some(CoreMsg::Shutdown(done)) => stopping = Some(done),
-                Some(CoreMsg::Stats(tx)) => {
-                    let _ = tx.send(self.core.stats());
-                }
+                Some(CoreMsg::Inspect(ask)) => ask(&self.view()),
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
                     // A binding made by a call the core never saw (refused on its file handle).
@@ -922,6 +901,22 @@ impl CoreTask {
         }
     }
 
+    /// What the admin endpoints may read.
+    fn view(&self) -> admin::CoreView<'_> {
+        let readiness = match (&self.fenced, self.failed_from) {
+            (Some(_), _) => admin::Readiness::Fenced,
+            (None, Some(_)) => admin::Readiness::Rebuilding,
+            (None, None) => admin::Readiness::Serving,
+        };
+        admin::CoreView {
+            core: &self.core,
+            now: self.now(),
+            readiness,
+            callers: &self.callers,
+            monitored: &self.monitored,
+        }
+    }
+
     /// Whether events go to the core (not while it is rebuilt, nor once fenced).
     fn serving(&self) -> bool {
         self.failed_from.is_none() && self.fenced.is_none()
@@ -995,120 +990,35 @@ impl CoreTask {
         self.rebuild(records, shares);
     }
 
-    /// Replaces the core by one holding exactly `records` and `shares` (what the store has), in the
-    /// same grace state as before: restore, then reclaim at once every lock and share nobody still
-    /// has to reclaim (during grace, replaying the reclaims already granted), which ends the
-    /// restore's grace when none was running. Then the queued blocking LOCKs of the old core, which
-    /// are not in the store, are taken again in their old order. Granted waiters whose GRANTED
-    /// callback was still unconfirmed keep their lock only if its grant was durable.
+    /// Swaps in the core's own rebuild from what the store holds (`Core::rebuild`: which locks,
+    /// waiters, grace state and reclaims survive is the core's rule), and carries out its actions.
+    /// Waiter ids survive, so per-waiter state here stays valid.
     fn rebuild(&mut self, records: Vec<LockRecord>, shares: Vec<brlock_core::ShareRecord>) {
-        let now = self.now();
-        let grace = self.core.grace();
-        let mut queued = Vec::new();
-        for file in self.core.files() {
-            for waiter in self.core.waiters(&file) {
-                queued.push((file.clone(), waiter));
+        let (count, share_count) = (records.len(), shares.len());
+        let (core, actions) = match self.core.rebuild(self.now(), records, shares) {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => {
+                // Cannot happen with records the core wrote; keep refusing rather than guess.
+                error!(error = %e, "cannot rebuild the core from the store; refusing requests");
+                self.fenced = Some(StoreError::Corrupt(e.to_string()));
+                let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
+                return;
             }
-        }
-        let mut config = self.core.config().clone();
-        // Long enough that the restore's grace cannot end (and release) before the reclaims below.
-        config.grace = grace.as_ref().map_or(u64::MAX / 4, |g| g.remaining.max(1));
-        let count = records.len();
-        let share_count = shares.len();
-        let (core, actions) =
-            match Core::restore_with_shares(config, now, self.core.epoch(), records, shares) {
-                Ok(restored) => restored,
-                Err(e) => {
-                    // Cannot happen with records the core wrote; keep refusing rather than guess.
-                    error!(error = %e, "cannot rebuild the core from the store; refusing requests");
-                    self.fenced = Some(StoreError::Corrupt(e.to_string()));
-                    let _ = self.fatal.send(Some(format!("store corrupt: {e}")));
-                    return;
-                }
-            };
+        };
         self.core = core;
         self.shared.metrics.store_rebuilds.inc();
         self.failed_from = None;
         self.recovering = false;
-        self.granted_msg.clear();
-        // The new core numbers its waiters afresh.
-        self.blocked_since.clear();
-        self.after_event(actions);
-        let still_reclaiming: BTreeSet<ClientId> = grace
-            .map(|g| g.pending.into_iter().collect())
-            .unwrap_or_default();
-        let mut replay: Vec<LockRecord> = self
-            .core
-            .records()
-            .into_iter()
-            .filter(|r| !still_reclaiming.contains(&r.client))
-            .collect();
-        replay.extend(self.reclaims.iter().cloned());
-        let mut share_replay: Vec<brlock_core::ShareRecord> = self
-            .core
-            .share_records()
-            .into_iter()
-            .filter(|s| !still_reclaiming.contains(&s.client))
-            .collect();
-        share_replay.extend(self.share_reclaims.iter().cloned());
-        for s in share_replay {
-            let request = self.next_request();
-            self.handle(Event::Share {
-                request,
-                client: s.client,
-                owner: s.owner,
-                file: s.file,
-                access: s.access,
-                deny: s.deny,
-                reclaim: true,
-            });
-        }
-        for r in replay {
-            let request = self.next_request();
-            self.handle(Event::Lock {
-                request,
-                client: r.client,
-                owner: r.owner,
-                file: r.file,
-                range: r.range,
-                kind: r.kind,
-                wait: false,
-                reclaim: true,
-                cookie: Vec::new(),
-            });
-        }
-        let in_grace = self.core.grace().is_some();
         // The host writes of the failed batches are lost with them: write every binding again.
         let names: Vec<Vec<u8>> = self.callers.keys().cloned().collect();
         for name in names {
             self.sync_host(&name);
         }
+        self.after_event(actions);
         self.flush_host_writes();
-        let mut requeued = 0;
-        for (file, waiter) in queued {
-            if !self.still_conflicts(&file, &waiter) {
-                // Granting it now would need a GRANTED callback for a lock the core never queued;
-                // the client asks again on its own (NLM clients re-send a blocked LOCK).
-                continue;
-            }
-            let request = self.next_request();
-            self.handle(Event::Lock {
-                request,
-                client: waiter.client,
-                owner: waiter.owner,
-                file,
-                range: waiter.range,
-                kind: waiter.kind,
-                wait: true,
-                reclaim: in_grace,
-                cookie: waiter.cookie,
-            });
-            requeued += 1;
-        }
         info!(
             locks = count,
             shares = share_count,
-            waiters = requeued,
             store_failures = self.store_failures,
             "store answers again: core rebuilt from its {count} lock records and {share_count} shares; serving"
         );
@@ -1188,37 +1098,9 @@ impl CoreTask {
                 } => {
                     info!(%client, %adapter, limit, "connection refused")
                 }
-                Action::GraceEnded { released } => {
-                    self.reclaims.clear();
-                    self.share_reclaims.clear();
-                    info!(released, "grace period ended")
-                }
+                Action::GraceEnded { released } => info!(released, "grace period ended"),
             }
         }
-    }
-
-    /// Whether `waiter` of the old core would still find a conflicting lock in this one, asked with
-    /// a TEST (which changes nothing in the core but its reply counters).
-    fn still_conflicts(&mut self, file: &FileId, waiter: &WaiterView) -> bool {
-        let request = self.next_request();
-        let test = Event::Test {
-            request,
-            client: waiter.client.clone(),
-            owner: waiter.owner.clone(),
-            file: file.clone(),
-            range: waiter.range,
-            kind: waiter.kind,
-        };
-        let now = self.now();
-        let mut out = Vec::new();
-        self.core.handle(now, test, &mut out);
-        let denied = out.iter().any(|a| {
-            matches!(a, Action::Reply { request: r, outcome: Outcome::Denied { .. } } if *r == request)
-        });
-        // Whatever else the core did at `now` (timers that came due) is carried out as usual; the
-        // TEST's own reply has no caller and is dropped there.
-        self.after_event(out);
-        denied
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -1464,25 +1346,9 @@ impl CoreTask {
     }
 
     fn reply(&mut self, request: RequestId, outcome: Outcome) {
-        let Some(Pending {
-            ctx,
-            cookie,
-            reclaim,
-            share_reclaim,
-        }) = self.pending.remove(&request)
-        else {
+        let Some(Pending { ctx, cookie }) = self.pending.remove(&request) else {
             return;
         };
-        if let (Some(lock), Outcome::Granted) = (reclaim, &outcome)
-            && self.core.grace().is_some()
-        {
-            self.reclaims.push(lock);
-        }
-        if let (Some(share), Outcome::Granted) = (share_reclaim, &outcome)
-            && self.core.grace().is_some()
-        {
-            self.share_reclaims.push(share);
-        }
         let holder = match &outcome {
             Outcome::Denied { holder } => Some(dispatch::holder(ctx.version, holder)),
             Outcome::Deadlock { cycle } => {
@@ -1536,45 +1402,7 @@ impl CoreTask {
         if ctx.what.is_none() {
             ctx.what = request_log::RequestSummary::of_event(&event);
         }
-        let reclaim = match &event {
-            Event::Lock {
-                reclaim: true,
-                client,
-                owner,
-                file,
-                range,
-                kind,
-                ..
-            } => Some(record(client, owner, file, *range, *kind)),
-            _ => None,
-        };
-        let share_reclaim = match &event {
-            Event::Share {
-                reclaim: true,
-                client,
-                owner,
-                file,
-                access,
-                deny,
-                ..
-            } => Some(brlock_core::ShareRecord {
-                file: file.clone(),
-                client: client.clone(),
-                owner: owner.clone(),
-                access: *access,
-                deny: *deny,
-            }),
-            _ => None,
-        };
-        self.pending.insert(
-            request,
-            Pending {
-                ctx,
-                cookie,
-                reclaim,
-                share_reclaim,
-            },
-        );
+        self.pending.insert(request, Pending { ctx, cookie });
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);

@@ -13,12 +13,15 @@
 //!   `--print-config`, units, start-up errors that name their cause).
 //! - `logs`: `--log-format json`, a debug line per request, info lines for a grant after
 //!   waiting, a deadlock and a limit refusal.
+//! - `admin`: the admin HTTP endpoints (`/locks`, `/waiters`, `/wait-for`, …) of a server holding
+//!   locks and waiters of two hosts, their filters and limits, and `brlock locks` / `brlock graph`.
 //! - `metrics`: `promtool check metrics` on a live server's `/metrics`, and its content types.
 //! - `registration`: rpcbind UNSET/SET with a test rpcbind, SM_MON and SM_UNMON to a fake
 //!   statd, and the statd reboot relay (NLM procedure 16) freeing a rebooted client's locks.
 //! - `restart`: reboot notices to the clients' statd after a restart, the built-in NSM, what a
 //!   restart keeps (bindings, shares), one live instance per SQLite store, rpcbind after a crash.
 
+mod admin;
 mod callbacks;
 mod cli;
 mod locking;
