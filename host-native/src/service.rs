@@ -249,7 +249,9 @@ impl NlmServiceBuilder {
 }
 
 /// Binds NLM's sockets, retrying while the address is in use and the lease is held, for up to
-/// [`BIND_PATIENCE`].
+/// [`BIND_PATIENCE`]. The old leader's connections left in TIME_WAIT do not hold the port: tokio's
+/// `TcpListener::bind` sets SO_REUSEADDR (mio does, on Unix); only a live process (a paused old
+/// leader on this host) does, until it exits.
 async fn bind_when_free(
     config: &ServerConfig,
     metrics: Arc<Metrics>,
