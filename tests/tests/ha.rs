@@ -13,7 +13,10 @@
 //! - a standby takes over within the lease + 2 s, and service is back within the lease + 2 s after
 //!   a cut session.
 //!
-//! Cost: ~20 s (debug build, 2 loaded cores) — a 1 s lease, eleven faults. PostgreSQL itself is never
+//! Also: a standby's `/readyz` and metrics before and after it takes over; SQLite still refusing a
+//! second instance; and (ignored, run by hand) the failover figures of `tests/BENCH.md`.
+//!
+//! Cost: ~25 s (debug build, 2 loaded cores) — a 1 s lease, eleven faults. PostgreSQL itself is never
 //! stopped: other tests use it at the same time. Each test has its own database (`brlock_tests::pg`).
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
