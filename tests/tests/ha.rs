@@ -565,9 +565,14 @@ fn inject(cluster: &mut Cluster<'_>, fault: Fault, delay: Duration) -> FaultRepo
                 "a leader that cannot renew should exit 3 or 4, not {status:?}\n{}",
                 cluster.instances[leader].stderr_text()
             );
+            // It stopped because it could not renew (not because it was fenced afterwards).
             assert!(
-                silent < STALL,
-                "it stopped only after the stall ended ({silent:?})"
+                cluster.instances[leader].log_contains(
+                    "lost the lease: no renewal committed",
+                    Duration::from_secs(1)
+                ),
+                "stopped after {silent:?} without saying it could not renew\n{}",
+                cluster.instances[leader].stderr_text()
             );
             cluster.instances.remove(leader);
             assert!(
