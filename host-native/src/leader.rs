@@ -567,6 +567,119 @@ mod tests {
         }
     }
 
+    /// The module doc's argument, checked on random runs: a leader renews at random moments with
+    /// random database delays and then falls silent; a standby polls at random moments; both
+    /// clocks run up to 10⁻³ fast or slow and start at random offsets. The standby's takeover (on
+    /// real time) always comes after the last instant the leader's gate was open — and would not,
+    /// in some run, if the leader counted its lease from when the answer to a renewal arrived.
+    #[test]
+    fn a_takeover_never_overlaps_the_old_leaders_gate() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        const RHO_PPM: u64 = 1_000;
+        let mut overlaps_if_counted_from_the_answer = 0;
+        for case in 0..10_000 {
+            let lease_ms = 100 + rand(5_000);
+            let lease = ms(lease_ms);
+            // Each host's clock: offset + real × (1 + drift), drift within ±ρ; all in ns.
+            let clock = |offset: u64, drift_ppm: i64| {
+                move |real_ns: u64| -> Duration {
+                    let skew = real_ns as i128 * drift_ppm as i128 / 1_000_000;
+                    Duration::from_nanos((offset as i128 + real_ns as i128 + skew) as u64)
+                }
+            };
+            let drift = |r: u64| r as i64 - RHO_PPM as i64;
+            let leader_clock = clock(rand(1 << 40), drift(rand(2 * RHO_PPM + 1)));
+            let standby_clock = clock(rand(1 << 40), drift(rand(2 * RHO_PPM + 1)));
+            let ns = |ms: u64| ms * 1_000_000;
+            // The leader: renewals sent at real `sent`, committed some time later, answered later
+            // still (an answer that never arrives leaves the gate as it was); it falls silent
+            // after a few.
+            let mut renewals_sent = Vec::new();
+            let mut t = ns(rand(1_000));
+            for _ in 0..1 + rand(8) {
+                let commit = t + ns(rand(lease_ms / 2));
+                let answered = commit + ns(rand(lease_ms / 2));
+                renewals_sent.push((t, commit, (rand(4) != 0).then_some(answered)));
+                t += ns(1 + rand(lease_ms / 3));
+            }
+            let commits: Vec<u64> = renewals_sent.iter().map(|&(_, c, _)| c).collect();
+            // The standby: reads every 0–2 ms (so that nothing but the margin stands between the
+            // two); a read's snapshot is between its send and its return and shows the renewals
+            // committed by then.
+            let mut watch = ExpiryWatch::default();
+            let mut now = ns(rand(1_000));
+            let takeover = loop {
+                let returned = now + rand(2_000_000);
+                let snapshot = now + (returned - now) / 2;
+                let renewals = commits.iter().filter(|&&c| c <= snapshot).count() as u64;
+                let row = LeaseRow {
+                    term: 1,
+                    renewals,
+                    holder: "leader".into(),
+                    lease,
+                    since: String::new(),
+                };
+                let take_at = watch.observe(&row, standby_clock(returned));
+                let still_same = commits.iter().filter(|&&c| c <= returned).count() as u64;
+                if standby_clock(returned) >= take_at && still_same == renewals {
+                    break returned;
+                }
+                // Far from the moment it may take over and from the next commit, skip ahead (on
+                // real time, conservatively) instead of reading every 2 ms.
+                let standby_now = standby_clock(returned);
+                let next_commit = commits.iter().copied().filter(|&c| c > returned).min();
+                let skip = (take_at.saturating_sub(standby_now).as_nanos() as u64 / 100 * 99)
+                    .saturating_sub(ns(5))
+                    .min(next_commit.map_or(u64::MAX, |c| (c - returned).saturating_sub(ns(5))));
+                now = returned + skip + rand(2_000_000);
+            };
+            // The leader's gate, from the renewals that committed before the takeover (a later
+            // one finds the term changed and fails) and whose answer arrived; and the gate a
+            // leader counting from the answer's arrival would have had.
+            let (gate, from_answer) = (LeaseGate::shut(), LeaseGate::shut());
+            for &(sent, commit, answered) in &renewals_sent {
+                if let (true, Some(answered)) = (commit <= takeover, answered) {
+                    gate.renewed(leader_clock(sent), lease);
+                    from_answer.renewed(leader_clock(answered), lease);
+                }
+            }
+            // The last real instant a gate is open (binary search on real time).
+            let open_until = |gate: &LeaseGate| {
+                gate.deadline()?;
+                let (mut lo, mut hi) = (0u64, ns(1 << 20));
+                while lo + 1 < hi {
+                    let mid = (lo + hi) / 2;
+                    if gate.is_open_at(leader_clock(mid)) {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                Some(lo)
+            };
+            let gate_open_until_real = open_until(&gate).unwrap_or(0);
+            if open_until(&from_answer).is_some_and(|until| until >= takeover) {
+                overlaps_if_counted_from_the_answer += 1;
+            }
+            assert!(
+                takeover > gate_open_until_real,
+                "case {case}: lease {lease_ms} ms, took over at {takeover} ns, the gate was open \
+                 until {gate_open_until_real} ns"
+            );
+        }
+        assert!(
+            overlaps_if_counted_from_the_answer > 0,
+            "the runs are too tame to tell a lease counted from the sending from one counted from \
+             the answer"
+        );
+    }
+
     #[test]
     fn only_leaders_and_sole_instances_are_ready() {
         assert!(Role::Sole.serves());
