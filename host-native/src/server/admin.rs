@@ -1001,6 +1001,22 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_or_a_leader_that_lost_its_lease_is_not_ready_whatever_the_core_says() {
+        use crate::leader::Role;
+        let standby = Role::Standby {
+            leader: "pid 1".into(),
+            since: "t".into(),
+        };
+        let lost = Role::SteppedDown {
+            reason: "lost".into(),
+        };
+        assert_eq!(Readiness::of_role(&standby), Some(Readiness::Standby));
+        assert_eq!(Readiness::of_role(&lost), Some(Readiness::LeaseLost));
+        assert_eq!(Readiness::of_role(&Role::Leader { term: 3 }), None);
+        assert_eq!(Readiness::of_role(&Role::Sole), None);
+    }
+
+    #[test]
     fn grace_and_ids_are_shown_plainly() {
         let w = World::new();
         assert_eq!(
