@@ -164,10 +164,15 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
     /// Where held locks are persisted [default: sqlite://./brlock.db]: `sqlite://PATH` (embedded),
-    /// `postgres://USER@HOST:PORT/DB` (shared; a newer instance fences an older one), or `memory`
-    /// (nothing survives a restart).
+    /// `postgres://USER@HOST:PORT/DB` (shared: one instance leads, the others are hot standbys
+    /// that take over when its lease runs out), or `memory` (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// With a PostgreSQL store: how long the leader may serve without renewing its lease (it renews
+    /// three times per lease); a standby takes over this long (plus 10 %) after the last renewal it
+    /// saw (a bare number is seconds) [default: 3s].
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<SecsSetting>,
     /// Serve HTTP on ADDR:PORT: Prometheus metrics at /metrics and the admin endpoints (/locks,
     /// /waiters, /wait-for, /clients, /readyz, …; no authentication) (port 0 picks a free port)
     /// [default: off].
@@ -334,6 +339,7 @@ impl Settings {
         Settings {
             listen: Some(DEFAULT_LISTEN.into()),
             store: Some(crate::store::DEFAULT_URL.into()),
+            lease: Some(TimeSetting(crate::leader::DEFAULT_LEASE)),
             profile: Some(profile.name().into()),
             grace: Some(SecsSetting::from_millis(core.grace)),
             allow: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
@@ -501,6 +507,8 @@ fn at_least_1(setting: &'static str, value: usize) -> Result<usize, ConfigError>
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: String,
+    /// `--lease` (PostgreSQL stores: leadership among instances, `leader.rs`).
+    pub lease: Duration,
     pub metrics: Option<SocketAddr>,
     pub profile: Profile,
     /// The core's configuration: the profile with grace and limits applied.
@@ -705,6 +713,10 @@ impl ServerConfig {
             give_up: given(s.notify_give_up_s).0,
         };
         let unmonitor_idle_ms = positive_ms("--unmonitor-idle-ms", given(s.unmonitor_idle_ms))?;
+        let lease = given(s.lease).0;
+        if lease < Duration::from_millis(100) {
+            return Err(invalid("--lease", "must be at least 100ms"));
+        }
         let max_record_bytes = given(s.max_record_bytes);
         if max_record_bytes < 64 {
             return Err(invalid("--max-record-bytes", "must be at least 64"));
@@ -725,6 +737,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             listen,
             store: given(s.store),
+            lease,
             metrics,
             profile,
             core,

@@ -10,6 +10,7 @@
 //! values are known in advance exists from the start, at 0.
 
 use foldhash::{HashMap, HashMapExt};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +77,13 @@ pub struct Metrics {
     pub store_rebuilds: Counter,
     /// Reboot notices (SM_NOTIFY) sent after a start, by result.
     pub reboot_notices: Family<CallbackLabels, Counter>,
+    /// 1 while this instance serves, 0 while it is a standby (or has stepped down).
+    pub leader: Gauge,
+    /// Times this instance took the PostgreSQL lease over from another (`leader.rs`).
+    pub takeovers: Counter,
+    /// Leader: 0 after each successful renewal, else the time since the last one was sent (updated
+    /// at every failed attempt); standby: the time the leader's lease row has looked the same.
+    pub lease_age_seconds: Gauge<f64, AtomicU64>,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
     request_cache: Mutex<RequestCache>,
@@ -162,6 +170,25 @@ impl Metrics {
             "Reboot notices (SM_NOTIFY) to client hosts after a start, by result (delivered, gave_up)",
             reboot_notices.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "brlock_leader",
+            "1 while this instance serves, 0 while it is a standby waiting for the PostgreSQL lease",
+            leader.clone(),
+        );
+        let takeovers = Counter::default();
+        registry.register(
+            "brlock_takeovers",
+            "Times this instance took the leadership lease over from another instance",
+            takeovers.clone(),
+        );
+        let lease_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "brlock_lease_age_seconds",
+            "Leader: 0 while renewals succeed, else the time since the last successful one was \
+             sent; standby: the time the leader's lease has not changed",
+            lease_age_seconds.clone(),
+        );
         let core = Arc::new(CoreStats::default());
         registry.register_collector(Box::new(core.clone()));
         registry.register_collector(Box::new(ProcessStats));
@@ -191,6 +218,9 @@ impl Metrics {
             store_failures,
             store_rebuilds,
             reboot_notices,
+            leader,
+            takeovers,
+            lease_age_seconds,
             core,
             request_cache: Mutex::default(),
         }

@@ -5,7 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{Request, Response, Router, admin};
+use tokio::sync::watch;
+
 use crate::config::Settings;
+use crate::leader::Role;
 use crate::metrics::Metrics;
 use crate::server::admin::CoreQueries;
 
@@ -17,6 +20,8 @@ pub struct HttpContext {
     pub core: CoreQueries,
     /// The effective settings the server was started with (`/config`).
     pub settings: Arc<Settings>,
+    /// Leader, standby or stepped down (`leader.rs`); a standby's `/readyz` is answered from it.
+    pub role: watch::Receiver<Role>,
 }
 
 pub fn routes(ctx: &HttpContext) -> Router {

@@ -15,6 +15,7 @@
 //! JavaScript reader (or `jq` before 1.7) would round a JSON number above 2^53.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use brlock_core::{
@@ -45,6 +46,10 @@ pub enum Readiness {
     Fenced,
     /// The core task has stopped (the server is shutting down).
     Stopped,
+    /// A hot standby on a PostgreSQL store: another instance holds the leadership lease.
+    Standby,
+    /// The leadership lease ran out or was taken over: nothing is answered, brlockd is exiting.
+    LeaseLost,
 }
 
 impl Readiness {
@@ -60,6 +65,19 @@ impl Readiness {
             }
             Readiness::Fenced => "fenced: another instance took the store over",
             Readiness::Stopped => "shutting down",
+            Readiness::Standby => "standby: waiting for the leader's lease to run out",
+            Readiness::LeaseLost => "the leadership lease ran out or was taken over",
+        }
+    }
+
+    /// What a leadership role says before the core is asked: `None` when the role serves (the
+    /// core then decides), else the state to report.
+    pub fn of_role(role: &crate::leader::Role) -> Option<Readiness> {
+        use crate::leader::Role;
+        match role {
+            Role::Sole | Role::Leader { .. } => None,
+            Role::Standby { .. } => Some(Readiness::Standby),
+            Role::SteppedDown { .. } => Some(Readiness::LeaseLost),
         }
     }
 }
@@ -77,28 +95,38 @@ pub struct CoreView<'a> {
 /// A question for the core task (`CoreMsg::Inspect`).
 pub(crate) type Inspect = Box<dyn FnOnce(&CoreView<'_>) + Send>;
 
-/// Asks the core task about its state; cheap to clone.
-#[derive(Clone)]
+/// Asks the core task about its state; cheap to clone. It may be made before the core task exists
+/// (a standby's HTTP endpoint, `http_endpoint.rs`) and attached to it later.
+#[derive(Clone, Default)]
 pub struct CoreQueries {
-    tx: mpsc::Sender<CoreMsg>,
+    tx: Arc<OnceLock<mpsc::Sender<CoreMsg>>>,
 }
 
 impl CoreQueries {
-    pub(crate) fn new(tx: mpsc::Sender<CoreMsg>) -> Self {
-        CoreQueries { tx }
+    /// Not attached to a core task yet: every question is answered `None`.
+    pub(crate) fn unattached() -> Self {
+        Self::default()
     }
 
-    /// Runs `f` on the core task and returns its answer; `None` once that task has stopped.
+    /// From now on questions go to the core task behind `tx` (the first attachment stays).
+    pub(crate) fn attach(&self, tx: mpsc::Sender<CoreMsg>) {
+        let _ = self.tx.set(tx);
+    }
+
+    /// Runs `f` on the core task and returns its answer; `None` once that task has stopped (or
+    /// before there is one).
     /// `f` runs between two events: keep it short (bounded by a row limit).
     pub async fn ask<T: Send + 'static>(
         &self,
         f: impl FnOnce(&CoreView<'_>) -> T + Send + 'static,
     ) -> Option<T> {
+        let core = self.tx.get()?;
         let (tx, rx) = oneshot::channel();
         let inspect: Inspect = Box::new(move |view| {
             let _ = tx.send(f(view));
         });
-        self.tx.send(CoreMsg::Inspect(inspect)).await.ok()?;
+        // The core's queue is bounded: wait for room rather than drop the question.
+        core.send(CoreMsg::Inspect(inspect)).await.ok()?;
         rx.await.ok()
     }
 }
@@ -966,10 +994,32 @@ mod tests {
     #[test]
     fn readiness_is_ready_only_when_serving() {
         assert!(Readiness::Serving.is_ready());
-        for r in [Readiness::Rebuilding, Readiness::Fenced, Readiness::Stopped] {
+        for r in [
+            Readiness::Rebuilding,
+            Readiness::Fenced,
+            Readiness::Stopped,
+            Readiness::Standby,
+            Readiness::LeaseLost,
+        ] {
             assert!(!r.is_ready());
             assert!(!r.reason().is_empty());
         }
+    }
+
+    #[test]
+    fn a_standby_or_a_leader_that_lost_its_lease_is_not_ready_whatever_the_core_says() {
+        use crate::leader::Role;
+        let standby = Role::Standby {
+            leader: "pid 1".into(),
+            since: "t".into(),
+        };
+        let lost = Role::SteppedDown {
+            reason: "lost".into(),
+        };
+        assert_eq!(Readiness::of_role(&standby), Some(Readiness::Standby));
+        assert_eq!(Readiness::of_role(&lost), Some(Readiness::LeaseLost));
+        assert_eq!(Readiness::of_role(&Role::Leader { term: 3 }), None);
+        assert_eq!(Readiness::of_role(&Role::Sole), None);
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub(crate) async fn send_granted(
         nlm::encode_call(grant.version, &nlm_call, &mut encoded).map_err(|e| e.to_string())?;
         let results = shared
             .outbound
-            .call(
+            .call_while(
+                || shared.gate.is_open(),
                 grant.transport,
                 addr,
                 (NLM_PROGRAM, grant.version as u32, procedure as u32),
@@ -163,7 +164,8 @@ pub(crate) async fn send_res(
         nlm::encode_call(version, &res, &mut encoded).map_err(|e| e.to_string())?;
         shared
             .outbound
-            .call(
+            .call_while(
+                || shared.gate.is_open(),
                 transport,
                 addr,
                 (NLM_PROGRAM, version as u32, procedure as u32),

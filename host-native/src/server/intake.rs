@@ -67,6 +67,11 @@ impl Shared {
                 replies.send(framed);
             }
             ReplyTo::Udp(socket) => {
+                // The leadership gate, at the moment of sending (TCP: in the writer task).
+                if !self.gate.is_open() {
+                    debug!(%peer, "reply dropped: the leadership lease has run out");
+                    return;
+                }
                 if let Err(e) = socket.try_send_to(record, peer) {
                     debug!(%peer, error = %e, "UDP reply not sent");
                 }

@@ -22,6 +22,7 @@ pub mod drc;
 pub(crate) mod flow;
 pub mod grant_replies;
 pub mod host_churn;
+pub mod http_endpoint;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
@@ -146,6 +147,9 @@ pub(crate) struct Shared {
     pub nsm_state: u32,
     /// `--nsm builtin` (resolved): NSM calls are answered on the NLM port.
     pub nsm_builtin: bool,
+    /// Checked right before anything is sent to a client: shut once this instance's leadership
+    /// lease has run out (`leader.rs`); always open without one.
+    pub gate: Arc<crate::leader::LeaseGate>,
 }
 
 impl Shared {
@@ -202,7 +206,8 @@ pub struct Server {
 pub struct Sockets {
     tcp: TcpListener,
     udp: UdpSocket,
-    metrics: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    endpoint: Option<http_endpoint::HttpEndpoint>,
 }
 
 /// A listener that could not be bound: which one, where, and the setting that names it.
@@ -254,20 +259,61 @@ impl From<BindError> for std::io::Error {
 impl Sockets {
     pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
-        let metrics = match config.metrics {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| BindError::new("metrics (http)", "--metrics", addr, e))?,
-            ),
-            None => None,
+        let metrics = Arc::new(Metrics::new());
+        // No lease: this instance is the only one and serves (the sender may go; the value stays).
+        let role = watch::channel(crate::leader::Role::Sole).1;
+        let endpoint = Self::serve_http(config, metrics.clone(), role).await?;
+        Ok(Sockets {
+            tcp,
+            udp,
+            metrics,
+            endpoint,
+        })
+    }
+
+    /// Binds `--metrics` (if set) and serves HTTP there (`crate::http`): before the NLM sockets
+    /// when a standby must be watchable while it waits. `role` answers `/readyz` until the core
+    /// can.
+    pub async fn serve_http(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        role: watch::Receiver<crate::leader::Role>,
+    ) -> Result<Option<http_endpoint::HttpEndpoint>, BindError> {
+        let Some(addr) = config.metrics else {
+            return Ok(None);
         };
-        Ok(Sockets { tcp, udp, metrics })
+        let error = |e| BindError::new("metrics (http)", "--metrics", addr, e);
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        http_endpoint::HttpEndpoint::spawn(listener, config, metrics, role)
+            .map(Some)
+            .map_err(error)
+    }
+
+    /// Binds NLM's sockets next to an HTTP endpoint already serving (a standby that took over).
+    pub async fn bind_nlm(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        endpoint: Option<http_endpoint::HttpEndpoint>,
+    ) -> Result<Sockets, (BindError, Option<http_endpoint::HttpEndpoint>)> {
+        match bind_pair(config.listen).await {
+            Ok((tcp, udp)) => Ok(Sockets {
+                tcp,
+                udp,
+                metrics,
+                endpoint,
+            }),
+            Err(e) => Err((e, endpoint)),
+        }
     }
 
     /// The NLM address (TCP; UDP is on the same address and port).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// The metrics the server started on these sockets will keep.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -395,11 +441,11 @@ impl Server {
         let Sockets {
             tcp: listener,
             udp,
-            metrics: metrics_listener,
+            metrics,
+            endpoint,
         } = sockets;
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
-        let metrics = Arc::new(Metrics::new());
         for procedure in NlmProc::ALL {
             metrics.touch_request(proc_label(procedure), usual_status(procedure));
         }
@@ -426,21 +472,15 @@ impl Server {
             outbound: outbound_calls::OutboundCalls::new(config.max_outbound_calls),
             nsm_state: restored.nsm_state,
             nsm_builtin: nsm.builtin,
+            gate: restored.gate.clone(),
         });
-
-        let metrics_task = match metrics_listener {
-            Some(l) => {
-                let http = crate::http::HttpContext {
-                    metrics,
-                    core: admin::CoreQueries::new(core_tx.clone()),
-                    settings: Arc::new(config.settings.clone()),
-                };
-                let router = Arc::new(crate::http::routes(&http));
-                Some((l.local_addr()?, tokio::spawn(crate::http::serve(l, router))))
-            }
-            None => None,
-        };
-        let metrics_addr = metrics_task.as_ref().map(|(a, _)| *a);
+        if let Some(endpoint) = &endpoint {
+            endpoint.attach(core_tx.clone());
+        }
+        if restored.gate.is_open() {
+            metrics.leader.set(1);
+        }
+        let metrics_addr = endpoint.as_ref().map(|e| e.addr());
 
         let mut programs: rpcbind::Programs = vec![(
             NLM_PROGRAM,
@@ -520,8 +560,8 @@ impl Server {
             if let (true, Some(rpcbind)) = (registered, config.rpcbind) {
                 rpcbind::unset(rpcbind, &programs).await;
             }
-            if let Some((_, t)) = metrics_task {
-                t.abort();
+            if let Some(endpoint) = endpoint {
+                endpoint.stop();
             }
             // Held until here: no second instance may start on the store while this one serves.
             drop(instance_lock);
@@ -1405,6 +1445,11 @@ impl CoreTask {
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);
+        }
+        if !self.shared.gate.is_open() {
+            // The leadership lease ran out: not a single answer from this core's memory.
+            self.pending.remove(&request);
+            return;
         }
         self.handle(event);
     }

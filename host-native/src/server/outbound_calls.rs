@@ -136,15 +136,50 @@ impl OutboundCalls {
         timeout: Duration,
         expect_reply: bool,
     ) -> Result<Vec<u8>, CallFailure> {
+        self.call_while(
+            || true,
+            transport,
+            peer,
+            procedure,
+            args,
+            timeout,
+            expect_reply,
+        )
+        .await
+    }
+
+    /// [`OutboundCalls::call`], sending (and resending) only while `may_send()` says so, asked right
+    /// before each send: callbacks to clients check the leadership gate here
+    /// ([`outbound::call_while`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call_while(
+        &self,
+        may_send: impl Fn() -> bool,
+        transport: Transport,
+        peer: SocketAddr,
+        procedure: (u32, u32, u32),
+        args: &[u8],
+        timeout: Duration,
+        expect_reply: bool,
+    ) -> Result<Vec<u8>, CallFailure> {
         let Ok(_permit) = self.in_flight.try_acquire() else {
             return Err(CallFailure::Busy);
         };
         match transport {
             Transport::Tcp => {
-                outbound::call(transport, peer, procedure, args, timeout, expect_reply).await
+                outbound::call_while(
+                    may_send,
+                    transport,
+                    peer,
+                    procedure,
+                    args,
+                    timeout,
+                    expect_reply,
+                )
+                .await
             }
             Transport::Udp => {
-                self.call_udp(peer, procedure, args, timeout, expect_reply)
+                self.call_udp(&may_send, peer, procedure, args, timeout, expect_reply)
                     .await
             }
         }
@@ -152,6 +187,7 @@ impl OutboundCalls {
 
     async fn call_udp(
         &self,
+        may_send: &impl Fn() -> bool,
         peer: SocketAddr,
         (program, version, procedure): (u32, u32, u32),
         args: &[u8],
@@ -161,7 +197,15 @@ impl OutboundCalls {
         let deadline = Instant::now() + timeout;
         let family = self.family(peer).await?;
         let (xid, record) = call_record_for(program, version, procedure, args);
+        let check = || {
+            if may_send() {
+                Ok(())
+            } else {
+                Err(CallFailure::NotLeader)
+            }
+        };
         if !expect_reply {
+            check()?;
             family.socket.send_to(&record, peer).await?;
             return Ok(Vec::new());
         }
@@ -172,6 +216,7 @@ impl OutboundCalls {
             xid,
         };
         loop {
+            check()?;
             family.socket.send_to(&record, peer).await?;
             let resend = (Instant::now() + RESEND).min(deadline);
             match timeout_at(resend, &mut rx).await {

@@ -84,6 +84,7 @@ async fn connection(
     let (replies, mut queue) = TcpReplies::new(limits.max_pipelined_calls);
     let epoch = Instant::now();
     let last_write = Arc::new(AtomicU64::new(0));
+    let gate = shared.gate.clone();
     let write_task = {
         let last_write = last_write.clone();
         tokio::spawn(async move {
@@ -97,6 +98,12 @@ async fn connection(
                 let n = ready.len();
                 for bytes in ready.drain(..) {
                     out.extend_from_slice(&bytes);
+                }
+                // The leadership gate, checked at the moment of sending: a leader paused past its
+                // lease (SIGSTOP) wakes with replies queued here, and none of them may leave.
+                if !gate.is_open() {
+                    debug!(%peer, "replies dropped: the leadership lease has run out");
+                    break;
                 }
                 if writer.write_all(&out).await.is_err() {
                     break;

@@ -20,6 +20,12 @@ use super::{
 
 /// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
 const MAX_CONNECTIONS: u32 = 4;
+/// The server ends a session of ours that sits inside a transaction without sending anything for
+/// this long. brlockd never pauses inside one (each is a few statements sent back to back), but a
+/// leader that is paused (SIGSTOP, a VM freeze) or cut off mid-transaction keeps its `FOR SHARE`
+/// lock on the `server` row, and a standby taking over could not begin its epoch until the session
+/// died — by TCP keepalive, hours later. With this, at most a second after the takeover.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: &str = "1000";
 /// How long a request waits for a connection before the store is Unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,6 +53,8 @@ fn connect_error(options: &PgConnectOptions, e: sqlx::Error) -> StoreError {
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the lease's own connection (`store/lease.rs`), which never waits behind the pool.
+    options: Box<PgConnectOptions>,
 }
 
 impl PostgresStore {
@@ -56,9 +64,16 @@ impl PostgresStore {
                 url: url.to_owned(),
                 reason: e.to_string(),
             })?
-            .application_name("brlockd")
+            // The pid tells the sessions of instances on one host apart (pg_stat_activity).
+            .application_name(&format!("brlockd {}", std::process::id()))
             // The server's default, made explicit: `apply` promises a durable commit.
-            .options([("synchronous_commit", "on")]);
+            .options([
+                ("synchronous_commit", "on"),
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT_MS,
+                ),
+            ]);
         // One connection of its own first: a server that is down or a database that is missing is
         // reported at once with its cause, where the pool would retry until ACQUIRE_TIMEOUT and
         // then say only that it timed out.
@@ -70,14 +85,22 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // sqlx takes an advisory lock while migrating, so instances starting together are safe.
         migrations::migrator(migrations::POSTGRES)
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options: Box::new(options),
+        })
+    }
+
+    /// The leadership lease on this database, on a connection of its own.
+    pub fn lease(&self) -> super::lease::PgLease {
+        super::lease::PgLease::new((*self.options).clone())
     }
 
     pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
