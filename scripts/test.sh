@@ -15,3 +15,6 @@ cargo build -q -p brlock-native --bin brlockd -p brlock-nfsd --bin brlock-nfsd
 bash tests/linux-client/build-guest.sh
 python3 tests/linux-client/run.py --server brlockd --brlockd target/debug/brlockd
 python3 tests/linux-client/run.py --server brlock-nfsd --nfsd target/debug/brlock-nfsd
+# A lock held in the guest survives a failover from a brlockd leader to its hot standby
+# (PostgreSQL store, same address; the two restart cases only, ~20 s).
+python3 tests/linux-client/run.py --server brlockd-ha --brlockd target/debug/brlockd

@@ -159,9 +159,11 @@ pub enum WaiterRemovedReason {
     Expired,
     /// Its client disconnected (TTL ran out) or was freed (FREE_ALL).
     ClientGone,
-    /// Queued again after a store failure ([`Core::rebuild`](crate::Core::rebuild)), it would close a
-    /// cycle of waiting owners through a lock the store kept; the client's next retry is told
-    /// DEADLCK, as any deadlock is.
+    /// It closed a cycle of waiting owners that no request's own check could see: a lock granted
+    /// without queueing (a non-blocking LOCK, a woken waiter) made its owner wait for someone who,
+    /// through others, already waited for it — or, re-queued by [`Core::rebuild`](crate::Core::rebuild)
+    /// after a store failure, it would wait through a lock the store kept. The client's next retry
+    /// is told DEADLCK, as any deadlock is.
     Deadlock,
 }
 

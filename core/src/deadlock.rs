@@ -1,4 +1,5 @@
-//! Deadlock detection over the wait-for graph of owners, before a request joins a queue.
+//! Deadlock detection over the wait-for graph of owners: before a request joins a queue, and after a
+//! grant that makes queued owners wait for someone new (`break_new_cycles`).
 //!
 //! An owner waits for another when one of its queued requests is blocked by that owner: by a lock it
 //! holds, or by its conflicting request queued earlier (FIFO order means the later one cannot overtake).
@@ -154,8 +155,75 @@ impl Core {
             .map(|queued| queued.owner)
             .collect();
         for from in waiting {
+            if sign > 0 && !self.owners.get(from).waits_for.contains_key(&lock.owner) {
+                self.new_waits.push((from, lock.owner));
+            }
             self.add_edge(from, lock.owner, sign);
         }
+    }
+
+    /// A lock granted without queueing (a non-blocking LOCK, a woken waiter, a lock the store kept)
+    /// can make a queued owner wait for one that, through others, already waits for it: a cycle no
+    /// request's own check saw. For each wait-for edge the event created that closes a cycle, the
+    /// earliest queued waiter behind that edge leaves its queue (`WaiterRemoved`, reason `Deadlock`)
+    /// until the cycle is gone — FreeBSD's kern_lockf fails the pending lock the same way (EDEADLK).
+    /// The client's next retry of that LOCK is answered DEADLCK by the usual check.
+    pub(crate) fn break_new_cycles(&mut self, out: &mut Vec<crate::action::Action>) {
+        // Bounded: every round removes a waiter or finds nothing to do.
+        while !self.new_waits.is_empty() {
+            for (from, to) in core::mem::take(&mut self.new_waits) {
+                loop {
+                    if !self
+                        .owners
+                        .try_get(from)
+                        .is_some_and(|o| o.waits_for.contains_key(&to))
+                    {
+                        break;
+                    }
+                    if self.find_cycle(from, &BTreeSet::from([to])).is_none() {
+                        break;
+                    }
+                    let Some((fk, id)) = self.queued_behind(from, to) else {
+                        debug_assert!(false, "an edge with no waiter behind it");
+                        break;
+                    };
+                    self.remove_waiter(id, crate::action::WaiterRemovedReason::Deadlock, out);
+                    // Requests queued behind it for fairness may go now.
+                    self.wake(fk, out);
+                    self.tidy(Some(fk), Some(from));
+                }
+            }
+        }
+    }
+
+    /// The earliest queued waiter of `from` held up by `to` (a lock of `to`, or an earlier request).
+    fn queued_behind(&self, from: OwnerKey, to: OwnerKey) -> Option<(FileKey, WaiterId)> {
+        let state = self.owners.try_get(from)?;
+        let mut found: Option<(FileKey, WaiterId)> = None;
+        for &(fk, id) in &state.waiters {
+            let file = self.files.get(fk);
+            let Some(mine) = file.queue.get(&id) else {
+                continue; // granted, its callback pending
+            };
+            let by_lock = file
+                .locks
+                .conflicts(from, mine.span, mine.kind, |l| {
+                    if l.owner == to {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .is_break();
+            let by_request = file
+                .queue
+                .range(..id)
+                .any(|(_, earlier)| earlier.owner == to && blocks(mine, earlier));
+            if (by_lock || by_request) && found.is_none_or(|(_, f)| id < f) {
+                found = Some((fk, id));
+            }
+        }
+        found
     }
 
     fn add_edge(&mut self, from: OwnerKey, to: OwnerKey, sign: i64) {

@@ -6,6 +6,8 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::state::{Core, Timer, WaiterState};
 use crate::table::OwnerKey;
@@ -272,6 +274,15 @@ impl Core {
             }
         }
 
+        // Exact deadlock detection: no owner waits, through any chain, for itself.
+        if let Some(cycle) = find_any_cycle(&pairs) {
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|&ok| format!("{}", self.owners.id(ok).1))
+                .collect();
+            return Err(format!("wait-for cycle: {}", names.join(" -> ")));
+        }
+
         for &(at, timer) in &self.timers {
             let live = match timer {
                 Timer::GraceEnd => self.grace.as_ref().is_some_and(|g| g.ends_at == at),
@@ -331,4 +342,42 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Some cycle of the graph given as (from, to) pairs, if there is one (iterative three-colour DFS).
+fn find_any_cycle(pairs: &BTreeMap<(OwnerKey, OwnerKey), u64>) -> Option<Vec<OwnerKey>> {
+    let mut edges: BTreeMap<OwnerKey, Vec<OwnerKey>> = BTreeMap::new();
+    for &(from, to) in pairs.keys() {
+        edges.entry(from).or_default().push(to);
+    }
+    // 1 = on the current path, 2 = done.
+    let mut colour: BTreeMap<OwnerKey, u8> = BTreeMap::new();
+    for &start in edges.keys() {
+        if colour.contains_key(&start) {
+            continue;
+        }
+        let mut path: Vec<(OwnerKey, usize)> = vec![(start, 0)];
+        colour.insert(start, 1);
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let out = edges.get(&node).map_or(&[][..], Vec::as_slice);
+            if let Some(&to) = out.get(*next) {
+                *next += 1;
+                match colour.get(&to) {
+                    Some(1) => {
+                        let at = path.iter().position(|&(n, _)| n == to).unwrap_or(0);
+                        return Some(path[at..].iter().map(|&(n, _)| n).collect());
+                    }
+                    Some(_) => {}
+                    None => {
+                        colour.insert(to, 1);
+                        path.push((to, 0));
+                    }
+                }
+            } else {
+                colour.insert(node, 2);
+                path.pop();
+            }
+        }
+    }
+    None
 }

@@ -7,9 +7,9 @@
 //! rule about what else survives lives here, not in the host:
 //!
 //! - **Held locks and share reservations** are exactly the store's.
-//! - **Grace** continues as it was: same deadline, same clients still to reclaim; a lock or share
-//!   that was waiting for its reclaim still waits (if the store still has it), everything else is
-//!   held as reclaimed or granted.
+//! - **Grace** continues as it was: same deadline; a lock or share that was waiting for its reclaim
+//!   still waits (if the store still has it), everything else is held as reclaimed or granted; the
+//!   clients still to reclaim are those with something left waiting.
 //! - **Queued waiters** (the store does not keep them) stay queued in their old order with their old
 //!   ids, so callback cookies and the host's per-waiter state stay valid. A grant whose lock the store
 //!   does not have (its batch failed, so its GRANTED was never sent) goes back to the queue at its old
@@ -59,6 +59,7 @@ impl Core {
         for fk in queued {
             core.wake(fk, &mut out);
         }
+        core.break_new_cycles(&mut out);
         core.end_grace_if_done(&mut out);
         Ok((core, out))
     }
@@ -88,10 +89,8 @@ impl Core {
         let Some(grace) = &old.grace else {
             return;
         };
+        // A client still has to reclaim exactly when something of its own still waits for it.
         let mut pending = alloc::collections::BTreeSet::new();
-        for &ck in &grace.pending {
-            pending.insert(self.clients.intern(old.clients.id(ck), Default::default));
-        }
         for (_, file_id, file) in old.files.iter() {
             if file.unreclaimed.is_empty() {
                 continue;
@@ -112,7 +111,9 @@ impl Core {
                     .any(|l| l.span == Span { start, end });
                 if stored {
                     self.files.get_mut(fk).unreclaimed.insert((ok, start), end);
-                    self.owners.get_mut(ok).unreclaimed.insert(fk);
+                    let owner = self.owners.get_mut(ok);
+                    owner.unreclaimed.insert(fk);
+                    pending.insert(owner.client);
                 }
             }
         }
@@ -126,6 +127,7 @@ impl Core {
             };
             if self.files.get(fk).shares.contains_key(&ok) {
                 unreclaimed_shares.insert((ok, fk));
+                pending.insert(self.owners.get(ok).client);
             }
         }
         self.grace = Some(Grace {

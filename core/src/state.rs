@@ -211,6 +211,9 @@ pub struct Core {
     pub(crate) limit_blocked: BTreeSet<FileKey>,
     /// A lock count went down during the current event.
     pub(crate) released_any: bool,
+    /// Wait-for edges (from, to) that a held lock created during the current event: the only places
+    /// a cycle can have closed (`deadlock.rs`, `break_new_cycles`).
+    pub(crate) new_waits: Vec<(OwnerKey, OwnerKey)>,
     pub(crate) stats: Stats,
 }
 
@@ -239,6 +242,7 @@ impl Core {
             grace: None,
             limit_blocked: BTreeSet::new(),
             released_any: false,
+            new_waits: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -339,6 +343,7 @@ impl Core {
                 self.wake(file, out);
             }
         }
+        self.break_new_cycles(out);
     }
 
     /// [`Core::handle`] returning a fresh vector: for tests, tools and wasm.
@@ -456,7 +461,8 @@ impl Core {
         for lock in plan.added.iter().filter(|l| !plan.removed.contains(l)) {
             self.held_changed(file, lock, 1);
         }
-        self.files.get_mut(file).locks.apply(plan);
+        let now = self.now;
+        self.files.get_mut(file).locks.apply(plan, now);
         // A plan changes one owner's locks (a release of several owners is several plans).
         let Some(owner) = plan.removed.first().or(plan.added.first()).map(|l| l.owner) else {
             return;

@@ -95,8 +95,8 @@ pub struct Stats {
     pub waiters_expired: u64,
     /// `WaiterRemoved` with [`WaiterRemovedReason::ClientGone`].
     pub waiters_client_gone: u64,
-    /// `WaiterRemoved` with [`WaiterRemovedReason::Deadlock`]: re-queued by [`Core::rebuild`](crate::Core::rebuild)
-    /// after a store failure, the waiter would have closed a cycle.
+    /// `WaiterRemoved` with [`WaiterRemovedReason::Deadlock`]: a cycle of waiting owners closed by a
+    /// grant, broken at that waiter.
     pub waiters_deadlocked: u64,
     /// Requests refused `NoLocks` by [`Limit::PerFile`].
     pub limit_per_file: u64,

@@ -16,6 +16,7 @@ use core::ops::ControlFlow;
 use smallvec::SmallVec;
 
 use crate::event::LockKind;
+use crate::ids::Millis;
 use crate::interval::IntervalTree;
 use crate::range::Span;
 
@@ -87,7 +88,8 @@ enum Repr {
         shared: SmallVec<[Entry; 2]>,
     },
     Indexed {
-        by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind)>,
+        /// (owner, start) → (end, kind, held since).
+        by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind, Millis)>,
         shared: IntervalTree,
         exclusive: IntervalTree,
     },
@@ -99,6 +101,7 @@ struct Entry {
     start: u64,
     end: u64,
     owner: OwnerKey,
+    since: Millis,
 }
 
 impl Entry {
@@ -132,7 +135,12 @@ impl Default for LockTable {
 
 impl PartialEq for LockTable {
     fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
+        let with_since = |t: &'_ LockTable| {
+            t.iter()
+                .map(|l| (l, t.held_since(l.owner, l.span.start)))
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        with_since(self) == with_since(other)
     }
 }
 
@@ -141,18 +149,23 @@ impl Eq for LockTable {}
 #[cfg(feature = "serde")]
 impl serde::Serialize for LockTable {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Collected first: postcard needs the length up front.
-        s.collect_seq(self.iter().collect::<alloc::vec::Vec<_>>())
+        // Each lock with the moment it is held since; collected first: postcard needs the length
+        // up front.
+        let locks: alloc::vec::Vec<(HeldLock, Millis)> = self
+            .iter()
+            .map(|l| (l, self.held_since(l.owner, l.span.start).unwrap_or(0)))
+            .collect();
+        s.collect_seq(locks)
     }
 }
 
 #[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for LockTable {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let locks: alloc::vec::Vec<HeldLock> = serde::Deserialize::deserialize(d)?;
+        let locks: alloc::vec::Vec<(HeldLock, Millis)> = serde::Deserialize::deserialize(d)?;
         let mut table = LockTable::default();
         let mut starts = alloc::collections::BTreeSet::new();
-        for lock in locks {
+        for (lock, since) in locks {
             if !starts.insert((lock.owner, lock.span.start)) {
                 return Err(serde::de::Error::custom(
                     "two locks of one owner start at the same offset",
@@ -160,7 +173,8 @@ impl<'de> serde::Deserialize<'de> for LockTable {
             }
             let mut plan = Plan::default();
             plan.added.push(lock);
-            table.apply(&plan);
+            // A lock that grows out of nothing is held since the moment it is applied at.
+            table.apply(&plan, since);
         }
         Ok(table)
     }
@@ -287,7 +301,7 @@ impl LockTable {
                 let mut near: Locks = by_owner
                     .range((owner, 0)..=(owner, upper))
                     .rev()
-                    .map(|(&(o, start), &(end, kind))| HeldLock {
+                    .map(|(&(o, start), &(end, kind, _))| HeldLock {
                         owner: o,
                         span: Span::new(start, end),
                         kind,
@@ -367,7 +381,7 @@ impl LockTable {
             Repr::Indexed { by_owner, .. } => by_owner
                 .range((owner, 0)..=(owner, span.start))
                 .next_back()
-                .is_some_and(|(_, &(end, k))| k == kind && end >= span.end),
+                .is_some_and(|(_, &(end, k, _))| k == kind && end >= span.end),
         }
     }
 
@@ -379,7 +393,7 @@ impl LockTable {
             }
             Repr::Indexed { by_owner, .. } => by_owner
                 .range((owner, 0)..=(owner, u64::MAX))
-                .map(|(&(o, start), &(end, kind))| HeldLock {
+                .map(|(&(o, start), &(end, kind, _))| HeldLock {
                     owner: o,
                     span: Span::new(start, end),
                     kind,
@@ -388,7 +402,10 @@ impl LockTable {
         }
     }
 
-    pub fn apply(&mut self, plan: &Plan) {
+    /// Applies `plan` at `now`. A new record is held since the earliest of the removed records of
+    /// its kind it grows out of or absorbs (a split or merged lock keeps its age), else since `now`.
+    pub fn apply(&mut self, plan: &Plan, now: Millis) {
+        let mut gone: SmallVec<[(HeldLock, Millis); 4]> = SmallVec::new();
         match &mut self.repr {
             Repr::Small { exclusive, shared } => {
                 for lock in &plan.removed {
@@ -399,7 +416,7 @@ impl LockTable {
                     let key = (lock.span.start, lock.owner);
                     if let Ok(i) = entries.binary_search_by_key(&key, Entry::key) {
                         debug_assert_eq!(entries[i].end, lock.span.end);
-                        entries.remove(i);
+                        gone.push((*lock, entries.remove(i).since));
                     } else {
                         debug_assert!(false, "removing a lock the table does not hold");
                     }
@@ -413,6 +430,7 @@ impl LockTable {
                         start: lock.span.start,
                         end: lock.span.end,
                         owner: lock.owner,
+                        since: held_since(lock, &gone, now),
                     };
                     match entries.binary_search_by_key(&entry.key(), Entry::key) {
                         Ok(_) => debug_assert!(false, "adding a lock the table holds"),
@@ -429,8 +447,14 @@ impl LockTable {
                 exclusive,
             } => {
                 for lock in &plan.removed {
-                    let gone = by_owner.remove(&(lock.owner, lock.span.start));
-                    debug_assert_eq!(gone, Some((lock.span.end, lock.kind)));
+                    let removed = by_owner.remove(&(lock.owner, lock.span.start));
+                    debug_assert_eq!(
+                        removed.map(|(e, k, _)| (e, k)),
+                        Some((lock.span.end, lock.kind))
+                    );
+                    if let Some((_, _, since)) = removed {
+                        gone.push((*lock, since));
+                    }
                     let tree = match lock.kind {
                         LockKind::Shared => &mut *shared,
                         LockKind::Exclusive => &mut *exclusive,
@@ -438,8 +462,11 @@ impl LockTable {
                     tree.remove((lock.span.start, lock.owner));
                 }
                 for lock in &plan.added {
-                    let before =
-                        by_owner.insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
+                    let since = held_since(lock, &gone, now);
+                    let before = by_owner.insert(
+                        (lock.owner, lock.span.start),
+                        (lock.span.end, lock.kind, since),
+                    );
                     debug_assert!(before.is_none());
                     let tree = match lock.kind {
                         LockKind::Shared => &mut *shared,
@@ -451,12 +478,30 @@ impl LockTable {
         }
     }
 
+    /// Since when `owner`'s record starting at `start` has been held (see [`LockTable::apply`]).
+    pub fn held_since(&self, owner: OwnerKey, start: u64) -> Option<Millis> {
+        match &self.repr {
+            Repr::Small { exclusive, shared } => exclusive
+                .iter()
+                .chain(shared.iter())
+                .find(|e| e.owner == owner && e.start == start)
+                .map(|e| e.since),
+            Repr::Indexed { by_owner, .. } => {
+                by_owner.get(&(owner, start)).map(|&(_, _, since)| since)
+            }
+        }
+    }
+
     /// Moves a table that outgrew the small form to the indexed one.
     fn index(&mut self) {
         let mut by_owner = BTreeMap::new();
         let (mut shared, mut exclusive) = (IntervalTree::default(), IntervalTree::default());
         for lock in self.iter() {
-            by_owner.insert((lock.owner, lock.span.start), (lock.span.end, lock.kind));
+            let since = self.held_since(lock.owner, lock.span.start).unwrap_or(0);
+            by_owner.insert(
+                (lock.owner, lock.span.start),
+                (lock.span.end, lock.kind, since),
+            );
             match lock.kind {
                 LockKind::Shared => shared.insert(lock.span, lock.owner),
                 LockKind::Exclusive => exclusive.insert(lock.span, lock.owner),
@@ -524,7 +569,7 @@ impl LockTable {
                 }
                 let indexed: alloc::vec::Vec<HeldLock> = by_owner
                     .iter()
-                    .map(|(&(owner, start), &(end, kind))| HeldLock {
+                    .map(|(&(owner, start), &(end, kind, _))| HeldLock {
                         owner,
                         span: Span { start, end },
                         kind,
@@ -566,6 +611,18 @@ impl LockTable {
         }
         Ok(())
     }
+}
+
+/// The age a new record inherits from the records a plan removed: the earliest of those of its
+/// owner and kind it absorbs or is a piece of; `now` when it is new coverage only.
+fn held_since(lock: &HeldLock, gone: &[(HeldLock, Millis)], now: Millis) -> Millis {
+    gone.iter()
+        .filter(|(old, _)| {
+            old.owner == lock.owner && old.kind == lock.kind && old.span.overlaps(lock.span)
+        })
+        .map(|&(_, since)| since)
+        .min()
+        .unwrap_or(now)
 }
 
 /// `owner`'s locks in the small form that `keep` accepts, in start order.

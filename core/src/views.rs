@@ -25,6 +25,10 @@ pub struct HeldLockView {
     pub range: Range,
     /// A restored lock its owner has not reclaimed yet.
     pub unreclaimed: bool,
+    /// The moment (the host's clock, as passed to `handle`) since which the owner has held this
+    /// record's bytes: a record split or merged from older ones keeps the earliest of their moments;
+    /// a restored one counts from the restore.
+    pub since: Millis,
 }
 
 /// A blocking request: queued ([`Core::waiters`]) or granted with its callback unconfirmed
@@ -146,6 +150,10 @@ impl Core {
                     kind: lock.kind,
                     range: lock.span.to_range(self.config.max_offset),
                     unreclaimed,
+                    since: state
+                        .locks
+                        .held_since(lock.owner, lock.span.start)
+                        .unwrap_or(self.now),
                 };
                 (lock.span.start, lock.span.end, view)
             })

@@ -358,6 +358,60 @@ fn run(seed: u64, steps: usize) -> Result<(), String> {
                 model_granted = model.wake(f);
             }
         }
+        // A grant that closed a cycle of waiting owners is answered by removing a waiter on it
+        // (WaiterRemoved, Deadlock); each removal must be of a queued waiter whose owner waits for
+        // itself through that waiter, and none may be left: the graph is acyclic after every event.
+        for action in t.last.clone() {
+            let Action::WaiterRemoved {
+                owner,
+                file,
+                range,
+                kind,
+                reason: WaiterRemovedReason::Deadlock,
+                ..
+            } = action
+            else {
+                continue;
+            };
+            let wo = owner_index(&owner);
+            let wf = FILES
+                .iter()
+                .position(|name| FileId::from(*name) == file)
+                .expect("a file of the run");
+            let span = range
+                .span(BYTES - 1)
+                .expect("a removed waiter's range fits");
+            let w = Waiter {
+                owner: wo,
+                start: span.start,
+                end: span.end,
+                kind,
+            };
+            let Some(position) = model
+                .queues
+                .get(&wf)
+                .and_then(|q| q.iter().position(|x| *x == w))
+            else {
+                return Err(format!("{}: removed {w:?}, which is not queued", context()));
+            };
+            let blockers = model.blockers(wf, w, position);
+            let edges = model.edges();
+            if !Model::reaches(&edges, &blockers, wo) {
+                return Err(format!(
+                    "{}: removed {w:?} for a deadlock, but it is on no cycle",
+                    context()
+                ));
+            }
+            model.queues.get_mut(&wf).unwrap().remove(position);
+            model_granted.extend(model.wake(wf));
+        }
+        let edges = model.edges();
+        if let Some((&o, _)) = edges
+            .iter()
+            .find(|&(&o, out)| Model::reaches(&edges, out, o))
+        {
+            return Err(format!("{}: owner {o} waits for itself", context()));
+        }
         // Every grant is confirmed at once, so grants are final like the model's.
         let core_granted: Vec<usize> = t
             .granted()

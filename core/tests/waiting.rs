@@ -346,3 +346,35 @@ fn the_wait_for_graph_lists_held_and_queued_blockers() {
         .collect();
     assert_eq!(edges, ["b->a", "c->b"]);
 }
+
+#[test]
+fn a_cycle_closed_by_a_non_blocking_grant_is_broken_at_the_waiter_behind_the_new_edge() {
+    // Linux lets this hang: b waits for a; a waits on g behind c; b then takes part of g without
+    // queueing (non-blocking requests are judged against held locks only), so a waits for b too.
+    let mut t = T::new();
+    assert_eq!(t.lock("a", "f", 0, 10, X), Outcome::Granted);
+    assert_eq!(t.lock("c", "g", 0, 4, X), Outcome::Granted);
+    let wb = match t.lock_wait("b", "f", 0, 10, X) {
+        Outcome::Blocked { waiter } => waiter,
+        other => panic!("{other:?}"),
+    };
+    let wa = match t.lock_wait("a", "g", 0, 10, X) {
+        Outcome::Blocked { waiter } => waiter,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(t.lock("b", "g", 5, 5, X), Outcome::Granted);
+    assert!(
+        t.last.iter().any(|a| matches!(
+            a,
+            Action::WaiterRemoved { waiter, reason: WaiterRemovedReason::Deadlock, .. } if *waiter == wa
+        )),
+        "{:?}",
+        t.last
+    );
+    assert!(t.core.wait_for_graph().iter().all(|e| e.waiter == wb));
+    assert_eq!(t.queue("f"), vec!["b"]);
+    assert!(t.queue("g").is_empty());
+    assert_eq!(t.core.stats().waiters_deadlocked, 1);
+    // a's client retries its blocked LOCK and is told of the deadlock, as Linux would have been.
+    assert_eq!(cycle_of(&t.lock_wait("a", "g", 0, 10, X)), ["a", "b"]);
+}

@@ -212,7 +212,14 @@ impl NlmClient {
     }
 
     /// An NLM call in this client's version; the decoded result.
+    /// A file handle shorter than 32 bytes is zero-padded in v1/v3 (`nlm::fh_for`), the only size
+    /// those versions carry.
     pub async fn call(&mut self, call: &NlmCall) -> Result<NlmReply, ClientError> {
+        let mut call = call.clone();
+        if let Some(fh) = call.fh_mut() {
+            *fh = nlm::fh_for(self.version, fh);
+        }
+        let call = &call;
         let mut args = Vec::new();
         nlm::encode_call(self.version, call, &mut args)
             .map_err(|e| ClientError::Decode(e.to_string()))?;

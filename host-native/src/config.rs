@@ -164,10 +164,15 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
     /// Where held locks are persisted [default: sqlite://./brlock.db]: `sqlite://PATH` (embedded),
-    /// `postgres://USER@HOST:PORT/DB` (shared; a newer instance fences an older one), or `memory`
-    /// (nothing survives a restart).
+    /// `postgres://USER@HOST:PORT/DB` (shared: one instance leads, the others are hot standbys
+    /// that take over when its lease runs out), or `memory` (nothing survives a restart).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// With a PostgreSQL store: how long the leader may serve without renewing its lease (it renews
+    /// three times per lease); a standby takes over this long (plus 10 %) after the last renewal it
+    /// saw (a bare number is seconds) [default: 3s].
+    #[arg(long, value_name = "DURATION")]
+    pub lease: Option<SecsSetting>,
     /// Serve HTTP on ADDR:PORT: Prometheus metrics at /metrics and the admin endpoints (/locks,
     /// /waiters, /wait-for, /clients, /readyz, …; no authentication) (port 0 picks a free port)
     /// [default: off].
@@ -278,6 +283,38 @@ pub struct Settings {
     /// Entries of the duplicate request cache [default: 4096].
     #[arg(long, value_name = "N")]
     pub drc_size: Option<usize>,
+    /// Open NLM TCP connections; a new one beyond it closes the longest-idle one (Linux:
+    /// nlm_max_connections) [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// A TCP connection with nothing read or written this long is closed (a bare number is
+    /// seconds) [default: 6m, as Linux's sunrpc].
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<SecsSetting>,
+    /// A TCP record must arrive whole within this long of its first byte (a bare number is
+    /// seconds) [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub record_deadline: Option<SecsSetting>,
+    /// Bytes held in unfinished TCP records over all connections; the connection that would pass it
+    /// is closed [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_partial_record_bytes: Option<usize>,
+    /// Calls one TCP connection may have read whose replies are not written yet; then it is not
+    /// read until its client reads them [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_pipelined_calls: Option<usize>,
+    /// NLM calls in the core's hands at once; a TCP connection waits for room, a UDP call is
+    /// dropped [default: 8192].
+    #[arg(long, value_name = "N")]
+    pub max_calls_in_flight: Option<usize>,
+    /// Outbound calls (GRANTED callbacks, *_RES, portmap and statd calls) in flight at once; more
+    /// are dropped (a GRANTED counts as failed and is resent) [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_outbound_calls: Option<usize>,
+    /// Client hosts (caller_names) known at once; a new host beyond it is refused with
+    /// DENIED_NOLOCKS once the hosts that hold nothing are forgotten [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_client_hosts: Option<usize>,
     /// Host name sent as caller_name in GRANTED callbacks and as my_name to statd
     /// [default: the kernel's host name].
     #[arg(long, value_name = "NAME")]
@@ -306,6 +343,7 @@ impl Settings {
         Settings {
             listen: Some(DEFAULT_LISTEN.into()),
             store: Some(crate::store::DEFAULT_URL.into()),
+            lease: Some(TimeSetting(crate::leader::DEFAULT_LEASE)),
             profile: Some(profile.name().into()),
             grace: Some(SecsSetting::from_millis(core.grace)),
             allow: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
@@ -330,6 +368,14 @@ impl Settings {
             blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_millis),
             max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
             drc_size: Some(4096),
+            max_client_hosts: Some(10_000),
+            max_connections: Some(1024),
+            idle_timeout: Some(SecsSetting::from_millis(360_000)),
+            record_deadline: Some(SecsSetting::from_millis(30_000)),
+            max_partial_record_bytes: Some(64 << 20),
+            max_pipelined_calls: Some(64),
+            max_calls_in_flight: Some(8192),
+            max_outbound_calls: Some(256),
             hostname: Some(system_hostname()),
             log_format: Some(LogFormat::Text),
             ..Settings::default()
@@ -442,11 +488,31 @@ pub struct NoticeTiming {
     pub give_up: Duration,
 }
 
+/// The bounds on NLM TCP connections (`server/tcp.rs`, `server/connections.rs`, `server/flow.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub record_deadline: Duration,
+    pub max_partial_record_bytes: usize,
+    pub max_pipelined_calls: usize,
+}
+
+/// `value`, refused when zero.
+fn at_least_1(setting: &'static str, value: usize) -> Result<usize, ConfigError> {
+    match value {
+        0 => Err(invalid(setting, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
 /// The resolved configuration of one server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: String,
+    /// `--lease` (PostgreSQL stores: leadership among instances, `leader.rs`).
+    pub lease: Duration,
     pub metrics: Option<SocketAddr>,
     /// `--web-root`: the visualiser's folder, served at `/` beside `/metrics` and `/events`.
     pub web_root: Option<PathBuf>,
@@ -466,6 +532,13 @@ pub struct ServerConfig {
     pub unmonitor_idle: Duration,
     pub max_record_bytes: usize,
     pub drc_size: usize,
+    /// `--max-client-hosts`: the bound of the client-host table (`server/host_churn.rs`).
+    pub max_client_hosts: usize,
+    pub connection_limits: ConnectionLimits,
+    /// `--max-calls-in-flight` (`server/flow.rs`).
+    pub max_calls_in_flight: usize,
+    /// `--max-outbound-calls` (`server/outbound_udp.rs`).
+    pub max_outbound_calls: usize,
     pub hostname: String,
     pub log_format: LogFormat,
     /// The settings this configuration was made from, every key with a value (`/config` shows
@@ -568,6 +641,12 @@ impl ServerConfig {
             None => None,
         };
         let mut core = profile.config();
+        core.cookie_key = draw_cookie_key().map_err(|e| {
+            invalid(
+                "callback cookie key",
+                format!("the operating system gave no random bytes: {e}"),
+            )
+        })?;
         core.grace = given(s.grace).millis();
         let limits = &mut core.limits;
         limits.locks_per_file = given(s.max_locks_per_file);
@@ -640,13 +719,31 @@ impl ServerConfig {
             give_up: given(s.notify_give_up_s).0,
         };
         let unmonitor_idle_ms = positive_ms("--unmonitor-idle-ms", given(s.unmonitor_idle_ms))?;
+        let lease = given(s.lease).0;
+        if lease < Duration::from_millis(100) {
+            return Err(invalid("--lease", "must be at least 100ms"));
+        }
         let max_record_bytes = given(s.max_record_bytes);
         if max_record_bytes < 64 {
             return Err(invalid("--max-record-bytes", "must be at least 64"));
         }
+        let connection_limits = ConnectionLimits {
+            max_connections: at_least_1("--max-connections", given(s.max_connections))?,
+            idle_timeout: Duration::from_millis(positive_ms(
+                "--idle-timeout",
+                given(s.idle_timeout),
+            )?),
+            record_deadline: Duration::from_millis(positive_ms(
+                "--record-deadline",
+                given(s.record_deadline),
+            )?),
+            max_partial_record_bytes: given(s.max_partial_record_bytes),
+            max_pipelined_calls: at_least_1("--max-pipelined-calls", given(s.max_pipelined_calls))?,
+        };
         Ok(ServerConfig {
             listen,
             store: given(s.store),
+            lease,
             metrics,
             web_root: s.web_root.clone(),
             profile,
@@ -662,6 +759,10 @@ impl ServerConfig {
             unmonitor_idle: Duration::from_millis(unmonitor_idle_ms),
             max_record_bytes,
             drc_size: given(s.drc_size),
+            max_client_hosts: given(s.max_client_hosts),
+            connection_limits,
+            max_calls_in_flight: at_least_1("--max-calls-in-flight", given(s.max_calls_in_flight))?,
+            max_outbound_calls: at_least_1("--max-outbound-calls", given(s.max_outbound_calls))?,
             hostname: given(s.hostname),
             log_format: given(s.log_format),
             settings,
@@ -677,6 +778,15 @@ impl ServerConfig {
         };
         self.allow.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// A fresh secret for callback cookies from the operating system's random source. It lives only in
+/// memory (never in the settings, the store or `--print-config`): a restart forgets every grant
+/// waiting for confirmation anyway.
+pub fn draw_cookie_key() -> Result<brlock_core::CookieKey, getrandom::Error> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key)?;
+    Ok(brlock_core::CookieKey::new(key))
 }
 
 /// Why the command line was not turned into a configuration.
@@ -950,7 +1060,7 @@ mod tests {
             ..Settings::default()
         })
         .unwrap();
-        assert_eq!(c.core, Profile::Linux.config());
+        assert_eq!(c.core, without_key(Profile::Linux.config(), &c.core));
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
     }
 
@@ -958,8 +1068,35 @@ mod tests {
     fn defaults_come_from_the_profile() {
         for profile in Profile::ALL {
             let c = parse(&["--profile", profile.name()]).unwrap();
-            assert_eq!(c.core, profile.config(), "{}", profile.name());
+            assert_eq!(
+                c.core,
+                without_key(profile.config(), &c.core),
+                "{}",
+                profile.name()
+            );
         }
+    }
+
+    /// `profile` with the cookie key `drawn` has: the only value of the core's configuration that
+    /// does not come from the profile.
+    fn without_key(
+        profile: brlock_core::Config,
+        drawn: &brlock_core::Config,
+    ) -> brlock_core::Config {
+        brlock_core::Config {
+            cookie_key: drawn.cookie_key,
+            ..profile
+        }
+    }
+
+    #[test]
+    fn every_configuration_draws_its_own_cookie_key() {
+        let (a, b) = (ServerConfig::for_tests(), ServerConfig::for_tests());
+        assert_ne!(a.core.cookie_key, b.core.cookie_key);
+        assert_ne!(a.core.cookie_key, brlock_core::CookieKey::default());
+        // Its Debug form (and so any log of the configuration) does not show it.
+        let shown = format!("{:?}", a.core);
+        assert!(!shown.contains(&format!("{:?}", a.core.cookie_key.as_bytes())));
     }
 
     /// The example configuration names every setting (commented or not) and parses with

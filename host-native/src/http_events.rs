@@ -10,8 +10,6 @@
 //! reproduces exactly. An `end` message says why a stream stops (`lagged`, `restarted`); the page's
 //! EventSource reconnects and starts again from a fresh snapshot.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +17,7 @@ use brlock_conformance::{StepOutput, write_outputs_jsonl};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::http::Response;
+use crate::server::admin::{CoreQueries, CoreView};
 use crate::server::events::{Ended, Frame, Subscription};
 use crate::web_assets::WebRoot;
 
@@ -35,21 +34,18 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Frames written in one chunk when a subscriber is behind.
 const BATCH: usize = 256;
 
-/// Asks the core task for a subscription (`None` once it has stopped).
-pub type SubscribeSource =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<Subscription>> + Send>> + Send + Sync>;
-
 /// The `/events` and page handlers' shared state.
 pub struct LiveHttp {
-    subscribe: SubscribeSource,
+    /// The way to the core task; a subscription is taken there between two events.
+    core: CoreQueries,
     web: Option<WebRoot>,
     subscribers: Arc<Semaphore>,
 }
 
 impl LiveHttp {
-    pub fn new(subscribe: SubscribeSource, web_root: Option<std::path::PathBuf>) -> Self {
+    pub fn new(core: CoreQueries, web_root: Option<std::path::PathBuf>) -> Self {
         Self {
-            subscribe,
+            core,
             web: web_root.map(WebRoot::new),
             subscribers: Arc::new(Semaphore::new(MAX_SUBSCRIBERS)),
         }
@@ -69,8 +65,12 @@ impl LiveHttp {
             )
             .with_header("Retry-After", "5");
         };
-        let Some(subscription) = (self.subscribe)().await else {
-            return Response::error(503, "the server is stopping");
+        let subscribe = |view: &CoreView<'_>| view.tap.subscribe(view.core);
+        let Some(subscription) = self.core.ask(subscribe).await else {
+            return Response::error(
+                503,
+                "no core to follow: a standby, or the server is stopping",
+            );
         };
         let (tx, rx) = mpsc::channel(CHUNKS);
         tokio::spawn(produce(subscription, tx, permit));

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod http_events;
+pub mod leader;
 pub mod metrics;
 pub mod server;
 pub mod service;

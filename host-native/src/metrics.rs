@@ -10,6 +10,7 @@
 //! values are known in advance exists from the start, at 0.
 
 use foldhash::{HashMap, HashMapExt};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,12 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+/// Why brlockd closed a TCP connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: &'static str,
+}
+
 /// All of brlockd's metrics. Cheap to update from any task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +63,10 @@ pub struct Metrics {
     pub requests: Family<RpcLabels, Counter>,
     pub request_seconds: Family<RpcLabels, Histogram>,
     pub open_connections: Gauge,
+    /// UDP calls dropped because the calls in flight or the core's queue were full (issue 13).
+    pub udp_dropped: Counter,
+    /// TCP connections closed by a bound (`--max-connections`, `--idle-timeout`, ...), by reason.
+    pub connections_closed: Family<ClosedLabels, Counter>,
     pub callback_seconds: Family<CallbackLabels, Histogram>,
     /// Persist writes handed to the store (none with `--store memory`).
     pub store_writes: Counter,
@@ -66,6 +77,13 @@ pub struct Metrics {
     pub store_rebuilds: Counter,
     /// Reboot notices (SM_NOTIFY) sent after a start, by result.
     pub reboot_notices: Family<CallbackLabels, Counter>,
+    /// 1 while this instance serves, 0 while it is a standby (or has stepped down).
+    pub leader: Gauge,
+    /// Times this instance took the PostgreSQL lease over from another (`leader.rs`).
+    pub takeovers: Counter,
+    /// Leader: 0 after each successful renewal, else the time since the last one was sent (updated
+    /// at every failed attempt); standby: the time the leader's lease row has looked the same.
+    pub lease_age_seconds: Gauge<f64, AtomicU64>,
     core: Arc<CoreStats>,
     /// procedure → status → handles into `requests` and `request_seconds` (see `observe_request`).
     request_cache: Mutex<RequestCache>,
@@ -101,6 +119,18 @@ impl Metrics {
             "brlock_open_connections",
             "Open TCP connections",
             open_connections.clone(),
+        );
+        let udp_dropped = Counter::default();
+        registry.register(
+            "brlock_udp_dropped",
+            "UDP calls dropped because --max-calls-in-flight or the core's queue was full",
+            udp_dropped.clone(),
+        );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "brlock_connections_closed",
+            "TCP connections closed by brlockd, by reason",
+            connections_closed.clone(),
         );
         let callback_seconds = Family::<CallbackLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
@@ -140,6 +170,25 @@ impl Metrics {
             "Reboot notices (SM_NOTIFY) to client hosts after a start, by result (delivered, gave_up)",
             reboot_notices.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "brlock_leader",
+            "1 while this instance serves, 0 while it is a standby waiting for the PostgreSQL lease",
+            leader.clone(),
+        );
+        let takeovers = Counter::default();
+        registry.register(
+            "brlock_takeovers",
+            "Times this instance took the leadership lease over from another instance",
+            takeovers.clone(),
+        );
+        let lease_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "brlock_lease_age_seconds",
+            "Leader: 0 while renewals succeed, else the time since the last successful one was \
+             sent; standby: the time the leader's lease has not changed",
+            lease_age_seconds.clone(),
+        );
         let core = Arc::new(CoreStats::default());
         registry.register_collector(Box::new(core.clone()));
         registry.register_collector(Box::new(ProcessStats));
@@ -161,12 +210,17 @@ impl Metrics {
             requests,
             request_seconds,
             open_connections,
+            udp_dropped,
+            connections_closed,
             callback_seconds,
             store_writes,
             store_durable_seconds,
             store_failures,
             store_rebuilds,
             reboot_notices,
+            leader,
+            takeovers,
+            lease_age_seconds,
             core,
             request_cache: Mutex::default(),
         }
@@ -223,6 +277,14 @@ impl Metrics {
                 result: result.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A new client host was refused: `--max-client-hosts` reached
+    /// (`brlock_limit_refusals_total{limit="client_hosts"}`).
+    pub fn client_host_refused(&self) {
+        self.core
+            .client_hosts_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The OpenMetrics exposition, with the core's stats as of `stats`.
@@ -283,6 +345,9 @@ pub fn to_classic_text(open: &str) -> String {
 #[derive(Debug, Default)]
 struct CoreStats {
     latest: Mutex<Stats>,
+    /// New client hosts refused because `--max-client-hosts` was reached (a host-side limit, in
+    /// the same family as the core's).
+    client_hosts_refused: std::sync::atomic::AtomicU64,
 }
 
 type Rows = Vec<(Vec<(&'static str, String)>, u64)>;
@@ -457,6 +522,11 @@ impl Collector for CoreStats {
                     ("shares_per_file", s.limit_shares_per_file),
                     ("shares_per_client", s.limit_shares_per_client),
                     ("shares_total", s.limit_shares_total),
+                    (
+                        "client_hosts",
+                        self.client_hosts_refused
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                    ),
                 ],
             ),
         )?;

@@ -33,14 +33,24 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use brlock_core::{Limits, Profile};
 use ipnet::IpNet;
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::config::ServerConfig;
+use crate::leader::{Leadership, LeaseSettings, Role};
+use crate::metrics::Metrics;
+use crate::server::http_endpoint::HttpEndpoint;
 use crate::server::startup::{self, StartError};
-use crate::server::{AcceptAllHandles, FileHandleCheck, Server, Sockets};
+use crate::server::{AcceptAllHandles, BindError, FileHandleCheck, Server, Sockets};
 use crate::store::{Store, StoreError};
+
+/// How long a new leader waits for `--listen` to come free (the old leader on the same host may
+/// still hold it until it notices it lost the lease and exits) before it gives the lease up.
+const BIND_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +85,7 @@ impl ServiceError {
 pub struct NlmServiceBuilder {
     config: ServerConfig,
     handles: Arc<dyn FileHandleCheck>,
+    role: watch::Sender<Role>,
 }
 
 impl NlmServiceBuilder {
@@ -124,6 +135,12 @@ impl NlmServiceBuilder {
         self
     }
 
+    /// What this instance is (standby, leader, …) from now on, also while `start` waits as a
+    /// standby: for a readiness check (`Role::serves`).
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
     /// The whole configuration, for settings without a method of their own.
     pub fn config_mut(&mut self) -> &mut ServerConfig {
         &mut self.config
@@ -132,10 +149,17 @@ impl NlmServiceBuilder {
     /// Binds every socket, then (and only then: an instance that cannot listen must not touch,
     /// and so fence, the store) opens the store, restores its locks into the grace period and
     /// serves.
+    ///
+    /// On a PostgreSQL store this first waits, as a standby, until this instance holds the
+    /// leadership lease (`leader.rs`); see [`NlmServiceBuilder::start_by_lease`].
     pub async fn start(self) -> Result<NlmService, ServiceError> {
+        if startup::shared_store(&self.config.store) {
+            return self.start_by_lease().await;
+        }
         let config = self.config;
         let listen = config.listen;
         let sockets = Sockets::bind(&config).await?;
+        let _ = self.role.send(Role::Sole);
         let bound = sockets.local_addr().unwrap_or(listen);
         let holder = format!("pid {}, listening on {bound}", std::process::id());
         let restored =
@@ -149,7 +173,137 @@ impl NlmServiceBuilder {
         let server = Server::start_restored(config, sockets, restored, self.handles)
             .await
             .map_err(|error| ServiceError::Serve { error })?;
-        Ok(NlmService { server, store })
+        Ok(NlmService {
+            server,
+            store,
+            leadership: None,
+            role: self.role.subscribe(),
+        })
+    }
+
+    /// The PostgreSQL start: serve metrics (a standby is watched too), open the store, wait as a
+    /// standby until the lease is ours, bind `--listen` (waiting a while for an old leader on this
+    /// host to let go of it), then begin a new epoch — fencing every older writer — restore into
+    /// grace and serve. The lease is only taken, never the epoch, by an instance that then cannot
+    /// listen: it gives the lease back and fails.
+    async fn start_by_lease(self) -> Result<NlmService, ServiceError> {
+        let config = self.config;
+        let store_error = |error: StartError| ServiceError::Store {
+            store: startup::redacted(&config.store),
+            error,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let endpoint = Sockets::serve_http(&config, metrics.clone(), self.role.subscribe()).await?;
+        if let Some(e) = &endpoint {
+            info!(addr = %e.addr(), "metrics on {}", e.addr());
+        }
+        let store = Arc::new(
+            Store::open(&config.store)
+                .await
+                .map_err(|e| store_error(e.into()))?,
+        );
+        let lease = store
+            .lease()
+            .expect("shared_store names only PostgreSQL, which has a lease");
+        let settings = LeaseSettings {
+            lease: config.lease,
+            holder: format!(
+                "pid {} on {}, serving {}",
+                std::process::id(),
+                config.hostname,
+                config.listen
+            ),
+        };
+        let _ = self.role.send(Role::Standby {
+            leader: String::new(),
+            since: String::new(),
+        });
+        let leadership = Leadership::acquire(lease, settings, metrics.clone(), self.role.clone())
+            .await
+            .map_err(|e| store_error(e.into()))?;
+        let sockets = match bind_when_free(&config, metrics, endpoint, &leadership).await {
+            Ok(s) => s,
+            Err(e) => {
+                leadership.step_down().await;
+                return Err(e.into());
+            }
+        };
+        let mut restored = match startup::restore_opened(&config, store.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                leadership.step_down().await;
+                return Err(store_error(e));
+            }
+        };
+        restored.gate = leadership.gate();
+        let server = Server::start_restored(config, sockets, restored, self.handles)
+            .await
+            .map_err(|error| ServiceError::Serve { error })?;
+        Ok(NlmService {
+            server,
+            store: Some(store),
+            leadership: Some(leadership),
+            role: self.role.subscribe(),
+        })
+    }
+}
+
+/// Binds NLM's sockets, retrying while the address is in use and the lease is held, for up to
+/// [`BIND_PATIENCE`]. The old leader's connections left in TIME_WAIT do not hold the port: tokio's
+/// `TcpListener::bind` sets SO_REUSEADDR (mio does, on Unix); only a live process (a paused old
+/// leader on this host) does, until it exits.
+async fn bind_when_free(
+    config: &ServerConfig,
+    metrics: Arc<Metrics>,
+    mut endpoint: Option<HttpEndpoint>,
+    leadership: &Leadership,
+) -> Result<Sockets, BindError> {
+    let started = Instant::now();
+    let mut waited = false;
+    loop {
+        match Sockets::bind_nlm(config, metrics.clone(), endpoint).await {
+            Ok(sockets) => return Ok(sockets),
+            Err((e, back)) => {
+                endpoint = back;
+                let in_use = e.error.kind() == std::io::ErrorKind::AddrInUse;
+                if !in_use || !leadership.holds() || started.elapsed() >= BIND_PATIENCE {
+                    if let Some(endpoint) = endpoint {
+                        endpoint.stop();
+                    }
+                    return Err(e);
+                }
+                if !waited {
+                    warn!(addr = %config.listen, "leader: {e}; waiting for the old leader to let go of it");
+                    waited = true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Why a running service stopped serving on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fatal {
+    /// A newer instance began an epoch on the store: its writes are refused.
+    Fenced(String),
+    /// The leadership lease ran out or was taken over.
+    LeaseLost(String),
+}
+
+impl Fatal {
+    pub fn reason(&self) -> &str {
+        match self {
+            Fatal::Fenced(r) | Fatal::LeaseLost(r) => r,
+        }
+    }
+
+    /// brlockd's exit code for it: 3 fenced, 4 lease lost.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Fatal::Fenced(_) => 3,
+            Fatal::LeaseLost(_) => 4,
+        }
     }
 }
 
@@ -157,6 +311,9 @@ impl NlmServiceBuilder {
 pub struct NlmService {
     server: Server,
     store: Option<Arc<Store>>,
+    /// Held on a PostgreSQL store: the lease this instance serves under.
+    leadership: Option<Leadership>,
+    role: watch::Receiver<Role>,
 }
 
 impl NlmService {
@@ -166,6 +323,11 @@ impl NlmService {
         NlmServiceBuilder {
             config,
             handles: Arc::new(AcceptAllHandles),
+            role: watch::channel(Role::Standby {
+                leader: String::new(),
+                since: String::new(),
+            })
+            .0,
         }
     }
 
@@ -181,12 +343,35 @@ impl NlmService {
     /// Resolves with the reason once the service can no longer serve (another instance took its
     /// store over); the program should then shut it down and exit non-zero.
     pub async fn fatal(&self) -> String {
-        self.server.fatal().await
+        self.stopped_serving().await.reason().to_owned()
     }
 
-    /// Stops serving, finishes what is in flight, unregisters from rpcbind, closes the store.
+    /// [`NlmService::fatal`] with its cause: fenced, or the leadership lease lost.
+    pub async fn stopped_serving(&self) -> Fatal {
+        let lease_lost = async {
+            match &self.leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            reason = self.server.fatal() => Fatal::Fenced(reason),
+            reason = lease_lost => Fatal::LeaseLost(reason),
+        }
+    }
+
+    /// Leader, standby or stepped down, as it changes.
+    pub fn role(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// Stops serving, finishes what is in flight, unregisters from rpcbind, gives the leadership
+    /// lease up (a standby takes over at once), closes the store.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Some(leadership) = self.leadership {
+            leadership.step_down().await;
+        }
         if let Some(store) = self.store {
             store.close().await;
         }

@@ -82,6 +82,9 @@ async fn stored(store: &Store) -> Vec<LockRecord> {
     store.records(&RecordFilter::All).await.unwrap()
 }
 
+/// 32 bytes: the one file handle size NLM v3 (client b) and v4 (client a) both carry.
+const FH: &str = "fh-durable-000000000000000000000";
+
 #[tokio::test]
 async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store() {
     let store = Arc::new(Store::Memory(MemoryStore::new()));
@@ -92,15 +95,12 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
     let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
         .await
         .unwrap();
-    let held = lock_of("host-a", "fh", 1, 0, 100);
+    let held = lock_of("host-a", FH, 1, 0, 100);
     assert_eq!(
         a.lock(&held, true, false).await.unwrap().stat,
         Stat::Granted
     );
-    assert_eq!(
-        stored(&store).await,
-        vec![record("host-a", 1, "fh", 0, 100)]
-    );
+    assert_eq!(stored(&store).await, vec![record("host-a", 1, FH, 0, 100)]);
 
     let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
     assert_eq!(metric_value(&page, "brlock_store_writes_total"), Some(1.0));
@@ -116,9 +116,9 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
 
     memory(&store).set_unavailable(Some("disk on fire"));
     // v4 says NLM4_FAILED, v1/v3 DENIED_NOLOCKS; neither lock nor unlock happened.
-    let lost = lock_of("host-a", "fh", 1, 200, 10);
+    let lost = lock_of("host-a", FH, 1, 200, 10);
     assert_eq!(a.lock(&lost, true, false).await.unwrap().stat, Stat::Failed);
-    let lb = lock_of("host-b", "fh", 2, 300, 10);
+    let lb = lock_of("host-b", FH, 2, 300, 10);
     assert_eq!(
         b.lock(&lb, true, false).await.unwrap().stat,
         Stat::DeniedNolocks
@@ -131,7 +131,7 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
 
     memory(&store).set_unavailable(None);
     // Serving resumes once the core is rebuilt: b's TEST over a's lock stops failing.
-    let probe = lock_of("host-b", "fh", 2, 50, 1);
+    let probe = lock_of("host-b", FH, 2, 50, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let stat = loop {
         let stat = b.test(&probe, true).await.unwrap().stat;
@@ -142,10 +142,7 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
     };
     // The failed unlock did not happen (a still holds [0, 100)); the failed lock is not held.
     assert_eq!(stat, Stat::Denied);
-    assert_eq!(
-        stored(&store).await,
-        vec![record("host-a", 1, "fh", 0, 100)]
-    );
+    assert_eq!(stored(&store).await, vec![record("host-a", 1, FH, 0, 100)]);
     // One event's writes failed (the later requests were refused while the core waited for the
     // store), and the core was rebuilt once.
     let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
@@ -158,16 +155,13 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         Some(1.0)
     );
     assert_eq!(readyz(&s).await.0, 200);
-    let over_lost = lock_of("host-b", "fh", 2, 200, 10);
+    let over_lost = lock_of("host-b", FH, 2, 200, 10);
     assert_eq!(
         b.lock(&over_lost, true, false).await.unwrap().stat,
         Stat::Granted
     );
     assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Granted);
-    assert_eq!(
-        stored(&store).await,
-        vec![record("host-b", 2, "fh", 200, 10)]
-    );
+    assert_eq!(stored(&store).await, vec![record("host-b", 2, FH, 200, 10)]);
     s.shutdown().await;
 }
 

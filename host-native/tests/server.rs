@@ -117,7 +117,9 @@ async fn a_blocked_lock_is_granted_by_callback_and_cancel_withdraws_a_waiter() {
         (g.lock.svid, g.lock.fh.as_slice(), g.lock.len),
         (2, &b"fh"[..], 10)
     );
-    assert_eq!(g.cookie, b"lock");
+    // brlockd's own cookie (the core's keyed callback cookie), as Linux lockd sends its own.
+    assert_eq!(g.cookie.len(), brlock_core::COOKIE_LEN);
+    assert_ne!(g.cookie, b"lock");
     // b now holds it: a conflicts.
     assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Denied);
     // a queues and cancels; b's unlock then grants nothing to a.
@@ -367,7 +369,14 @@ async fn a_caller_binding_lasts_while_the_host_holds_something_and_is_then_forgo
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // ... and is bound to that address now.
+    // A request that leaves the name holding nothing binds it no longer than itself (issue 13,
+    // row 7): it may call from home again ...
+    assert_eq!(home.test(&probe, true).await.unwrap().stat, Stat::Granted);
+    // ... while a lock binds it to the address the lock came from.
+    assert_eq!(
+        elsewhere.lock(&probe, true, false).await.unwrap().stat,
+        Stat::Granted
+    );
     assert_eq!(
         home.test(&probe, true).await.unwrap().stat,
         Stat::DeniedNolocks
@@ -528,14 +537,22 @@ async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
                 );
             }
         }
-        // The same client on a regular file: served, and the held lock still conflicts.
-        let regular = lock_of("host-a", "fh-regular", 1, 50, 10);
+        // The same client on a regular file: served, and the held lock still conflicts. (In
+        // v1/v3 the client pads the handle to 32 bytes: the v4 holder holds that one too.)
+        let sized = brlock_native::nlm::fh_for(version, b"fh-regular");
+        let sized = String::from_utf8(sized).unwrap();
+        if version != NlmVersion::V4 {
+            let held = lock_of("host-b", &sized, 2, 0, 100);
+            let stat = holder.lock(&held, true, false).await.unwrap().stat;
+            assert!(matches!(stat, Stat::Granted), "{stat:?}");
+        }
+        let regular = lock_of("host-a", &sized, 1, 50, 10);
         assert_eq!(
             c.lock(&regular, true, false).await.unwrap().stat,
             Stat::Denied,
             "{version:?} LOCK on a held regular file"
         );
-        let free = lock_of("host-a", "fh-regular", 1, 200, 10);
+        let free = lock_of("host-a", &sized, 1, 200, 10);
         assert_eq!(
             c.lock(&free, true, false).await.unwrap().stat,
             Stat::Granted,
@@ -543,12 +560,13 @@ async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
         );
         assert_eq!(c.unlock(&free).await.unwrap().stat, Stat::Granted);
     }
-    // No refused request reached the core: it holds only host-b's lock and queues nothing.
+    // No refused request reached the core: it holds only host-b's locks (on the v4 handle and
+    // on the padded v1/v3 one) and queues nothing.
     let metrics = metrics_of(&s).await;
     for line in [
-        "brlock_held_locks 1\n",
+        "brlock_held_locks 2\n",
         "brlock_waiters 0\n",
-        "brlock_files 1\n",
+        "brlock_files 2\n",
     ] {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
     }

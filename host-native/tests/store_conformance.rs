@@ -637,6 +637,52 @@ async fn shares_hosts_and_the_nsm_state_are_kept(b: Backend) {
     }
 }
 
+/// The largest values intake lets through (a 128-byte file handle, a 1,024-byte caller_name, an
+/// owner of caller_name + svid + a 1,024-byte oh), incompressible, in one batch with an ordinary
+/// record: the whole batch lands, and every lookup and delete finds them (issue 13, row 10: on
+/// PostgreSQL such a key was once too large for its index and failed the batch).
+async fn the_largest_accepted_keys_fit_and_do_not_fail_a_batch(b: Backend) {
+    let db = TestDb::new(b).await;
+    let store = db.open().await;
+    let (epoch, _) = store.begin_epoch().await.unwrap();
+    let state = RandomState::new();
+    let noise = |n: usize, salt: u64| -> Vec<u8> {
+        (0..n as u64)
+            .flat_map(|i| state.hash_one((salt, i)).to_le_bytes())
+            .take(n)
+            .collect()
+    };
+    let (fh, caller) = (noise(128, 1), noise(1024, 2));
+    let owner = [&caller[..], &noise(1040, 3)].concat();
+    let big = rec(&fh, &caller, &owner, X, u64::MAX - 1, 1);
+    let small = rec(b"f", b"c", b"o", S, 0, 10);
+    store
+        .apply(epoch, &[put(1, &small), put(2, &big)])
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await, sorted(vec![small.clone(), big.clone()]));
+    let by_owner = RecordFilter::Owner(big.client.clone(), big.owner.clone());
+    assert_eq!(store.records(&by_owner).await.unwrap(), vec![big.clone()]);
+    let big_share = share(&fh, &caller, &owner, ShareMode::Both, ShareMode::Write);
+    let shares = [Write {
+        seq: 3,
+        op: PersistOp::PutShare(big_share.clone()),
+    }];
+    store.apply(epoch, &shares).await.unwrap();
+    assert_eq!(store.kept().await.unwrap().shares, vec![big_share.clone()]);
+    let gone = [
+        del(4, &big),
+        Write {
+            seq: 5,
+            op: PersistOp::DeleteShare(big_share),
+        },
+    ];
+    store.apply(epoch, &gone).await.unwrap();
+    assert_eq!(all(&store).await, vec![small]);
+    assert_eq!(store.kept().await.unwrap().shares, vec![]);
+    store.close().await;
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -670,6 +716,7 @@ suite!(
     group_commit_fencing_is_final,
     restore_takes_what_begin_epoch_returns,
     shares_hosts_and_the_nsm_state_are_kept,
+    the_largest_accepted_keys_fit_and_do_not_fail_a_batch,
 );
 
 // ---- What only databases can show. ----
@@ -986,6 +1033,48 @@ mod sqlite_only {
             "{err}"
         );
         assert_eq!(all(&store).await, sorted(vec![kept, first]));
+    }
+
+    /// One request the store cannot take fails alone: in a group-commit transaction of three
+    /// requests, the one before it commits and is answered Ok; it and the one after it fail (the
+    /// server rebuilds its core after any failure, so nothing after it may be written).
+    #[tokio::test]
+    async fn group_commit_fails_only_from_the_request_the_store_cannot_take() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = Arc::new(db.open().await);
+        let (epoch, _) = store.begin_epoch().await.unwrap();
+        db.raw(
+            "CREATE TRIGGER refuse BEFORE INSERT ON lock_record WHEN NEW.range_offset = 666 \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .await;
+        let options = GroupCommitOptions {
+            halt_on_failure: true,
+            ..GroupCommitOptions::default()
+        };
+        let commits = GroupCommit::spawn(store.clone(), epoch, options);
+        let before = rec(b"f", b"a", b"o", X, 0, 1);
+        let refused = rec(b"f", b"b", b"o", X, 666, 1);
+        let after = rec(b"f", b"c", b"o", X, 10, 1);
+        // Queued before the committer runs: one transaction.
+        let tickets = [
+            commits.submit_now(vec![put(1, &before)]),
+            commits.submit_now(vec![put(2, &refused)]),
+            commits.submit_now(vec![put(3, &after)]),
+        ];
+        let mut results = Vec::new();
+        for t in tickets {
+            results.push(t.await);
+        }
+        assert_eq!(results[0], Ok(()));
+        assert!(
+            matches!(&results[1], Err(StoreError::Unavailable(m)) if m.contains("refused by the test")),
+            "{:?}",
+            results[1]
+        );
+        assert!(results[2].is_err());
+        assert_eq!(all(&store).await, vec![before]);
+        commits.shutdown().await;
     }
 
     #[tokio::test]

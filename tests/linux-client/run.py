@@ -16,7 +16,12 @@ script prints one line per case and closes with `N passed, M failed`. Exit statu
 expected case passed. Every process started here is stopped by its PID, also on failure or
 time-out, and the namespace is deleted.
 
-Usage (as root): run.py [--server brlockd|brlock-nfsd|ganesha] [--brlockd PATH] [--only a,b] [--timeout S]
+Usage (as root): run.py [--server brlockd|brlockd-ha|brlock-nfsd|ganesha] [--brlockd PATH] [--only a,b] [--timeout S]
+  --server brlockd-ha   two brlockd on one PostgreSQL database (the machine's, reached through its
+                        Unix socket, bind-mounted into the namespace) and the same address: a leader
+                        and a hot standby. A guest's "restart" kills (or stops) the leader and the
+                        standby takes over; only the restart cases run (a lock held in the guest
+                        survives a failover), and a new standby is started after each.
   --server brlock-nfsd  brlock-nfsd alone: NFSv3, MOUNT and NLM in one process, no Ganesha
   --server ganesha      the reference run: Ganesha's own NLM (and rpc.statd), no brlockd
 """
@@ -38,6 +43,9 @@ SERVER_IP = "10.99.0.1"
 GUEST_IP = "10.99.0.2"
 NLM_PORT = 4045
 GUEST_LOCKD_PORT = 4001
+# The machine's PostgreSQL socket directory (Debian), for --server brlockd-ha.
+PG_SOCKET_DIR = "/run/postgresql"
+HA_CASES = "a_held_lock_survives_a_server_crash,a_held_lock_survives_a_clean_server_restart"
 GANESHA_NLM_PORT = 32803
 
 
@@ -146,6 +154,11 @@ class Suite:
         self.procs = Processes(workdir)
         self.results = {}  # case -> (ok, detail)
         self.infos = []
+        # --server brlockd-ha: the PostgreSQL URL, and the names of the leader and the standby.
+        self.pg_url = None
+        self.ha_leader = None
+        self.ha_standby = None
+        self.ha_started = 0
 
     # -- the server host -------------------------------------------------------------------
     def network(self):
@@ -201,6 +214,48 @@ class Suite:
         if proc.poll() is not None:
             raise SetupError(f"brlockd exited with {proc.returncode}")
 
+    def ha_instance(self):
+        """Starts one more brlockd on the shared PostgreSQL store and the same address; returns its
+        process name (brlockd-1, brlockd-2, …)."""
+        self.ha_started += 1
+        name = f"brlockd-{self.ha_started}"
+        argv = [self.args.brlockd, "--listen", f"{SERVER_IP}:{NLM_PORT}", "--store", self.pg_url,
+                "--rpcbind", "127.0.0.1:111", "--allow", f"{SERVER_IP.rsplit('.', 1)[0]}.0/24",
+                "--grace", "30"] + self.args.brlockd_arg
+        self.procs.start(name, argv, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
+        return name
+
+    def ha_serves(self, name):
+        log_text = "\n".join(self.procs.log_tail(name, 200))
+        return "listening on" in log_text and rpcinfo_has(100021, 4)
+
+    def ha_waits(self, name):
+        return "standby: waiting for the leader" in "\n".join(self.procs.log_tail(name, 200))
+
+    def brlockd_ha(self):
+        """A leader, then a standby, on one PostgreSQL database and one address."""
+        self.ha_leader = self.ha_instance()
+        if not wait_until(lambda: self.ha_serves(self.ha_leader), 30):
+            raise SetupError("the first brlockd did not start and register NLM v4 with rpcbind")
+        self.ha_standby = self.ha_instance()
+        if not wait_until(lambda: self.ha_waits(self.ha_standby), 30):
+            raise SetupError("the second brlockd did not wait as a standby")
+
+    def ha_failover(self, sig):
+        """Stops the leader with `sig`; the standby must take over, serve the same address and
+        register with rpcbind. A new standby follows."""
+        old, new = self.ha_leader, self.ha_standby
+        t0 = time.monotonic()
+        self.procs.stop(old, sig, grace=15.0)
+        if not wait_until(lambda: self.ha_serves(new), 30):
+            return f"the standby {new} did not take over within 30 s"
+        log(f"failover: {old} stopped with {sig.name}; {new} serves after {time.monotonic() - t0:.1f} s")
+        self.ha_leader = new
+        self.ha_standby = self.ha_instance()
+        if not wait_until(lambda: self.ha_waits(self.ha_standby), 30):
+            return f"the new standby {self.ha_standby} did not wait"
+        return None
+
     def nfsd(self):
         """Starts brlock-nfsd (again, after a restart: on the same store and export)."""
         export = os.path.join(self.dir, "export")
@@ -223,6 +278,8 @@ class Suite:
 
     def host_action(self, what):
         """What a guest case asks of the server host; returns None when done, else why not."""
+        if self.args.server == "brlockd-ha" and what in ("restart-kill", "restart-term"):
+            return self.ha_failover(signal.SIGKILL if what == "restart-kill" else signal.SIGTERM)
         restart = {"brlockd": self.brlockd, "brlock-nfsd": self.nfsd}.get(self.args.server)
         if restart is None:
             return f"{what} is not supported with --server {self.args.server}"
@@ -363,9 +420,23 @@ def run(argv):
 def inner(args):
     """Inside the namespace (and a mount namespace of its own): run the suite."""
     workdir = tempfile.mkdtemp(prefix="brlock-linux-client.")
+    pg_db = pg_sock = None
+    if args.server == "brlockd-ha":
+        # The machine's PostgreSQL, through its socket (the namespace has a loopback of its own):
+        # bind-mounted before /run is hidden, in this private mount namespace only. The mount point
+        # is NOT inside workdir: removing workdir must never walk into the machine's socket
+        # directory (it would delete PostgreSQL's socket and pid file).
+        pg_sock = tempfile.mkdtemp(prefix="brlock-pgsock.")
+        run(["mount", "--bind", PG_SOCKET_DIR, pg_sock])
+        pg_db = f"brlock_lc_{os.getpid()}"
+        run(["psql", "-h", pg_sock, "-U", "postgres", "-d", "postgres", "-qc", f"CREATE DATABASE {pg_db}"])
+        if not args.only:
+            args.only = HA_CASES
     # A private /run: rpcbind's socket and lock files, Ganesha's and statd's pid files.
     run(["mount", "-t", "tmpfs", "tmpfs", "/run"])
     suite = Suite(args, workdir)
+    if pg_db:
+        suite.pg_url = f"postgres://postgres@localhost/{pg_db}?host={pg_sock}"
     expected = subprocess.run([os.path.join(args.guest_dir, "locktest"), "--list"],
                               capture_output=True, text=True, check=True).stdout.split()
     if args.only:
@@ -387,6 +458,9 @@ def inner(args):
             export = suite.ganesha(nlm=True)
         elif args.server == "brlock-nfsd":
             export = suite.nfsd()
+        elif args.server == "brlockd-ha":
+            export = suite.ganesha(nlm=False)
+            suite.brlockd_ha()
         else:
             export = suite.ganesha(nlm=False)
             suite.brlockd()
@@ -402,6 +476,12 @@ def inner(args):
         failed_setup = str(e)
     finally:
         suite.procs.stop_all()
+        if pg_db:
+            subprocess.run(["psql", "-h", pg_sock, "-U", "postgres", "-d", "postgres",
+                            "-qc", f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"])
+            # Unmounted, then the empty mount point removed with rmdir (never a tree walk).
+            if subprocess.run(["umount", pg_sock]).returncode == 0:
+                os.rmdir(pg_sock)
 
     for name in expected:
         if name not in suite.results:
@@ -420,7 +500,8 @@ def inner(args):
     if failed_setup:
         print(f"linux-client: {failed_setup}", flush=True)
     if failed or failed_setup:
-        for name in ("brlockd", "brlock-nfsd", "ganesha", "rpcbind"):
+        names = ["brlockd", "brlock-nfsd", "ganesha", "rpcbind"] + [f"brlockd-{i}" for i in range(1, suite.ha_started + 1)]
+        for name in names:
             tail = suite.procs.log_tail(name, 20)
             if tail:
                 print(f"linux-client: last lines of {name}'s log:")
@@ -484,7 +565,7 @@ def stop_on_sigterm():
 def main():
     stop_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", choices=["brlockd", "brlock-nfsd", "ganesha"], default="brlockd")
+    p.add_argument("--server", choices=["brlockd", "brlockd-ha", "brlock-nfsd", "ganesha"], default="brlockd")
     p.add_argument("--brlockd", default=os.path.join(ROOT, "target", "debug", "brlockd"))
     p.add_argument("--nfsd", default=os.path.join(ROOT, "target", "debug", "brlock-nfsd"))
     p.add_argument("--brlockd-arg", action="append", default=[],

@@ -136,6 +136,8 @@ pub struct Options {
     pub statd: Option<String>,
     /// `RUST_LOG` for the server; the test's own `RUST_LOG`, else `info`, if unset.
     pub log_filter: Option<String>,
+    /// `--listen`; `127.0.0.1:0` if unset.
+    pub listen: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -147,6 +149,9 @@ pub struct Brlockd {
     /// Where it serves metrics, when asked for.
     pub metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// stdout's lines, read by a thread (`listening on`, `metrics on`).
+    lines: mpsc::Receiver<String>,
+    args: Vec<String>,
 }
 
 impl Brlockd {
@@ -161,14 +166,44 @@ impl Brlockd {
     }
 
     pub fn start_binary(binary: &Path, options: Options) -> Self {
+        let wants_metrics = options.metrics;
+        let mut server = Self::spawn_binary(binary, options);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !server.wait_listening(deadline.saturating_duration_since(Instant::now()))
+            || (wants_metrics && server.metrics.is_none())
+        {
+            if Instant::now() >= deadline {
+                let status = server.child.try_wait().ok().flatten();
+                panic!(
+                    "brlockd {:?} printed no `listening on` line within {START_TIMEOUT:?} \
+                     (exit status: {status:?}); stderr:\n{}",
+                    server.args,
+                    server.stderr_text()
+                );
+            }
+        }
+        server
+    }
+
+    /// Starts `brlockd` without waiting for it to serve (a standby never does until it takes
+    /// over): see [`Brlockd::wait_listening`].
+    pub fn spawn_with(options: Options) -> Self {
+        Self::spawn_binary(&brlockd_path(), options)
+    }
+
+    pub fn spawn_binary(binary: &Path, options: Options) -> Self {
         let portmap_port = options.portmap_port.unwrap_or(DEAD_PORT).to_string();
         let store = options.store.clone().unwrap_or_else(|| "memory".into());
         let grace = options.grace.unwrap_or(0).to_string();
         let rpcbind = options.rpcbind.clone().unwrap_or_else(|| "none".into());
         let statd = options.statd.clone().unwrap_or_else(|| "none".into());
+        let listen = options
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".into());
         let mut args: Vec<String> = [
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--store",
             &store,
             "--grace",
@@ -229,38 +264,51 @@ impl Brlockd {
             }
         });
 
-        let mut server = Brlockd {
+        Brlockd {
             child,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             metrics: None,
             stderr,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut listening = None;
-        let mut metrics = None;
-        while listening.is_none() || (options.metrics && metrics.is_none()) {
+            lines: lines_rx,
+            args,
+        }
+    }
+
+    /// Waits up to `within` for the `listening on` line (true once it has come, then at once);
+    /// notes `metrics on` on the way.
+    pub fn wait_listening(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.is_listening() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match lines_rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("listening on ") {
-                        listening = Some(parse_addr(rest, &line));
-                    } else if let Some(rest) = line.strip_prefix("metrics on ") {
-                        metrics = Some(parse_addr(rest, &line));
-                    }
-                }
-                Err(_) => {
-                    let status = server.child.try_wait().ok().flatten();
-                    panic!(
-                        "brlockd {args:?} printed no `listening on` line within {START_TIMEOUT:?} \
-                         (exit status: {status:?}); stderr:\n{}",
-                        server.stderr_text()
-                    );
-                }
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.take_line(&line),
+                Err(_) => return false,
             }
         }
-        server.addr = listening.expect("loop ends with an address");
-        server.metrics = metrics;
-        server
+        true
+    }
+
+    /// Whether it has printed `listening on` (reads what stdout has so far, without waiting).
+    pub fn is_listening(&mut self) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.take_line(&line);
+        }
+        self.addr.port() != 0
+    }
+
+    fn take_line(&mut self, line: &str) {
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            self.addr = parse_addr(rest, line);
+        } else if let Some(rest) = line.strip_prefix("metrics on ") {
+            self.metrics = Some(parse_addr(rest, line));
+        }
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     pub fn pid(&self) -> u32 {

@@ -408,7 +408,14 @@ impl NlmClient {
     }
 
     /// Encodes `call` for this client's version. Panics if the codec refuses (a test bug).
+    /// A file handle the tests name with a short string is zero-padded to 32 bytes in v1/v3
+    /// (`nlm::fh_for`), the only size those versions carry.
     pub fn encode_args(&self, call: &NlmCall) -> Vec<u8> {
+        let mut call = call.clone();
+        if let Some(fh) = call.fh_mut() {
+            *fh = nlm::fh_for(self.version, fh);
+        }
+        let call = &call;
         let mut args = Vec::new();
         nlm::encode_call(self.version, call, &mut args)
             .unwrap_or_else(|e| panic!("cannot encode {call:?} for {:?}: {e}", self.version));

@@ -5,6 +5,7 @@
 //! - [`client`]: a blocking ONC RPC / NLM client over TCP or UDP, on `brlock_native`'s codec.
 //! - [`callback`]: a test portmapper and NLM listener, the client host's side of NLM_GRANTED
 //!   and `*_RES` callbacks.
+//! - [`pg`]: a PostgreSQL database of a test's own.
 //! - [`script`]: scenario scripts in `conformance/rpcgen`'s command language, so one scenario
 //!   runs through this client and through the independent rpcgen client alike.
 //!
@@ -19,5 +20,6 @@
 pub mod brlockd;
 pub mod callback;
 pub mod client;
+pub mod pg;
 pub mod scenarios;
 pub mod script;

@@ -295,8 +295,12 @@ fn execute_inner(client: &mut NlmClient, command: &str) -> Result<String, String
         _ => return Err(usage()),
     };
     let version = client.version;
+    let mut sized = call.clone();
+    if let Some(fh) = sized.fh_mut() {
+        *fh = nlm::fh_for(version, fh);
+    }
     let mut args = Vec::new();
-    nlm::encode_call(version, &call, &mut args).map_err(|e| format!("encode-error: {e}"))?;
+    nlm::encode_call(version, &sized, &mut args).map_err(|e| format!("encode-error: {e}"))?;
     let procedure = call.procedure();
     let reply = client
         .rpc

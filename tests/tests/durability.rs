@@ -1,15 +1,13 @@
 //! Durable lock state, end to end: brlockd on SQLite and on PostgreSQL is killed with SIGKILL in the
 //! middle of a stream of lock requests and restarted; every lock whose grant reached its client comes
-//! back and is reclaimable during grace, nothing else is. Two brlockd on one PostgreSQL: the older is
-//! fenced and exits.
+//! back and is reclaimable during grace, nothing else is. Two brlockd on one PostgreSQL: the second
+//! is a standby that fences nothing until the leader's lease runs out (takeovers: `ha.rs`).
 //!
 //! PostgreSQL: `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) must be up;
 //! each test creates its own database `brlock_e2e_<random>` with `psql` and drops it.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,11 +15,7 @@ use std::time::{Duration, Instant};
 use brlock_native::nlm::{NlmVersion, Stat};
 use brlock_tests::brlockd::{Brlockd, Options};
 use brlock_tests::client::{NlmClient, Owner, Transport};
-
-fn unique(prefix: &str) -> String {
-    let n = RandomState::new().hash_one((std::process::id(), Instant::now()));
-    format!("{prefix}_{:012x}", n & 0xffff_ffff_ffff)
-}
+use brlock_tests::pg::{PgDb, unique};
 
 fn start(store: &str, grace: u64) -> Brlockd {
     Brlockd::start_with(Options {
@@ -74,52 +68,6 @@ impl SqliteDb {
 impl Drop for SqliteDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A PostgreSQL database of its own, dropped on drop.
-struct PgDb {
-    admin: String,
-    name: String,
-}
-
-impl PgDb {
-    fn new() -> Self {
-        let admin = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = unique("brlock_e2e");
-        let db = PgDb { admin, name };
-        db.psql(&format!("CREATE DATABASE {}", db.name));
-        db
-    }
-    fn psql(&self, sql: &str) {
-        let out = Command::new("psql")
-            .args([&self.admin, "-v", "ON_ERROR_STOP=1", "-qc", sql])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
-        assert!(
-            out.status.success(),
-            "psql {sql:?} on {} failed: {}\nIs PostgreSQL up? Start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-            self.admin,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    fn url(&self) -> String {
-        let (base, _) = self
-            .admin
-            .rsplit_once('/')
-            .expect("DATABASE_URL has a database");
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        self.psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
     }
 }
 
@@ -325,8 +273,11 @@ fn postgres_crash_keeps_every_acknowledged_lock() {
     crash_and_reclaim(&db.url());
 }
 
+/// A second brlockd on the same PostgreSQL database waits as a standby: it fences nothing, and the
+/// leader keeps granting. Once the leader is gone (SIGTERM gives the lease up) the standby serves
+/// on the same address, holding what the leader acknowledged.
 #[test]
-fn postgres_older_instance_is_fenced_and_exits() {
+fn postgres_second_instance_is_a_standby_until_the_leader_goes() {
     let db = PgDb::new();
     let owner = Owner::new("host-f", 1, "oh-f");
     let mut old = start(&db.url(), 0);
@@ -335,37 +286,56 @@ fn postgres_older_instance_is_fenced_and_exits() {
         c.lock(&owner, b"fh", true, 0, 10, false).unwrap(),
         Stat::Granted
     );
-    // A second instance on the same database begins a newer epoch.
-    let new = start(&db.url(), 1);
-    // The old one's next write is refused by the store: the client is told, nothing is granted.
-    let stat = c.lock(&owner, b"fh", true, 100, 10, false).unwrap();
-    assert_eq!(stat, Stat::Failed, "the fenced instance must not grant");
-    let status = old.wait_exit(Duration::from_secs(15));
+    let mut standby = Brlockd::spawn_with(Options {
+        store: Some(db.url()),
+        grace: Some(30),
+        listen: Some(old.addr.to_string()),
+        ..Options::default()
+    });
+    assert!(
+        standby.log_contains("standby: waiting for the leader", Duration::from_secs(15)),
+        "{}",
+        standby.stderr_text()
+    );
+    // Not fenced: the leader's writes are taken.
     assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(3),
-        "fenced brlockd should exit 3; stderr:\n{}",
-        old.stderr_text()
+        c.lock(&owner, b"fh", true, 100, 10, false).unwrap(),
+        Stat::Granted
+    );
+    assert!(!standby.is_listening());
+    assert!(!old.log_contains("fenced: another brlockd", Duration::from_millis(200)));
+    // A clean stop gives the lease up: the standby takes over at once, on the same address.
+    assert_eq!(
+        old.terminate(Duration::from_secs(15))
+            .and_then(|s| s.code()),
+        Some(0)
     );
     assert!(
-        old.log_contains("fenced", Duration::from_secs(5)),
+        standby.wait_listening(Duration::from_secs(15)),
         "{}",
-        old.stderr_text()
+        standby.stderr_text()
     );
-    // The new instance holds what the old one acknowledged, and not what it refused.
-    let mut n = client(&new);
-    let mut args = n.lock_args(&owner, b"fh", true, 0, 10, false);
-    args.reclaim = true;
-    assert_eq!(n.lock_with(args).unwrap(), Stat::Granted);
+    assert_eq!(standby.addr, old.addr);
+    let mut n = client(&standby);
+    for offset in [0, 100] {
+        let mut args = n.lock_args(&owner, b"fh", true, offset, 10, false);
+        args.reclaim = true;
+        assert_eq!(
+            n.lock_with(args).unwrap(),
+            Stat::Granted,
+            "reclaim at {offset}"
+        );
+    }
     let other = Owner::new("host-g", 2, "oh-g");
     assert_eq!(
-        n.lock(&other, b"fh", true, 100, 10, false).unwrap(),
+        n.lock(&other, b"fh", true, 200, 10, false).unwrap(),
         Stat::Granted
     );
 }
 
-/// A second brlockd started by mistake on the same PostgreSQL database and the same address cannot
-/// listen, and exits before it touches the store: the running one is not fenced and keeps writing.
+/// A second brlockd started by mistake on the same PostgreSQL database and the same address is a
+/// standby: it neither binds the address nor touches the epoch, so the running one is not fenced and
+/// keeps writing.
 #[test]
 fn postgres_second_start_on_a_taken_address_does_not_fence_the_first() {
     let db = PgDb::new();
@@ -376,43 +346,29 @@ fn postgres_second_start_on_a_taken_address_does_not_fence_the_first() {
         c.lock(&owner, b"fh", true, 0, 10, false).unwrap(),
         Stat::Granted
     );
-    let mut second = Command::new(brlock_tests::brlockd::brlockd_path())
-        .args([
-            "--listen",
-            &first.addr.to_string(),
-            "--store",
-            &db.url(),
-            "--rpcbind",
-            "none",
-            "--statd",
-            "none",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("the second brlockd did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let epoch = || {
+        db.query("SELECT epoch FROM server WHERE id = 1")
+            .trim()
+            .to_string()
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot listen"), "{stderr}");
+    let before = epoch();
+    let mut second = Brlockd::spawn_with(Options {
+        store: Some(db.url()),
+        listen: Some(first.addr.to_string()),
+        ..Options::default()
+    });
+    assert!(
+        second.log_contains("standby: waiting for the leader", Duration::from_secs(15)),
+        "{}",
+        second.stderr_text()
+    );
     // Still the store's instance: its writes are taken.
     assert_eq!(
         c.lock(&owner, b"fh", true, 20, 10, false).unwrap(),
         Stat::Granted
     );
+    assert_eq!(epoch(), before, "a standby begins no epoch");
+    assert!(second.is_running() && !second.is_listening());
     assert!(first.is_running());
     assert!(!first.log_contains("fenced: another brlockd", Duration::from_millis(300)));
 }

@@ -7,7 +7,12 @@
 //! restarted (docs/operations.md). Exit codes: 0 after SIGTERM/Ctrl-C, 1 when it cannot start
 //! (address in use, another instance serving the SQLite store, store unreachable or corrupt), 2 for
 //! a bad configuration (an invalid `RUST_LOG` too), 3 when fenced (another instance took over the
-//! store). `--print-config` prints the effective settings as TOML and exits 0.
+//! store), 4 when its PostgreSQL leadership lease ran out or was taken over. `--print-config` prints
+//! the effective settings as TOML and exits 0.
+//!
+//! On a PostgreSQL store, instances started with the same `--store` elect one leader through a
+//! lease in the database (`leader.rs`); the others wait as hot standbys (logging `standby: waiting
+//! for the leader …`), bind nothing clients use, and take over when the leader's lease runs out.
 
 use std::process::ExitCode;
 
@@ -17,9 +22,6 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Directive;
-
-/// Exit code of an instance whose store was taken over by a newer one.
-const EXIT_FENCED: u8 = 3;
 
 /// The log filter from `RUST_LOG` (`info` when unset or empty). A directive that does not parse is
 /// an error naming it, not a silent fall-back to the default.
@@ -122,10 +124,10 @@ fn main() -> ExitCode {
         let code = tokio::select! {
             _ = term.recv() => ExitCode::SUCCESS,
             _ = int.recv() => ExitCode::SUCCESS,
-            reason = server.fatal() => {
-                tracing::error!("{reason}");
-                eprintln!("brlockd: {reason}");
-                ExitCode::from(EXIT_FENCED)
+            fatal = server.stopped_serving() => {
+                tracing::error!("{}", fatal.reason());
+                eprintln!("brlockd: {}", fatal.reason());
+                ExitCode::from(fatal.exit_code())
             }
         };
         tracing::info!("shutting down");

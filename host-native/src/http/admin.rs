@@ -124,11 +124,7 @@ pub async fn locks(ctx: HttpContext, request: Request) -> Response {
             Ok(q) => q,
             Err(response) => return response,
         };
-    match ctx
-        .core
-        .ask(move |v| admin::locks(v.core, &filter, limit))
-        .await
-    {
+    match ctx.core.ask(move |v| admin::locks(v, &filter, limit)).await {
         Some(entries) => listing("locks", entries, limit, admin::LockEntry::row).await,
         None => stopped(),
     }
@@ -247,20 +243,30 @@ pub async fn readyz(ctx: HttpContext, request: Request) -> Response {
     if let Err(response) = params(&request, &[]) {
         return response;
     }
-    let readiness = ctx
-        .core
-        .ask(|v| v.readiness)
-        .await
-        .unwrap_or(Readiness::Stopped);
+    let role = ctx.role.borrow().clone();
+    let readiness = match Readiness::of_role(&role) {
+        Some(not_serving) => not_serving,
+        None => ctx
+            .core
+            .ask(|v| v.readiness)
+            .await
+            .unwrap_or(Readiness::Stopped),
+    };
     let status = if readiness.is_ready() { 200 } else { 503 };
-    Response::json(
-        status,
-        &serde_json::json!({
-            "ready": readiness.is_ready(),
-            "state": readiness,
-            "reason": readiness.reason(),
-        }),
-    )
+    let mut body = serde_json::json!({
+        "ready": readiness.is_ready(),
+        "state": readiness,
+        "reason": readiness.reason(),
+    });
+    match role {
+        crate::leader::Role::Standby { leader, since } if !leader.is_empty() => {
+            body["leader"] = leader.into();
+            body["leader_since"] = since.into();
+        }
+        crate::leader::Role::SteppedDown { reason } => body["reason"] = reason.into(),
+        _ => {}
+    }
+    Response::json(status, &body)
 }
 
 #[cfg(test)]

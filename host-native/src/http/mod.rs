@@ -165,13 +165,27 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Serves `router` on `listener` until the task is aborted: one task per connection.
+/// Connections served at once (streamed bodies included); more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// Serves `router` on `listener` until the task is aborted: one task per connection, at most
+/// [`MAX_CONNECTIONS`] at once. Accept errors (EMFILE when descriptors run out) back off rather
+/// than spin (issue 13, row 9; `server/accept_backoff.rs`).
 pub async fn serve(listener: TcpListener, router: Arc<Router>) {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = crate::server::accept_backoff::AcceptBackoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
         };
-        tokio::spawn(connection(stream, router.clone()));
+        let (stream, _) =
+            crate::server::accept_backoff::accept_with_backoff(&listener, &mut backoff, "http")
+                .await;
+        let router = router.clone();
+        tokio::spawn(async move {
+            connection(stream, router).await;
+            drop(permit);
+        });
     }
 }
 

@@ -5,8 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::{Request, Response, Router, admin};
+use tokio::sync::watch;
+
 use crate::config::Settings;
 use crate::http_events::LiveHttp;
+use crate::leader::Role;
 use crate::metrics::Metrics;
 use crate::server::admin::CoreQueries;
 
@@ -20,6 +23,8 @@ pub struct HttpContext {
     pub settings: Arc<Settings>,
     /// `/events` and the visualiser's files (http_events.rs).
     pub live: Arc<LiveHttp>,
+    /// Leader, standby or stepped down (`leader.rs`); a standby's `/readyz` is answered from it.
+    pub role: watch::Receiver<Role>,
 }
 
 pub fn routes(ctx: &HttpContext) -> Router {

@@ -11,8 +11,8 @@ use brlock_core::{CallbackResult, WaiterId};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::dispatch::{GrantCookie, waiter_cookie};
-use super::outbound::{Transport, call, getport};
+use super::dispatch::GrantCookie;
+use super::outbound::Transport;
 use super::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Stat, TestArgs};
 use crate::nsm::{Mon, MonId, MyId, NSM_PROGRAM, NSM_VERSION, NsmProc, SmResult, SmStatRes};
@@ -26,15 +26,17 @@ async fn client_nlm(
     transport: Transport,
 ) -> Result<SocketAddr, String> {
     let pmap = SocketAddr::new(ip, shared.config.portmap_port);
-    let port = getport(
-        pmap,
-        NLM_PROGRAM,
-        version as u32,
-        transport,
-        shared.config.callback_timeout,
-    )
-    .await
-    .map_err(|e| format!("portmapper at {pmap}: {e}"))?;
+    let port = shared
+        .outbound
+        .getport(
+            pmap,
+            NLM_PROGRAM,
+            version as u32,
+            transport,
+            shared.config.callback_timeout,
+        )
+        .await
+        .map_err(|e| format!("portmapper at {pmap}: {e}"))?;
     if port == 0 {
         return Err(format!(
             "no NLM v{} {} registered at {pmap}",
@@ -45,16 +47,29 @@ async fn client_nlm(
     Ok(SocketAddr::new(ip, port))
 }
 
+/// One GRANTED callback: which grant, which send of it, and the NLM cookie that names it (the
+/// core's `callback_cookie`, which a GRANTED_RES must carry back).
+#[derive(Clone, Debug)]
+pub(crate) struct Callback {
+    pub waiter: WaiterId,
+    pub attempt: u32,
+    pub nlm_cookie: Vec<u8>,
+}
+
 /// Sends GRANTED (and reports its outcome) or GRANTED_MSG (whose outcome arrives as GRANTED_RES or
-/// times out) for `waiter`.
+/// times out) for `callback.waiter`.
 pub(crate) async fn send_granted(
     shared: Arc<Shared>,
     ip: IpAddr,
-    waiter: WaiterId,
-    attempt: u32,
+    callback: Callback,
     grant: GrantCookie,
     mut args: TestArgs,
 ) {
+    let Callback {
+        waiter,
+        attempt,
+        nlm_cookie,
+    } = callback;
     let started = Instant::now();
     let timeout = shared.config.callback_timeout;
     let procedure = if grant.msg {
@@ -64,25 +79,27 @@ pub(crate) async fn send_granted(
     };
     let work = async {
         let addr = client_nlm(&shared, ip, grant.version, grant.transport).await?;
+        args.cookie = nlm_cookie;
         let nlm_call = if grant.msg {
-            args.cookie = waiter_cookie(waiter);
             NlmCall::GrantedMsg(args)
         } else {
-            args.cookie = grant.nlm_cookie.clone();
             NlmCall::Granted(args)
         };
         let mut encoded = Vec::new();
         nlm::encode_call(grant.version, &nlm_call, &mut encoded).map_err(|e| e.to_string())?;
-        let results = call(
-            grant.transport,
-            addr,
-            (NLM_PROGRAM, grant.version as u32, procedure as u32),
-            &encoded,
-            timeout,
-            !grant.msg,
-        )
-        .await
-        .map_err(|e| format!("{procedure:?} to {addr}: {e}"))?;
+        let results = shared
+            .outbound
+            .call_while(
+                || shared.gate.is_open(),
+                grant.transport,
+                addr,
+                (NLM_PROGRAM, grant.version as u32, procedure as u32),
+                &encoded,
+                timeout,
+                !grant.msg,
+            )
+            .await
+            .map_err(|e| format!("{procedure:?} to {addr}: {e}"))?;
         if grant.msg {
             return Ok(None);
         }
@@ -101,7 +118,9 @@ pub(crate) async fn send_granted(
             let tx = shared.core_tx.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
-                let _ = tx.send(CoreMsg::GrantedMsgExpired { waiter, attempt });
+                let _ = tx
+                    .send(CoreMsg::GrantedMsgExpired { waiter, attempt })
+                    .await;
             });
             return;
         }
@@ -120,11 +139,14 @@ pub(crate) async fn send_granted(
     shared
         .metrics
         .observe_callback(&format!("{result:?}").to_lowercase(), started.elapsed());
-    let _ = shared.core_tx.send(CoreMsg::CallbackOutcome {
-        waiter,
-        result,
-        attempt,
-    });
+    let _ = shared
+        .core_tx
+        .send(CoreMsg::CallbackOutcome {
+            waiter,
+            result,
+            attempt,
+        })
+        .await;
 }
 
 /// Sends the `*_RES` call answering a `*_MSG` request to the client's NLM service (one-way).
@@ -140,16 +162,19 @@ pub(crate) async fn send_res(
         let addr = client_nlm(&shared, ip, version, transport).await?;
         let mut encoded = Vec::new();
         nlm::encode_call(version, &res, &mut encoded).map_err(|e| e.to_string())?;
-        call(
-            transport,
-            addr,
-            (NLM_PROGRAM, version as u32, procedure as u32),
-            &encoded,
-            shared.config.callback_timeout,
-            false,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        shared
+            .outbound
+            .call_while(
+                || shared.gate.is_open(),
+                transport,
+                addr,
+                (NLM_PROGRAM, version as u32, procedure as u32),
+                &encoded,
+                shared.config.callback_timeout,
+                false,
+            )
+            .await
+            .map_err(|e| e.to_string())
     };
     match tokio::time::timeout(shared.config.callback_timeout, work).await {
         Ok(Ok(_)) => debug!(%ip, ?procedure, "sent"),
@@ -170,11 +195,10 @@ pub(crate) enum StatdCall {
 /// Starts the task that sends SM_MON and SM_UNMON to `statd` one at a time, in the order asked: an
 /// SM_UNMON and the next SM_MON for the same host must not swap on the way (statd would then stop
 /// watching a host that holds locks). The task ends when the returned sender is dropped.
-pub(crate) fn statd_calls(
-    shared: Arc<Shared>,
-    statd: SocketAddr,
-) -> mpsc::UnboundedSender<StatdCall> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+/// The queue holds at most [`STATD_QUEUE`] calls; one more is dropped (and logged): statd then
+/// watches a host a little longer, or not at all, which costs a missed reboot notice, never a lock.
+pub(crate) fn statd_calls(shared: Arc<Shared>, statd: SocketAddr) -> mpsc::Sender<StatdCall> {
+    let (tx, mut rx) = mpsc::channel(STATD_QUEUE);
     tokio::spawn(async move {
         while let Some(request) = rx.recv().await {
             call_statd(&shared, statd, request).await;
@@ -182,6 +206,9 @@ pub(crate) fn statd_calls(
     });
     tx
 }
+
+/// SM_MON/SM_UNMON calls waiting for statd.
+pub(crate) const STATD_QUEUE: usize = 1024;
 
 /// Who statd calls back on a reboot, the same in SM_MON and SM_UNMON (statd matches the pair):
 /// NLM procedure 16 on this host, as Linux lockd registers it.
@@ -223,15 +250,17 @@ async fn call_statd(shared: &Shared, statd: SocketAddr, request: StatdCall) {
             return;
         }
     };
-    let sent = call(
-        Transport::Udp,
-        statd,
-        (NSM_PROGRAM, NSM_VERSION, procedure as u32),
-        &args,
-        shared.config.callback_timeout,
-        true,
-    )
-    .await;
+    let sent = shared
+        .outbound
+        .call(
+            Transport::Udp,
+            statd,
+            (NSM_PROGRAM, NSM_VERSION, procedure as u32),
+            &args,
+            shared.config.callback_timeout,
+            true,
+        )
+        .await;
     match (procedure, sent) {
         (NsmProc::Mon, Ok(results)) => match decode_exact::<SmStatRes>(&results) {
             Ok(SmStatRes {

@@ -123,33 +123,31 @@ pub fn share_modes(access: ShareAccess, mode: ShareMode) -> (CoreShare, CoreShar
 }
 
 /// What the host keeps in the core's per-lock `cookie` to send the GRANTED callback later: the
-/// version and transport the client used, whether it asked via LOCK_MSG (→ GRANTED_MSG), and its
-/// NLM cookie.
+/// version and transport the client used, and whether it asked via LOCK_MSG (→ GRANTED_MSG). The
+/// callback's NLM cookie is not kept here: it is the core's `callback_cookie`, which nobody without
+/// the host's key can forge (Linux lockd, too, sends a cookie of its own in GRANTED).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantCookie {
     pub version: NlmVersion,
     pub transport: Transport,
     pub msg: bool,
-    pub nlm_cookie: Vec<u8>,
 }
 
 const GRANT_COOKIE_TAG: u8 = b'G';
 
 impl GrantCookie {
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![
+        vec![
             GRANT_COOKIE_TAG,
             self.version as u8,
             matches!(self.transport, Transport::Udp) as u8,
             self.msg as u8,
-        ];
-        b.extend_from_slice(&self.nlm_cookie);
-        b
+        ]
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
         match b {
-            [GRANT_COOKIE_TAG, v, t, m, rest @ ..] => Some(GrantCookie {
+            [GRANT_COOKIE_TAG, v, t, m] => Some(GrantCookie {
                 version: NlmVersion::from_wire(u32::from(*v))?,
                 transport: if *t == 1 {
                     Transport::Udp
@@ -157,25 +155,10 @@ impl GrantCookie {
                     Transport::Tcp
                 },
                 msg: *m == 1,
-                nlm_cookie: rest.to_vec(),
             }),
             _ => None,
         }
     }
-}
-
-/// The NLM cookie brlockd puts in GRANTED_MSG, so the client's GRANTED_RES names the waiter.
-pub fn waiter_cookie(waiter: brlock_core::WaiterId) -> Vec<u8> {
-    let mut b = b"brlk".to_vec();
-    b.extend_from_slice(&waiter.0.to_be_bytes());
-    b
-}
-
-pub fn parse_waiter_cookie(cookie: &[u8]) -> Option<brlock_core::WaiterId> {
-    let rest = cookie.strip_prefix(b"brlk")?;
-    Some(brlock_core::WaiterId(u64::from_be_bytes(
-        rest.try_into().ok()?,
-    )))
 }
 
 #[cfg(test)]
@@ -223,10 +206,8 @@ mod tests {
             version: NlmVersion::V3,
             transport: Transport::Udp,
             msg: true,
-            nlm_cookie: b"xyz".to_vec(),
         };
         assert_eq!(GrantCookie::decode(&c.encode()), Some(c));
-        let w = brlock_core::WaiterId(99);
-        assert_eq!(parse_waiter_cookie(&waiter_cookie(w)), Some(w));
+        assert_eq!(GrantCookie::decode(b"G\x03\x01\x01extra"), None);
     }
 }

@@ -73,23 +73,9 @@ impl Drop for Frames {
     }
 }
 
-/// How the HTTP handlers ask the core task for a subscription.
-pub(crate) fn subscriber(
-    core_tx: tokio::sync::mpsc::UnboundedSender<super::CoreMsg>,
-) -> crate::http_events::SubscribeSource {
-    Arc::new(move || {
-        let tx = core_tx.clone();
-        Box::pin(async move {
-            let (otx, orx) = tokio::sync::oneshot::channel();
-            tx.send(super::CoreMsg::Subscribe(otx)).ok()?;
-            orx.await.ok()
-        })
-    })
-}
-
 /// The core task's side: owned by it, so a subscription's snapshot and its first frame can never
 /// have an event between them.
-pub(crate) struct EventTap {
+pub struct EventTap {
     tx: broadcast::Sender<Arc<Frame>>,
     watchers: Arc<AtomicUsize>,
 }
@@ -109,7 +95,8 @@ impl EventTap {
         self.watchers.load(Ordering::Relaxed) > 0
     }
 
-    /// A subscription starting from `core` as it is now.
+    /// A subscription starting from `core` as it is now (asked on the core task, between two events,
+    /// through `CoreQueries::ask`).
     pub fn subscribe(&self, core: &Core) -> Subscription {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         Subscription {

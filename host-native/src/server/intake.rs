@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::mpsc::error::TrySendError;
 use tracing::debug;
 
 use super::drc::{DrcKey, Lookup};
+use super::flow::TcpReplies;
 use super::outbound::Transport;
 use super::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmDecodeError, NlmProc, NlmReply, NlmVersion};
@@ -22,7 +24,7 @@ use crate::rpc::{
 /// Where a reply goes: a TCP connection's writer, or the UDP socket back to the sender.
 #[derive(Clone, Debug)]
 pub enum ReplyTo {
-    Tcp(mpsc::UnboundedSender<Vec<u8>>),
+    Tcp(TcpReplies),
     Udp(Arc<UdpSocket>),
 }
 
@@ -42,6 +44,8 @@ pub struct CallCtx {
     pub received: Instant,
     /// Who asked about what, for the log lines (set by the core task).
     pub what: Option<super::request_log::RequestSummary>,
+    /// This call's place among the calls in flight (`flow.rs`), given back when the context goes.
+    pub in_flight: Option<OwnedSemaphorePermit>,
 }
 
 impl Shared {
@@ -57,12 +61,17 @@ impl Shared {
             self.drc_lock().complete(key, record);
         }
         match reply_to {
-            ReplyTo::Tcp(tx) => {
+            ReplyTo::Tcp(replies) => {
                 let mut framed = Vec::with_capacity(record.len() + 4);
                 encode_record(record, &mut framed);
-                let _ = tx.send(framed);
+                replies.send(framed);
             }
             ReplyTo::Udp(socket) => {
+                // The leadership gate, at the moment of sending (TCP: in the writer task).
+                if !self.gate.is_open() {
+                    debug!(%peer, "reply dropped: the leadership lease has run out");
+                    return;
+                }
                 if let Err(e) = socket.try_send_to(record, peer) {
                     debug!(%peer, error = %e, "UDP reply not sent");
                 }
@@ -110,28 +119,31 @@ pub(crate) fn local_for(local: IpAddr, peer: IpAddr) -> IpAddr {
         .map_or(local, |a| a.ip())
 }
 
-/// Handles one record that arrived from `peer` at `local`.
-pub(crate) fn on_record(
+/// Handles one record that arrived from `peer` at `local`: false when no reply will follow (the
+/// record was dropped). Over TCP it waits for room among the calls in flight; over UDP a call that
+/// finds none is dropped.
+pub(crate) async fn on_record(
     shared: &Arc<Shared>,
     record: &[u8],
     peer: SocketAddr,
     local: IpAddr,
     transport: Transport,
     reply_to: &ReplyTo,
-) {
+) -> bool {
     let received = Instant::now();
     let call = match decode_call(record) {
         Ok(call) => call,
         Err(e) => {
             debug!(%peer, error = %e, "refused RPC record");
-            if let Some(reply) = e.reply() {
-                let status = match reply.body {
-                    crate::rpc::ReplyBody::Denied(RejectStat::RpcMismatch { .. }) => "rpc_mismatch",
-                    _ => "auth_error",
-                };
-                shared.rpc_reply(reply_to, peer, None, reply, "none", status, received);
-            }
-            return;
+            let Some(reply) = e.reply() else {
+                return false;
+            };
+            let status = match reply.body {
+                crate::rpc::ReplyBody::Denied(RejectStat::RpcMismatch { .. }) => "rpc_mismatch",
+                _ => "auth_error",
+            };
+            shared.rpc_reply(reply_to, peer, None, reply, "none", status, received);
+            return true;
         }
     };
     let h = &call.header;
@@ -146,18 +158,18 @@ pub(crate) fn on_record(
         debug!(%peer, xid = h.xid, "refused call from outside the allowed networks");
         let reply = Reply::denied(h.xid, RejectStat::AuthError(AuthStat::TooWeak));
         shared.rpc_reply(reply_to, peer, None, reply, "none", "auth_error", received);
-        return;
+        return true;
     }
     // AUTH_NONE and AUTH_SYS only; any other flavour gets AUTH_BADCRED as from Linux's sunrpc.
     if !matches!(h.cred, Auth::None | Auth::Sys(_)) {
         debug!(%peer, xid = h.xid, "refused unsupported credential flavour");
         let reply = Reply::denied(h.xid, RejectStat::AuthError(AuthStat::BadCred));
         shared.rpc_reply(reply_to, peer, None, reply, "none", "auth_error", received);
-        return;
+        return true;
     }
     if h.program == crate::nsm::NSM_PROGRAM && shared.nsm_builtin {
         super::nsm_service::on_call(shared, h, call.args, peer, reply_to, received);
-        return;
+        return true;
     }
     if h.program != NLM_PROGRAM {
         debug!(%peer, xid = h.xid, program = h.program, "refused: program unavailable");
@@ -171,7 +183,7 @@ pub(crate) fn on_record(
             "prog_unavail",
             received,
         );
-        return;
+        return true;
     }
     let Some(version) = NlmVersion::from_wire(h.version) else {
         debug!(%peer, xid = h.xid, version = h.version, "refused: NLM version mismatch");
@@ -191,7 +203,7 @@ pub(crate) fn on_record(
             "prog_mismatch",
             received,
         );
-        return;
+        return true;
     };
     let drc = (h.procedure != NlmProc::Null as u32).then_some(DrcKey {
         ip: peer.ip(),
@@ -207,7 +219,7 @@ pub(crate) fn on_record(
             Lookup::New => {}
             Lookup::InFlight => {
                 debug!(%peer, xid = h.xid, "dropped duplicate of a call in progress");
-                return;
+                return false;
             }
             Lookup::Replay(reply) => {
                 debug!(%peer, xid = h.xid, "replayed cached reply");
@@ -217,7 +229,7 @@ pub(crate) fn on_record(
                     "replayed",
                     received.elapsed(),
                 );
-                return;
+                return true;
             }
         }
     }
@@ -236,7 +248,7 @@ pub(crate) fn on_record(
                 "proc_unavail",
                 received,
             );
-            return;
+            return true;
         }
         Err(NlmDecodeError::Garbage(e)) => {
             debug!(%peer, xid = h.xid, error = %e, "refused: garbage arguments");
@@ -251,9 +263,26 @@ pub(crate) fn on_record(
                 "garbage_args",
                 received,
             );
-            return;
+            return true;
         }
     };
+    // Linux lockd refuses a file handle of the wrong size while decoding (GARBAGE_ARGS): 32 bytes
+    // exactly in v1/v3, at most 128 in v4. Nothing longer reaches the core or the store.
+    if let Some(fh) = nlm_call.fh().filter(|fh| !version.takes_fh(fh.len())) {
+        debug!(%peer, xid = h.xid, len = fh.len(), ?version, "refused: file handle of the wrong size");
+        let reply = Reply::accepted(h.xid, AcceptStat::GarbageArgs);
+        let name = proc_name(h.procedure);
+        shared.rpc_reply(
+            reply_to,
+            peer,
+            drc.as_ref(),
+            reply,
+            &name,
+            "garbage_args",
+            received,
+        );
+        return true;
+    }
     let ctx = CallCtx {
         xid: h.xid,
         version,
@@ -265,20 +294,48 @@ pub(crate) fn on_record(
         drc,
         received,
         what: None,
+        in_flight: None,
     };
     if let NlmCall::Null = nlm_call {
         shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
-        return;
+        return true;
     }
-    if shared
-        .core_tx
-        .send(CoreMsg::Call {
-            ctx: Box::new(ctx),
-            call: nlm_call,
-        })
-        .is_err()
-        && let Some(key) = drc
-    {
-        shared.drc_lock().forget(&key);
+    let forget = |shared: &Shared| {
+        if let Some(key) = drc {
+            shared.drc_lock().forget(&key);
+        }
+    };
+    let mut ctx = Box::new(ctx);
+    let msg = |ctx| CoreMsg::Call {
+        ctx,
+        call: nlm_call,
+    };
+    let sent = match transport {
+        Transport::Tcp => {
+            ctx.in_flight = shared.calls_in_flight.acquire().await;
+            shared.core_tx.send(msg(ctx)).await.is_ok()
+        }
+        Transport::Udp => {
+            ctx.in_flight = shared.calls_in_flight.try_acquire();
+            if ctx.in_flight.is_none() {
+                debug!(%peer, xid = h.xid, "dropped: --max-calls-in-flight reached (UDP)");
+                shared.metrics.udp_dropped.inc();
+                forget(shared);
+                return false;
+            }
+            match shared.core_tx.try_send(msg(ctx)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    debug!(%peer, xid = h.xid, "dropped: the core's queue is full (UDP)");
+                    shared.metrics.udp_dropped.inc();
+                    false
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
+        }
+    };
+    if !sent {
+        forget(shared);
     }
+    sent
 }

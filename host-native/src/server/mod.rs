@@ -13,15 +13,22 @@
 //! fenced one (another instance took the store over) makes it refuse everything and report
 //! [`Server::fatal`], on which brlockd exits.
 
+pub mod accept_backoff;
 pub mod admin;
 pub mod callbacks;
+pub(crate) mod connections;
 pub mod dispatch;
 pub mod drc;
 pub mod events;
+pub(crate) mod flow;
+pub mod grant_replies;
+pub mod host_churn;
+pub mod http_endpoint;
 pub mod intake;
 pub mod notices;
 pub mod nsm_service;
 pub mod outbound;
+pub(crate) mod outbound_calls;
 pub mod persist;
 pub mod request_log;
 pub mod rpcbind;
@@ -118,21 +125,32 @@ pub(crate) enum CoreMsg {
     RetryRecover,
     /// A read-only question from the HTTP task (`admin::CoreQueries::ask`).
     Inspect(admin::Inspect),
-    /// A `GET /events` subscriber: the core's state now and every event from now on.
-    Subscribe(oneshot::Sender<events::Subscription>),
     Shutdown(oneshot::Sender<()>),
 }
+
+/// Room in the core task's queue besides the calls in flight: callback outcomes, durable batches,
+/// timers and the like, whose senders wait for room.
+const CORE_QUEUE_INTERNAL: usize = 1024;
 
 /// What every task of one server shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub metrics: Arc<Metrics>,
-    pub core_tx: mpsc::UnboundedSender<CoreMsg>,
+    /// Bounded (`--max-calls-in-flight` plus [`CORE_QUEUE_INTERNAL`]): see `flow.rs`.
+    pub core_tx: mpsc::Sender<CoreMsg>,
+    pub calls_in_flight: flow::CallsInFlight,
+    pub connections: Arc<connections::ConnectionTable>,
+    pub partial_bytes: Arc<connections::PartialBytes>,
+    /// Callbacks, `*_RES`, GETPORT and statd calls: shared UDP sockets, `--max-outbound-calls`.
+    pub outbound: outbound_calls::OutboundCalls,
     drc: Mutex<Drc>,
     /// brlockd's NSM state number for this run.
     pub nsm_state: u32,
     /// `--nsm builtin` (resolved): NSM calls are answered on the NLM port.
     pub nsm_builtin: bool,
+    /// Checked right before anything is sent to a client: shut once this instance's leadership
+    /// lease has run out (`leader.rs`); always open without one.
+    pub gate: Arc<crate::leader::LeaseGate>,
 }
 
 impl Shared {
@@ -189,7 +207,8 @@ pub struct Server {
 pub struct Sockets {
     tcp: TcpListener,
     udp: UdpSocket,
-    metrics: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    endpoint: Option<http_endpoint::HttpEndpoint>,
 }
 
 /// A listener that could not be bound: which one, where, and the setting that names it.
@@ -241,20 +260,61 @@ impl From<BindError> for std::io::Error {
 impl Sockets {
     pub async fn bind(config: &ServerConfig) -> Result<Sockets, BindError> {
         let (tcp, udp) = bind_pair(config.listen).await?;
-        let metrics = match config.metrics {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| BindError::new("metrics (http)", "--metrics", addr, e))?,
-            ),
-            None => None,
+        let metrics = Arc::new(Metrics::new());
+        // No lease: this instance is the only one and serves (the sender may go; the value stays).
+        let role = watch::channel(crate::leader::Role::Sole).1;
+        let endpoint = Self::serve_http(config, metrics.clone(), role).await?;
+        Ok(Sockets {
+            tcp,
+            udp,
+            metrics,
+            endpoint,
+        })
+    }
+
+    /// Binds `--metrics` (if set) and serves HTTP there (`crate::http`): before the NLM sockets
+    /// when a standby must be watchable while it waits. `role` answers `/readyz` until the core
+    /// can.
+    pub async fn serve_http(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        role: watch::Receiver<crate::leader::Role>,
+    ) -> Result<Option<http_endpoint::HttpEndpoint>, BindError> {
+        let Some(addr) = config.metrics else {
+            return Ok(None);
         };
-        Ok(Sockets { tcp, udp, metrics })
+        let error = |e| BindError::new("metrics (http)", "--metrics", addr, e);
+        let listener = TcpListener::bind(addr).await.map_err(error)?;
+        http_endpoint::HttpEndpoint::spawn(listener, config, metrics, role)
+            .map(Some)
+            .map_err(error)
+    }
+
+    /// Binds NLM's sockets next to an HTTP endpoint already serving (a standby that took over).
+    pub async fn bind_nlm(
+        config: &ServerConfig,
+        metrics: Arc<Metrics>,
+        endpoint: Option<http_endpoint::HttpEndpoint>,
+    ) -> Result<Sockets, (BindError, Option<http_endpoint::HttpEndpoint>)> {
+        match bind_pair(config.listen).await {
+            Ok((tcp, udp)) => Ok(Sockets {
+                tcp,
+                udp,
+                metrics,
+                endpoint,
+            }),
+            Err(e) => Err((e, endpoint)),
+        }
     }
 
     /// The NLM address (TCP; UDP is on the same address and port).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// The metrics the server started on these sockets will keep.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -382,15 +442,15 @@ impl Server {
         let Sockets {
             tcp: listener,
             udp,
-            metrics: metrics_listener,
+            metrics,
+            endpoint,
         } = sockets;
         let local_addr = listener.local_addr()?;
         let udp = Arc::new(udp);
-        let metrics = Arc::new(Metrics::new());
         for procedure in NlmProc::ALL {
             metrics.touch_request(proc_label(procedure), usual_status(procedure));
         }
-        let (core_tx, core_rx) = mpsc::unbounded_channel();
+        let (core_tx, core_rx) = mpsc::channel(config.max_calls_in_flight + CORE_QUEUE_INTERNAL);
         let nsm = resolve_nsm(&config).await;
         info!(
             mode = if nsm.builtin { "builtin" } else if nsm.statd.is_some() { "statd" } else { "none" },
@@ -403,27 +463,25 @@ impl Server {
             config: config.clone(),
             metrics: metrics.clone(),
             core_tx: core_tx.clone(),
+            calls_in_flight: flow::CallsInFlight::new(config.max_calls_in_flight),
+            connections: connections::ConnectionTable::new(
+                config.connection_limits.max_connections,
+            ),
+            partial_bytes: connections::PartialBytes::new(
+                config.connection_limits.max_partial_record_bytes,
+            ),
+            outbound: outbound_calls::OutboundCalls::new(config.max_outbound_calls),
             nsm_state: restored.nsm_state,
             nsm_builtin: nsm.builtin,
+            gate: restored.gate.clone(),
         });
-
-        let metrics_task = match metrics_listener {
-            Some(l) => {
-                let http = crate::http::HttpContext {
-                    metrics,
-                    core: admin::CoreQueries::new(core_tx.clone()),
-                    settings: Arc::new(config.settings.clone()),
-                    live: Arc::new(crate::http_events::LiveHttp::new(
-                        events::subscriber(core_tx.clone()),
-                        config.web_root.clone(),
-                    )),
-                };
-                let router = Arc::new(crate::http::routes(&http));
-                Some((l.local_addr()?, tokio::spawn(crate::http::serve(l, router))))
-            }
-            None => None,
-        };
-        let metrics_addr = metrics_task.as_ref().map(|(a, _)| *a);
+        if let Some(endpoint) = &endpoint {
+            endpoint.attach(core_tx.clone());
+        }
+        if restored.gate.is_open() {
+            metrics.leader.set(1);
+        }
+        let metrics_addr = endpoint.as_ref().map(|e| e.addr());
 
         let mut programs: rpcbind::Programs = vec![(
             NLM_PROGRAM,
@@ -463,7 +521,8 @@ impl Server {
             callers: HashMap::new(),
             monitored: HashMap::new(),
             host_writes: Vec::new(),
-            granted_msg: HashMap::new(),
+            host_churn: Default::default(),
+            granted_msg: grant_replies::GrantReplies::new(),
             blocked_since: HashMap::new(),
             out: Vec::new(),
             failed_from: None,
@@ -496,15 +555,15 @@ impl Server {
             let _ = tcp_task.await;
             let _ = udp_task.await;
             let (dtx, drx) = oneshot::channel();
-            if core_tx.send(CoreMsg::Shutdown(dtx)).is_ok() {
+            if core_tx.send(CoreMsg::Shutdown(dtx)).await.is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(10), drx).await;
             }
             let _ = core_task.await;
             if let (true, Some(rpcbind)) = (registered, config.rpcbind) {
                 rpcbind::unset(rpcbind, &programs).await;
             }
-            if let Some((_, t)) = metrics_task {
-                t.abort();
+            if let Some(endpoint) = endpoint {
+                endpoint.stop();
             }
             // Held until here: no second instance may start on the store while this one serves.
             drop(instance_lock);
@@ -606,7 +665,7 @@ struct CoreTask {
     sink: Box<dyn PersistSink>,
     handles: Arc<dyn FileHandleCheck>,
     /// The queue of SM_MON/SM_UNMON calls to the local statd, if there is one.
-    statd: Option<mpsc::UnboundedSender<callbacks::StatdCall>>,
+    statd: Option<mpsc::Sender<callbacks::StatdCall>>,
     next_request: u64,
     next_batch: u64,
     pending: HashMap<RequestId, Pending>,
@@ -617,8 +676,10 @@ struct CoreTask {
     monitored: HashMap<Vec<u8>, Monitored>,
     /// Changes to `callers`/`monitored` for the store, written with the next persist batch.
     host_writes: Vec<HostWrite>,
-    /// Waiters whose GRANTED_MSG is out → (attempt, sent at).
-    granted_msg: HashMap<WaiterId, (u32, Instant)>,
+    /// Hosts bound by the call in hand, and the table's bound (`host_churn.rs`).
+    host_churn: host_churn::HostChurn,
+    /// GRANTED_MSG callbacks waiting for their GRANTED_RES.
+    granted_msg: grant_replies::GrantReplies,
     /// Waiters whose LOCK was answered BLOCKED → when (for the "granted after waiting" line).
     blocked_since: HashMap<WaiterId, Instant>,
     out: Vec<Action>,
@@ -692,7 +753,7 @@ impl CoreTask {
         self.start.elapsed().as_millis() as u64
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
         let mut stopping: Option<oneshot::Sender<()>> = None;
         // Half the idle time: a host is unmonitored between 1 and 1.5 idle times after it went quiet.
         let mut unmonitor_sweep = tokio::time::interval(
@@ -724,11 +785,9 @@ impl CoreTask {
                 None => break,
                 Some(CoreMsg::Shutdown(done)) => stopping = Some(done),
                 Some(CoreMsg::Inspect(ask)) => ask(&self.view()),
-                Some(CoreMsg::Subscribe(tx)) => {
-                    let _ = tx.send(self.tap.subscribe(&self.core));
-                }
                 Some(CoreMsg::Call { ctx, call }) => {
                     self.on_call(*ctx, call);
+                    self.forget_fresh_host_if_idle();
                     // A binding made by a call the core never saw (refused on its file handle).
                     self.flush_host_writes();
                 }
@@ -751,12 +810,7 @@ impl CoreTask {
                     self.handle(Event::CallbackOutcome { waiter, result })
                 }
                 Some(CoreMsg::GrantedMsgExpired { waiter, attempt }) => {
-                    if self
-                        .granted_msg
-                        .get(&waiter)
-                        .is_some_and(|(a, _)| *a == attempt)
-                    {
-                        self.granted_msg.remove(&waiter);
+                    if self.granted_msg.expired(waiter, attempt) {
                         info!(waiter = waiter.0, "no GRANTED_RES in time");
                         self.handle(Event::CallbackOutcome {
                             waiter,
@@ -891,6 +945,7 @@ impl CoreTask {
             readiness,
             callers: &self.callers,
             monitored: &self.monitored,
+            tap: &self.tap,
         }
     }
 
@@ -938,7 +993,7 @@ impl CoreTask {
         let recovered = self.sink.recover();
         let tx = self.shared.core_tx.clone();
         tokio::spawn(async move {
-            let _ = tx.send(CoreMsg::Recovered(recovered.await));
+            let _ = tx.send(CoreMsg::Recovered(recovered.await)).await;
         });
     }
 
@@ -959,7 +1014,7 @@ impl CoreTask {
                 let tx = self.shared.core_tx.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(RECOVER_RETRY).await;
-                    let _ = tx.send(CoreMsg::RetryRecover);
+                    let _ = tx.send(CoreMsg::RetryRecover).await;
                 });
                 return;
             }
@@ -1037,6 +1092,7 @@ impl CoreTask {
                     kind,
                     cookie,
                     attempt,
+                    callback_cookie,
                     ..
                 } => {
                     if attempt == 1 {
@@ -1045,7 +1101,12 @@ impl CoreTask {
                             waiter.0, &client, &owner, &file, range, waited,
                         );
                     }
-                    self.send_granted(waiter, &client, &owner, file, range, kind, &cookie, attempt)
+                    let callback = callbacks::Callback {
+                        waiter,
+                        attempt,
+                        nlm_cookie: callback_cookie.to_vec(),
+                    };
+                    self.send_granted(callback, &client, &owner, file, range, kind, &cookie)
                 }
                 Action::Released {
                     client,
@@ -1060,7 +1121,7 @@ impl CoreTask {
                     reason,
                     ..
                 } => {
-                    self.granted_msg.remove(&waiter);
+                    self.granted_msg.forget(waiter);
                     self.blocked_since.remove(&waiter);
                     // NLM has no message for an expired wait: the client's own retry finds out.
                     if reason == WaiterRemovedReason::Expired {
@@ -1088,21 +1149,28 @@ impl CoreTask {
     }
 
     /// Binds `caller_name` to the address of its first request (and notes the address of ours it
-    /// reached, `local`); false when it comes from another. A binding survives a restart (the
-    /// store keeps it) until the host is freed or forgotten.
-    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> bool {
+    /// reached, `local`); DENIED when it comes from another, DENIED_NOLOCKS when the host table
+    /// is full. A binding survives a restart (the store keeps it) until the host is freed or
+    /// forgotten.
+    fn admit(&mut self, caller: &[u8], peer: SocketAddr, local: IpAddr) -> Result<(), Stat> {
         let ip = canonical(peer.ip());
-        match self.callers.get(caller) {
+        match self.callers.get(caller).copied() {
             Some(bound) if bound.ip != ip => {
                 info!(%peer, caller = %String::from_utf8_lossy(caller), bound = %bound.ip, "refused: caller_name bound to another address");
-                false
+                Err(Stat::Denied)
             }
-            Some(_) => true,
+            Some(_) => Ok(()),
+            None if !self.room_for_new_host() => {
+                self.shared.metrics.client_host_refused();
+                debug!(%peer, caller = %String::from_utf8_lossy(caller), "refused: client-host table full (--max-client-hosts)");
+                Err(Stat::DeniedNolocks)
+            }
             None => {
                 let local = canonical(intake::local_for(local, peer.ip()));
                 self.callers.insert(caller.to_vec(), Bound { ip, local });
+                self.host_churn.bound(caller);
                 self.sync_host(caller);
-                true
+                Ok(())
             }
         }
     }
@@ -1217,8 +1285,11 @@ impl CoreTask {
         if let Some(m) = self.monitored.remove(name) {
             if m.statd
                 && let Some(statd) = &self.statd
+                && statd
+                    .try_send(callbacks::StatdCall::Unmon(name.to_vec()))
+                    .is_err()
             {
-                let _ = statd.send(callbacks::StatdCall::Unmon(name.to_vec()));
+                warn!(host = %String::from_utf8_lossy(name), "SM_UNMON dropped: the statd queue is full");
             }
             self.sync_host(name);
         }
@@ -1356,8 +1427,8 @@ impl CoreTask {
         peer: SocketAddr,
         local: IpAddr,
     ) -> Option<Stat> {
-        if !self.admit(caller, peer, local) {
-            return Some(Stat::Denied);
+        if let Err(stat) = self.admit(caller, peer, local) {
+            return Some(stat);
         }
         if let Some(m) = self.monitored.get_mut(caller) {
             m.last_seen = Instant::now();
@@ -1384,6 +1455,11 @@ impl CoreTask {
         if !self.serving() {
             // Rebuilding from the store, or fenced: the core must not decide anything now.
             return self.refuse(request);
+        }
+        if !self.shared.gate.is_open() {
+            // The leadership lease ran out: not a single answer from this core's memory.
+            self.pending.remove(&request);
+            return;
         }
         self.handle(event);
     }
@@ -1436,7 +1512,12 @@ impl CoreTask {
                     let statd = match (before, &self.statd) {
                         (Some((_, true)), _) => true,
                         (_, Some(statd)) => {
-                            let _ = statd.send(callbacks::StatdCall::Mon(name.clone()));
+                            if statd
+                                .try_send(callbacks::StatdCall::Mon(name.clone()))
+                                .is_err()
+                            {
+                                warn!(host = %String::from_utf8_lossy(name), "SM_MON dropped: the statd queue is full");
+                            }
                             true
                         }
                         (_, None) => false,
@@ -1455,7 +1536,6 @@ impl CoreTask {
                     version: ctx.version,
                     transport: ctx.transport,
                     msg: ctx.procedure == NlmProc::LockMsg,
-                    nlm_cookie: a.cookie.clone(),
                 };
                 let l = a.lock;
                 self.submit(ctx, a.cookie, |request| Event::Lock {
@@ -1508,10 +1588,13 @@ impl CoreTask {
                 self.answer(ctx, a.cookie, Stat::Denied, None)
             }
             NlmCall::GrantedRes(res) => {
-                match dispatch::parse_waiter_cookie(&res.cookie)
-                    .and_then(|w| self.granted_msg.remove(&w).map(|(_, t)| (w, t)))
-                {
-                    Some((waiter, sent)) => {
+                let from = canonical(ctx.peer.ip());
+                let answered = self
+                    .core
+                    .waiter_of_cookie(&res.cookie)
+                    .map(|w| (w, self.granted_msg.answered(w, from)));
+                match answered {
+                    Some((waiter, Ok(sent))) => {
                         let result = if res.stat == Stat::Granted {
                             CallbackResult::Delivered
                         } else {
@@ -1523,7 +1606,13 @@ impl CoreTask {
                         );
                         self.handle(Event::CallbackOutcome { waiter, result });
                     }
-                    None => debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG"),
+                    Some((waiter, Err(grant_replies::Unanswerable::WrongAddress { expected }))) => {
+                        warn!(peer = %ctx.peer, waiter = waiter.0, %expected,
+                            "GRANTED_RES refused: it does not come from the address the GRANTED_MSG went to")
+                    }
+                    Some((_, Err(grant_replies::Unanswerable::NotOut))) | None => {
+                        debug!(peer = %ctx.peer, "GRANTED_RES for no pending GRANTED_MSG")
+                    }
                 }
                 self.shared.reply_nlm(&ctx, &NlmReply::Void, "ok");
             }
@@ -1584,7 +1673,7 @@ impl CoreTask {
                 }
             }
             NlmCall::FreeAll(n) => {
-                if self.admit(&n.name, ctx.peer, ctx.local) {
+                if self.admit(&n.name, ctx.peer, ctx.local).is_ok() {
                     info!(host = %String::from_utf8_lossy(&n.name), "FREE_ALL");
                     self.forget_host(&n.name);
                     self.handle(Event::FreeAll {
@@ -1599,24 +1688,29 @@ impl CoreTask {
     #[allow(clippy::too_many_arguments)]
     fn send_granted(
         &mut self,
-        waiter: WaiterId,
+        callback: callbacks::Callback,
         client: &ClientId,
         owner: &brlock_core::OwnerId,
         file: FileId,
         range: brlock_core::Range,
         kind: brlock_core::LockKind,
         cookie: &[u8],
-        attempt: u32,
     ) {
+        let (waiter, attempt) = (callback.waiter, callback.attempt);
         let (Some(grant), Some(&ip)) = (
             GrantCookie::decode(cookie),
             self.callers.get(client.as_bytes()).map(|b| &b.ip),
         ) else {
             info!(waiter = waiter.0, %client, "cannot call back: client address unknown");
-            let _ = self.shared.core_tx.send(CoreMsg::CallbackOutcome {
-                waiter,
-                result: CallbackResult::Failed,
-                attempt,
+            // Through the queue like every outcome (the core task must not wait on its own queue).
+            let tx = self.shared.core_tx.clone();
+            tokio::spawn(async move {
+                let outcome = CoreMsg::CallbackOutcome {
+                    waiter,
+                    result: CallbackResult::Failed,
+                    attempt,
+                };
+                let _ = tx.send(outcome).await;
             });
             return;
         };
@@ -1636,14 +1730,13 @@ impl CoreTask {
             },
         };
         if grant.msg {
-            self.granted_msg.insert(waiter, (attempt, Instant::now()));
+            self.granted_msg.sent(waiter, attempt, ip);
         }
         debug!(waiter = waiter.0, %client, attempt, msg = grant.msg, "sending GRANTED");
         tokio::spawn(callbacks::send_granted(
             self.shared.clone(),
             ip,
-            waiter,
-            attempt,
+            callback,
             grant,
             args,
         ));

@@ -97,9 +97,10 @@ pub(crate) fn on_call(
         }
         p if p == NsmProc::Notify as u32 => match decode_exact::<StatChange>(args) {
             Ok(notice) => {
+                // A full queue drops the notice like a lost datagram: statd sends it again.
                 let _ = shared
                     .core_tx
-                    .send(CoreMsg::ClientRebooted { peer, notice });
+                    .try_send(CoreMsg::ClientRebooted { peer, notice });
                 (Reply::success(xid, Vec::new()), "sm_notify")
             }
             Err(_) => garbage(xid, "sm_notify"),

@@ -50,6 +50,11 @@ pub enum CallFailure {
     Malformed(String),
     #[error("call rejected: {0:?}")]
     Rejected(ReplyBody),
+    #[error("too many outbound calls in flight (--max-outbound-calls)")]
+    Busy,
+    /// Not sent: the leadership lease ran out (`call_while`).
+    #[error("not sent: this instance no longer leads")]
+    NotLeader,
 }
 
 static NEXT_XID: AtomicU32 = AtomicU32::new(0);
@@ -132,17 +137,48 @@ pub(crate) fn results_of(xid: u32, record: &[u8]) -> Option<Result<Vec<u8>, Call
 pub async fn call(
     transport: Transport,
     peer: SocketAddr,
+    program: (u32, u32, u32),
+    args: &[u8],
+    timeout: Duration,
+    expect_reply: bool,
+) -> Result<Vec<u8>, CallFailure> {
+    call_while(
+        || true,
+        transport,
+        peer,
+        program,
+        args,
+        timeout,
+        expect_reply,
+    )
+    .await
+}
+
+/// [`call`], sending (and resending) only while `may_send()` says so, asked right before each send:
+/// callbacks to clients check the leadership gate here.
+pub async fn call_while(
+    may_send: impl Fn() -> bool,
+    transport: Transport,
+    peer: SocketAddr,
     (program, version, procedure): (u32, u32, u32),
     args: &[u8],
     timeout: Duration,
     expect_reply: bool,
 ) -> Result<Vec<u8>, CallFailure> {
     let deadline = Instant::now() + timeout;
+    let check = || {
+        if may_send() {
+            Ok(())
+        } else {
+            Err(CallFailure::NotLeader)
+        }
+    };
     let (xid, record) = call_record(program, version, procedure, args);
     match transport {
         Transport::Udp => {
             let socket = UdpSocket::bind(local_for(peer)).await?;
             socket.connect(peer).await?;
+            check()?;
             socket.send(&record).await?;
             if !expect_reply {
                 return Ok(Vec::new());
@@ -161,6 +197,7 @@ pub async fn call(
                     Ok(Err(e)) => return Err(e.into()),
                     Err(_) if Instant::now() >= deadline => return Err(CallFailure::Timeout),
                     Err(_) => {
+                        check()?;
                         socket.send(&record).await?;
                     }
                 }
@@ -171,6 +208,7 @@ pub async fn call(
                 let mut stream = TcpStream::connect(peer).await?;
                 let mut framed = Vec::with_capacity(record.len() + 4);
                 encode_record(&record, &mut framed);
+                check()?;
                 stream.write_all(&framed).await?;
                 let mut decoder = RecordDecoder::new();
                 let mut buf = vec![0u8; 8192];
@@ -246,4 +284,39 @@ pub async fn pmap_set(
     )
     .await?;
     decode_exact(&results).map_err(|e| CallFailure::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A callback whose leadership gate has shut is not sent at all, on either transport.
+    #[tokio::test]
+    async fn nothing_is_sent_once_may_send_says_no() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = peer.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp_addr = listener.local_addr().unwrap();
+        for (transport, to) in [(Transport::Udp, addr), (Transport::Tcp, tcp_addr)] {
+            let result = call_while(
+                || false,
+                transport,
+                to,
+                (100021, 4, 5),
+                &[],
+                Duration::from_millis(200),
+                true,
+            )
+            .await;
+            assert!(matches!(result, Err(CallFailure::NotLeader)), "{result:?}");
+        }
+        let mut buf = [0u8; 64];
+        let received =
+            tokio::time::timeout(Duration::from_millis(100), peer.recv_from(&mut buf)).await;
+        assert!(received.is_err(), "a datagram left: {received:?}");
+        // The TCP connection was made (the check comes right before the write) but carried nothing.
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "bytes arrived: {read:?}");
+    }
 }

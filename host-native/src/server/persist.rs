@@ -136,9 +136,12 @@ pub(crate) struct Submitted {
 /// group commit then wakes the core task once and its replies leave together, instead of a task
 /// and a message per request. A failed batch is reported alone, with its error.
 pub(crate) fn watch_durable(
-    core_tx: mpsc::UnboundedSender<CoreMsg>,
+    core_tx: mpsc::Sender<CoreMsg>,
     metrics: Arc<Metrics>,
 ) -> mpsc::UnboundedSender<Submitted> {
+    // Unbounded by type, bounded by what feeds it: one entry per event whose batch is not durable
+    // yet, and every such event is a call in flight (`--max-calls-in-flight`) or a timer or
+    // callback outcome of a bounded table. The core task cannot wait for room here.
     let (tx, mut rx) = mpsc::unbounded_channel::<Submitted>();
     tokio::spawn(async move {
         let mut next: Option<Submitted> = None;
@@ -155,10 +158,12 @@ pub(crate) fn watch_durable(
                 .store_durable_seconds
                 .observe(current.at.elapsed().as_secs_f64());
             if let Err(e) = result {
-                let _ = core_tx.send(CoreMsg::Durable {
-                    batch: current.batch,
-                    result: Err(e),
-                });
+                let _ = core_tx
+                    .send(CoreMsg::Durable {
+                        batch: current.batch,
+                        result: Err(e),
+                    })
+                    .await;
                 continue;
             }
             let mut through = current.batch;
@@ -188,15 +193,19 @@ pub(crate) fn watch_durable(
                     }
                 }
             }
-            let _ = core_tx.send(CoreMsg::Durable {
-                batch: through,
-                result: Ok(()),
-            });
+            let _ = core_tx
+                .send(CoreMsg::Durable {
+                    batch: through,
+                    result: Ok(()),
+                })
+                .await;
             if let Some((batch, e)) = failed {
-                let _ = core_tx.send(CoreMsg::Durable {
-                    batch,
-                    result: Err(e),
-                });
+                let _ = core_tx
+                    .send(CoreMsg::Durable {
+                        batch,
+                        result: Err(e),
+                    })
+                    .await;
             }
         }
     });
@@ -218,7 +227,7 @@ mod tests {
         }
     }
 
-    async fn next(rx: &mut mpsc::UnboundedReceiver<CoreMsg>) -> (u64, Result<(), StoreError>) {
+    async fn next(rx: &mut mpsc::Receiver<CoreMsg>) -> (u64, Result<(), StoreError>) {
         match tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await {
             Ok(Some(CoreMsg::Durable { batch, result })) => (batch, result),
             _ => panic!("no Durable message"),
@@ -227,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_durable_together_are_one_message_and_a_failure_is_its_own() {
-        let (core_tx, mut core_rx) = mpsc::unbounded_channel();
+        let (core_tx, mut core_rx) = mpsc::channel(16);
         let watch = watch_durable(core_tx, Arc::new(Metrics::new()));
         let (commit, committed) = tokio::sync::oneshot::channel::<()>();
         watch

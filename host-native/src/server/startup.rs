@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::persist::{MemorySink, PersistSink, StorePersistSink};
 use crate::config::ServerConfig;
+use crate::leader::LeaseGate;
 use crate::store::instance_lock::{self, InstanceLock, InstanceLockError};
 use crate::store::{ClientHost, Store, StoreError};
 
@@ -36,6 +37,8 @@ pub struct Restored {
     pub hosts: Vec<ClientHost>,
     /// Held while serving (SQLite): no second instance starts on this store meanwhile.
     pub instance_lock: Option<InstanceLock>,
+    /// Shut when this instance's leadership lease runs out (PostgreSQL); always open otherwise.
+    pub gate: Arc<LeaseGate>,
 }
 
 impl Restored {
@@ -53,8 +56,15 @@ impl Restored {
             nsm_state: memory_nsm_state(),
             hosts: Vec::new(),
             instance_lock: None,
+            gate: Arc::new(LeaseGate::always_open()),
         }
     }
+}
+
+/// Whether instances on `url` share it and so decide by lease who serves (PostgreSQL); SQLite
+/// keeps a second instance out altogether (its lock file), memory is not shared.
+pub fn shared_store(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Without a store there is no state number to bump: an odd number from the clock, so that a
@@ -112,6 +122,19 @@ pub async fn restore(config: &ServerConfig, holder: &str) -> Result<Restored, St
     }
     let instance_lock = instance_lock::acquire(&config.store, holder)?;
     let store = Arc::new(Store::open(&config.store).await?);
+    if let Some(lock) = &instance_lock {
+        info!(lock_file = %lock.path().display(), "store: instance lock taken");
+    }
+    let mut restored = restore_opened(config, store).await?;
+    restored.instance_lock = instance_lock;
+    Ok(restored)
+}
+
+/// [`restore`] on a store already open (a standby that has just taken the lease over).
+pub async fn restore_opened(
+    config: &ServerConfig,
+    store: Arc<Store>,
+) -> Result<Restored, StartError> {
     let (epoch, records) = store.begin_epoch().await?;
     let kept = store.kept().await?;
     let locks = records.len();
@@ -127,7 +150,6 @@ pub async fn restore(config: &ServerConfig, holder: &str) -> Result<Restored, St
         url = %redacted(&config.store),
         epoch,
         nsm_state = kept.nsm_state,
-        lock_file = ?instance_lock.as_ref().map(|l| l.path().display().to_string()),
         "store: opened; epoch {epoch} begun (earlier instances on this store are fenced)"
     );
     let (core, actions) =
@@ -159,13 +181,22 @@ pub async fn restore(config: &ServerConfig, holder: &str) -> Result<Restored, St
         clients,
         nsm_state: kept.nsm_state,
         hosts: kept.hosts,
-        instance_lock,
+        instance_lock: None,
+        gate: Arc::new(LeaseGate::always_open()),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{redacted, shared_store};
+
+    #[test]
+    fn only_postgresql_stores_are_shared_by_lease() {
+        assert!(shared_store("postgres://pg@db/brlock"));
+        assert!(shared_store("postgresql://pg@db/brlock"));
+        assert!(!shared_store("sqlite://./brlock.db"));
+        assert!(!shared_store("memory"));
+    }
 
     #[test]
     fn passwords_stay_out_of_the_log() {

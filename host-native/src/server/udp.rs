@@ -25,7 +25,10 @@ pub(crate) async fn serve(
         tokio::select! {
             _ = super::stopped(&mut stop) => break,
             received = socket.recv_from(&mut buf) => match received {
-                Ok((n, peer)) => on_record(&shared, &buf[..n], peer, local, Transport::Udp, &reply_to),
+                // Never waits over UDP: a call that finds no room is dropped (`flow.rs`).
+                Ok((n, peer)) => {
+                    on_record(&shared, &buf[..n], peer, local, Transport::Udp, &reply_to).await;
+                }
                 // E.g. ICMP errors from an earlier send surface here on some systems.
                 Err(e) => debug!(error = %e, "UDP receive failed"),
             },

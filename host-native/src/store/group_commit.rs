@@ -27,7 +27,10 @@
 //! - Writes reach the store in submission order; a ticket resolves only after every write submitted
 //!   before it has been committed or has failed, so tickets resolve in submission order. A ticket
 //!   with no writes is an ordering barrier and costs no transaction.
-//! - A failed transaction fails every ticket in it with the same error and writes none of it; the
+//! - A failed transaction of several submissions is tried again one submission per transaction, in
+//!   order, so that one request the store cannot take fails alone and the requests before it in the
+//!   batch still commit (issue 13, row 10); the rest of the batch then fails as after any failure.
+//!   A failed transaction fails every ticket in it with the same error and writes none of it; the
 //!   committer goes on with the next submissions, so the server serves again as soon as the store
 //!   answers. (The core still believes in the failed writes: the server decides how to bring the two
 //!   back together.)
@@ -242,7 +245,7 @@ async fn run(
     let mut halted: Option<StoreError> = None;
     let mut batch: Vec<Write> = Vec::new();
     let mut hosts: Vec<HostWrite> = Vec::new();
-    let mut waiters: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
+    let mut waiters: Vec<Taken> = Vec::new();
     let mut next = None;
     loop {
         let first = match next.take() {
@@ -282,7 +285,38 @@ async fn run(
         } else if batch.is_empty() && hosts.is_empty() {
             Ok(())
         } else {
-            let result = store.apply_with_hosts(epoch, &batch, &hosts).await;
+            let mut result = store.apply_with_hosts(epoch, &batch, &hosts).await;
+            if matches!(&result, Err(e) if !matches!(e, StoreError::Fenced { .. }))
+                && waiters.len() > 1
+            {
+                // Which request could the store not take? Each alone, in order, up to the first
+                // that fails; the ones before it are durable and answered so.
+                let mut failed = None;
+                for t in &mut waiters {
+                    let alone = store
+                        .apply_with_hosts(epoch, &batch[t.writes.clone()], &hosts[t.hosts.clone()])
+                        .await;
+                    match alone {
+                        Ok(()) => {
+                            counters.transactions.fetch_add(1, Ordering::Relaxed);
+                            counters
+                                .writes
+                                .fetch_add(t.writes.len() as u64, Ordering::Relaxed);
+                            counters.submissions.fetch_add(1, Ordering::Relaxed);
+                            if let Some(done) = t.done.take() {
+                                let _ = done.send(Ok(()));
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                result = Err(failed.unwrap_or_else(|| {
+                    StoreError::Unavailable("the batch failed as a whole only".into())
+                }));
+            }
             match &result {
                 Ok(()) => {
                     counters.transactions.fetch_add(1, Ordering::Relaxed);
@@ -310,25 +344,39 @@ async fn run(
             }
             result
         };
-        counters
-            .submissions
-            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-        for done in waiters.drain(..) {
-            // A submitter that stopped waiting does not care about the answer.
-            let _ = done.send(result.clone());
+        for t in waiters.drain(..) {
+            // Those answered one by one above are not counted again.
+            if let Some(done) = t.done {
+                counters.submissions.fetch_add(1, Ordering::Relaxed);
+                // A submitter that stopped waiting does not care about the answer.
+                let _ = done.send(result.clone());
+            }
         }
         batch.clear();
         hosts.clear();
     }
 }
 
+/// One submission in the transaction being built: who waits, and which of its writes are its own.
+struct Taken {
+    /// Taken once the submission is answered.
+    done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    writes: std::ops::Range<usize>,
+    hosts: std::ops::Range<usize>,
+}
+
 fn take(
     s: Submission,
     batch: &mut Vec<Write>,
     hosts: &mut Vec<HostWrite>,
-    waiters: &mut Vec<oneshot::Sender<Result<(), StoreError>>>,
+    waiters: &mut Vec<Taken>,
 ) {
+    let (w, h) = (batch.len(), hosts.len());
     batch.extend(s.writes);
     hosts.extend(s.hosts);
-    waiters.push(s.done);
+    waiters.push(Taken {
+        done: Some(s.done),
+        writes: w..batch.len(),
+        hosts: h..hosts.len(),
+    });
 }

@@ -56,6 +56,7 @@ macro_rules! select {
 
 mod group_commit;
 pub mod instance_lock;
+pub mod lease;
 mod memory;
 mod postgres;
 mod sqlite;
@@ -219,6 +220,15 @@ impl Store {
             _ => Err(invalid(
                 "unknown scheme (expected memory, sqlite://, postgres:// or postgresql://)",
             )),
+        }
+    }
+
+    /// The leadership lease among the instances sharing this store (PostgreSQL only: a SQLite
+    /// store keeps a second instance out, memory is not shared).
+    pub fn lease(&self) -> Option<lease::PgLease> {
+        match self {
+            Store::Postgres(s) => Some(s.lease()),
+            Store::Memory(_) | Store::Sqlite(_) => None,
         }
     }
 
@@ -503,6 +513,16 @@ pub(crate) mod migrations {
             2,
             "restart state",
             include_str!("../../migrations/postgres/0002_restart_state.sql"),
+        ),
+        (
+            3,
+            "hashed keys",
+            include_str!("../../migrations/postgres/0003_hashed_keys.sql"),
+        ),
+        (
+            4,
+            "leader lease",
+            include_str!("../../migrations/postgres/0004_leader_lease.sql"),
         ),
     ];
 

@@ -20,6 +20,12 @@ use super::{
 
 /// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
 const MAX_CONNECTIONS: u32 = 4;
+/// The server ends a session of ours that sits inside a transaction without sending anything for
+/// this long. brlockd never pauses inside one (each is a few statements sent back to back), but a
+/// leader that is paused (SIGSTOP, a VM freeze) or cut off mid-transaction keeps its `FOR SHARE`
+/// lock on the `server` row, and a standby taking over could not begin its epoch until the session
+/// died — by TCP keepalive, hours later. With this, at most a second after the takeover.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: &str = "1000";
 /// How long a request waits for a connection before the store is Unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -47,6 +53,8 @@ fn connect_error(options: &PgConnectOptions, e: sqlx::Error) -> StoreError {
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the lease's own connection (`store/lease.rs`), which never waits behind the pool.
+    options: Box<PgConnectOptions>,
 }
 
 impl PostgresStore {
@@ -56,9 +64,16 @@ impl PostgresStore {
                 url: url.to_owned(),
                 reason: e.to_string(),
             })?
-            .application_name("brlockd")
+            // The pid tells the sessions of instances on one host apart (pg_stat_activity).
+            .application_name(&format!("brlockd {}", std::process::id()))
             // The server's default, made explicit: `apply` promises a durable commit.
-            .options([("synchronous_commit", "on")]);
+            .options([
+                ("synchronous_commit", "on"),
+                (
+                    "idle_in_transaction_session_timeout",
+                    IDLE_IN_TRANSACTION_TIMEOUT_MS,
+                ),
+            ]);
         // One connection of its own first: a server that is down or a database that is missing is
         // reported at once with its cause, where the pool would retry until ACQUIRE_TIMEOUT and
         // then say only that it timed out.
@@ -70,14 +85,22 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // sqlx takes an advisory lock while migrating, so instances starting together are safe.
         migrations::migrator(migrations::POSTGRES)
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options: Box::new(options),
+        })
+    }
+
+    /// The leadership lease on this database, on a connection of its own.
+    pub fn lease(&self) -> super::lease::PgLease {
+        super::lease::PgLease::new((*self.options).clone())
     }
 
     pub(super) async fn begin_epoch(&self) -> Result<(u64, Vec<LockRecord>), StoreError> {
@@ -123,7 +146,7 @@ impl PostgresStore {
                     sqlx::query(
                         "INSERT INTO share_record (file, client, owner, access, deny, epoch, seq) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (file, client, owner) DO UPDATE SET access = excluded.access, \
+                         ON CONFLICT (share_key) DO UPDATE SET access = excluded.access, \
                          deny = excluded.deny, epoch = excluded.epoch, seq = excluded.seq",
                     )
                     .bind(r.file.as_bytes())
@@ -184,8 +207,9 @@ impl PostgresStore {
                 "DELETE FROM lock_record USING \
                  UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
                  AS d(file, client, owner, range_offset) \
-                 WHERE lock_record.file = d.file AND lock_record.client = d.client \
-                 AND lock_record.owner = d.owner AND lock_record.range_offset = d.range_offset",
+                 WHERE lock_record.record_key = sha256(int4send(length(d.file)) || d.file \
+                 || int4send(length(d.client)) || d.client || int4send(length(d.owner)) \
+                 || d.owner || int8send(d.range_offset))",
             )
             .bind(cols.0)
             .bind(cols.1)
@@ -220,7 +244,7 @@ impl PostgresStore {
                  UNNEST($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[], $5::int8[], \
                  $6::int2[], $7::int8[]) \
                  AS p(file, client, owner, range_offset, range_length, kind, seq) \
-                 ON CONFLICT (file, client, owner, range_offset) DO UPDATE SET \
+                 ON CONFLICT (record_key) DO UPDATE SET \
                  range_length = excluded.range_length, kind = excluded.kind, \
                  epoch = excluded.epoch, seq = excluded.seq",
             )
@@ -251,11 +275,12 @@ impl PostgresStore {
             RecordFilter::Client(client) => {
                 sqlx::query(select!("WHERE client = $1")).bind(client.as_bytes())
             }
-            RecordFilter::Owner(client, owner) => {
-                sqlx::query(select!("WHERE client = $1 AND owner = $2"))
-                    .bind(client.as_bytes())
-                    .bind(owner.as_bytes())
-            }
+            RecordFilter::Owner(client, owner) => sqlx::query(select!(
+                "WHERE owner_key = sha256(int4send(length($1)) || $1 || $2) \
+                     AND client = $1 AND owner = $2"
+            ))
+            .bind(client.as_bytes())
+            .bind(owner.as_bytes()),
         };
         let mut records = Vec::new();
         let mut rows = query.fetch(&self.pool);
@@ -328,12 +353,15 @@ async fn delete_share(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     r: &ShareRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM share_record WHERE file = $1 AND client = $2 AND owner = $3")
-        .bind(r.file.as_bytes())
-        .bind(r.client.as_bytes())
-        .bind(r.owner.as_bytes())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM share_record WHERE share_key = sha256(int4send(length($1)) || $1 \
+         || int4send(length($2)) || $2 || $3)",
+    )
+    .bind(r.file.as_bytes())
+    .bind(r.client.as_bytes())
+    .bind(r.owner.as_bytes())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -85,7 +85,13 @@ fn blocked_lock_is_granted_by_callback(version: NlmVersion, transport: Transport
             args.lock.offset,
             args.lock.len
         ),
-        (&want.fh, &want.oh, want.svid, want.offset, want.len),
+        (
+            &brlock_native::nlm::fh_for(version, &want.fh),
+            &want.oh,
+            want.svid,
+            want.offset,
+            want.len
+        ),
         "GRANTED names another lock: {:?}",
         args.lock
     );

@@ -67,7 +67,9 @@ fn v4_lock_above_4g_is_not_truncated_for_v3() {
     let server = Brlockd::start();
     let mut v4 = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
     let mut v3 = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V3).unwrap();
-    let fh = "fh-mixed";
+    // 32 bytes: the one file handle size both v3 and v4 carry.
+    let fh = "fh-mixed-0123456789abcdefghijklm";
+    assert_eq!(fh.len(), 32);
     let a = script::execute(
         &mut v4,
         &format!("lock hostA 1 ownerA {fh} 1 4294967306 100 0 0 1"),

@@ -97,13 +97,29 @@ fn netobj_over_1024_bytes_is_garbage_args() {
                 NLM_PROGRAM,
                 4,
                 NlmProc::Lock as u32,
-                &lock_args_with_fh(&[7; 1024]),
+                &lock_args_with_fh(&[7; 128]),
             )
             .unwrap();
         assert!(
             matches!(accept_stat(&ok), AcceptStat::Success { .. }),
-            "a 1024-byte fh is allowed: {ok:?}"
+            "a 128-byte fh is allowed in v4: {ok:?}"
         );
+        // Linux lockd's limit (NFS_MAXFHSIZE) and XNFS's netobj limit are both refused.
+        for len in [129, 1024] {
+            let reply = c
+                .call_raw(
+                    NLM_PROGRAM,
+                    4,
+                    NlmProc::Lock as u32,
+                    &lock_args_with_fh(&vec![7; len]),
+                )
+                .unwrap();
+            assert_eq!(
+                accept_stat(&reply),
+                &AcceptStat::GarbageArgs,
+                "{len}-byte fh"
+            );
+        }
         let reply = c
             .call_raw(
                 NLM_PROGRAM,

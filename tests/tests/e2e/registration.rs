@@ -257,12 +257,16 @@ fn statd_reboot_notice_frees_monitored_client_locks() {
         "statd told to call back something else: {mon:?}"
     );
     assert_eq!(cb.lock(&b, &fh, true, 50, 10, false).unwrap(), Stat::Denied);
+    // A host that holds nothing after its first LOCK is forgotten at once (issue 13, row 7).
+    let b_mon = expect_mon(&statd_calls, &b, "the other host's monitored LOCK");
+    assert_ne!(b_mon.mon_id.mon_name, mon.mon_id.mon_name);
+    expect_unmon(&statd_calls, &b_mon, WAIT, "a denied LOCK of a new host");
 
     // Same state as the LOCK carried: not a reboot, the lock stays.
     reboot_notice(server.addr, &mon, 1);
     assert_eq!(cb.lock(&b, &fh, true, 50, 10, false).unwrap(), Stat::Denied);
     let b_mon = expect_mon(&statd_calls, &b, "the other host's monitored LOCK");
-    assert_ne!(b_mon.mon_id.mon_name, mon.mon_id.mon_name);
+    expect_unmon(&statd_calls, &b_mon, WAIT, "a denied LOCK of a new host");
     expect_no_statd_call(
         &statd_calls,
         Duration::from_millis(300),
@@ -276,6 +280,7 @@ fn statd_reboot_notice_frees_monitored_client_locks() {
         cb.lock(&b, &fh, true, 50, 10, false).unwrap(),
         Stat::Granted
     );
+    expect_mon(&statd_calls, &b, "the other host's granted LOCK");
     assert_eq!(ca.lock(&a, &fh, true, 0, 10, false).unwrap(), Stat::Granted);
     expect_mon(&statd_calls, &a, "the rebooted host's next LOCK");
 

@@ -195,10 +195,11 @@ fn table(locks: &Value, waiters: &Value) -> String {
         ]
     };
     for lock in locks["locks"].as_array().into_iter().flatten() {
+        let held = duration_text(lock["held_ms"].as_u64().unwrap_or_default());
         let state = if lock["unreclaimed"] == Value::Bool(true) {
-            "held, not reclaimed yet".to_string()
+            format!("held {held}, not reclaimed yet")
         } else {
-            "held".to_string()
+            format!("held {held}")
         };
         by_file
             .entry(text(lock, "file"))

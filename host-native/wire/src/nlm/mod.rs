@@ -76,7 +76,33 @@ impl NlmVersion {
     pub fn is_64bit(self) -> bool {
         self == NlmVersion::V4
     }
+
+    /// Whether a file handle of `len` bytes is one this version carries, by Linux lockd's rule
+    /// (fs/lockd/xdr.c, xdr4.c `svcxdr_decode_fhandle`): v1/v3 speak for NFSv2, whose handles are
+    /// exactly [`NFS2_FHSIZE`] bytes; v4 takes up to [`NFS_MAXFHSIZE`]. The codec itself takes any
+    /// netobj (XNFS); a server refuses the rest as GARBAGE_ARGS, as lockd does.
+    pub fn takes_fh(self, len: usize) -> bool {
+        match self {
+            NlmVersion::V1 | NlmVersion::V3 => len == NFS2_FHSIZE,
+            NlmVersion::V4 => len <= NFS_MAXFHSIZE,
+        }
+    }
 }
+
+/// `fh` as a handle `version` carries: in v1/v3 a shorter one is zero-padded to NFSv2's 32 bytes
+/// (for test clients and tools that name files with short strings); otherwise unchanged.
+pub fn fh_for(version: NlmVersion, fh: &[u8]) -> Vec<u8> {
+    let mut out = fh.to_vec();
+    if !version.is_64bit() && out.len() < NFS2_FHSIZE {
+        out.resize(NFS2_FHSIZE, 0);
+    }
+    out
+}
+
+/// Length of an NFSv2 file handle, the only one NLM v1/v3 carry (Linux `NFS2_FHSIZE`).
+pub const NFS2_FHSIZE: usize = 32;
+/// The longest file handle NLM v4 carries (Linux `NFS_MAXFHSIZE`).
+pub const NFS_MAXFHSIZE: usize = 128;
 
 /// NLM procedure numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -42,6 +42,36 @@ pub enum NlmCall {
 }
 
 impl NlmCall {
+    /// The file handle the call names, if any (a lock, a TEST, a share or a GRANTED).
+    pub fn fh(&self) -> Option<&[u8]> {
+        match self {
+            NlmCall::Test(a)
+            | NlmCall::TestMsg(a)
+            | NlmCall::Granted(a)
+            | NlmCall::GrantedMsg(a) => Some(&a.lock.fh),
+            NlmCall::Lock(a) | NlmCall::LockMsg(a) | NlmCall::NmLock(a) => Some(&a.lock.fh),
+            NlmCall::Cancel(a) | NlmCall::CancelMsg(a) => Some(&a.lock.fh),
+            NlmCall::Unlock(a) | NlmCall::UnlockMsg(a) => Some(&a.lock.fh),
+            NlmCall::Share(a) | NlmCall::Unshare(a) => Some(&a.share.fh),
+            _ => None,
+        }
+    }
+
+    /// The file handle the call names, to change (e.g. a test client sizing it for a version).
+    pub fn fh_mut(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            NlmCall::Test(a)
+            | NlmCall::TestMsg(a)
+            | NlmCall::Granted(a)
+            | NlmCall::GrantedMsg(a) => Some(&mut a.lock.fh),
+            NlmCall::Lock(a) | NlmCall::LockMsg(a) | NlmCall::NmLock(a) => Some(&mut a.lock.fh),
+            NlmCall::Cancel(a) | NlmCall::CancelMsg(a) => Some(&mut a.lock.fh),
+            NlmCall::Unlock(a) | NlmCall::UnlockMsg(a) => Some(&mut a.lock.fh),
+            NlmCall::Share(a) | NlmCall::Unshare(a) => Some(&mut a.share.fh),
+            _ => None,
+        }
+    }
+
     pub fn procedure(&self) -> NlmProc {
         match self {
             NlmCall::Null => NlmProc::Null,

@@ -137,6 +137,11 @@ impl RecordDecoder {
         self.complete.pop_front()
     }
 
+    /// Bytes of the record being assembled (what a stalled sender makes the decoder hold).
+    pub fn partial_len(&self) -> usize {
+        self.partial.len()
+    }
+
     /// Whether a record has been started but not finished (useful to tell a clean EOF from a
     /// connection cut mid-record).
     pub fn is_mid_record(&self) -> bool {
