@@ -685,12 +685,14 @@ mod tests {
 
         fn view<T>(&self, now: Millis, f: impl FnOnce(&CoreView<'_>) -> T) -> T {
             let (callers, monitored) = (HashMap::new(), HashMap::new());
+            let tap = crate::server::events::EventTap::default();
             f(&CoreView {
                 core: &self.core,
                 now,
                 readiness: Readiness::Serving,
                 callers: &callers,
                 monitored: &monitored,
+                tap: &tap,
             })
         }
     }
@@ -913,12 +915,14 @@ mod tests {
                 statd: false,
             },
         );
+        let tap = crate::server::events::EventTap::default();
         let view = CoreView {
             core: &w.core,
             now: 10,
             readiness: Readiness::Serving,
             callers: &callers,
             monitored: &monitored,
+            tap: &tap,
         };
         let rows = clients(&view, 10);
         assert!(!rows.truncated);
