@@ -162,6 +162,8 @@ struct Connection {
     records: RecordDecoder,
     /// Framed replies not yet written.
     unsent: Vec<u8>,
+    /// Registered for writability too (only while `unsent` is not empty).
+    awaiting_writable: bool,
 }
 
 /// What a connection's readiness event left it as.
@@ -177,6 +179,7 @@ impl Connection {
             stream,
             records: RecordDecoder::with_max_record(MAX_RECORD),
             unsent: Vec::new(),
+            awaiting_writable: false,
         }
     }
 
@@ -330,11 +333,13 @@ impl Floor {
                 self.connections.len() - 1
             });
             let token = Token(FIRST_CONNECTION + slot);
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            // Writability is asked for only while replies wait (see `on_connection`): asked for
+            // always, every ACK that frees send buffer would wake the loop for nothing.
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE)
+            {
                 eprintln!("nlm-floor: register connection: {e}");
                 self.free.push(slot);
                 continue;
@@ -347,7 +352,25 @@ impl Floor {
         let Some(Some(connection)) = self.connections.get_mut(slot) else {
             return; // an event for a connection closed earlier in the same batch
         };
-        if connection.on_ready(buf, scratch) == Next::Close {
+        let mut next = connection.on_ready(buf, scratch);
+        let blocked = !connection.unsent.is_empty();
+        if next == Next::KeepOpen && blocked != connection.awaiting_writable {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(FIRST_CONNECTION + slot);
+            match self
+                .poll
+                .registry()
+                .reregister(&mut connection.stream, token, interest)
+            {
+                Ok(()) => connection.awaiting_writable = blocked,
+                Err(_) => next = Next::Close,
+            }
+        }
+        if next == Next::Close {
             let _ = self.poll.registry().deregister(&mut connection.stream);
             self.connections[slot] = None;
             self.free.push(slot);
@@ -505,22 +528,24 @@ mod tests {
         c: &mut NlmClient,
         count: usize,
         fragment: usize,
+        cookie_len: usize,
     ) -> (Vec<u8>, Vec<(u32, Vec<u8>)>) {
         let o = owner();
         let mut wire = Vec::new();
         let mut sent = Vec::new();
         for i in 0..count as u64 {
-            let (call, cookie) = if i % 2 == 0 {
-                let args = c.lock_args(&o, b"fh", true, i, 1, false);
-                let cookie = args.cookie.clone();
-                (NlmCall::Lock(args), cookie)
+            // The client's 8-byte cookies keep them distinct; padding makes them longer.
+            let mut cookie = c.cookie();
+            cookie.resize(cookie_len.max(cookie.len()), 0xab);
+            let call = if i % 2 == 0 {
+                let mut args = c.lock_args(&o, b"fh", true, i, 1, false);
+                args.cookie = cookie.clone();
+                NlmCall::Lock(args)
             } else {
-                let cookie = c.cookie();
-                let args = UnlockArgs {
+                NlmCall::Unlock(UnlockArgs {
                     cookie: cookie.clone(),
                     lock: o.lock(b"fh", i - 1, 1),
-                };
-                (NlmCall::Unlock(args), cookie)
+                })
             };
             let args = c.encode_args(&call);
             let (xid, msg) = c.rpc.encode(NLM_PROGRAM, 4, call.procedure() as u32, &args);
@@ -557,10 +582,26 @@ mod tests {
     fn pipelined_calls_in_one_write_are_all_answered() {
         let floor = Running::start();
         let mut c = NlmClient::connect(Transport::Tcp, floor.addr, NlmVersion::V4).unwrap();
-        let (wire, sent) = pipelined_calls(&mut c, 256, usize::MAX);
+        let (wire, sent) = pipelined_calls(&mut c, 256, usize::MAX, 8);
         let mut stream = std::net::TcpStream::connect(floor.addr).unwrap();
         stream.write_all(&wire).unwrap();
         assert_all_granted(read_replies(&mut stream, sent.len()), &sent);
+    }
+
+    #[test]
+    fn a_client_slow_to_read_its_replies_still_gets_every_one() {
+        let floor = Running::start();
+        let mut c = NlmClient::connect(Transport::Tcp, floor.addr, NlmVersion::V4).unwrap();
+        // ~4 MiB of replies (1 KiB cookies), written while the client is not reading: the
+        // responder's replies back up and it must hold them, stop reading, and resume.
+        let (wire, sent) = pipelined_calls(&mut c, 4000, usize::MAX, 1024);
+        let mut stream = std::net::TcpStream::connect(floor.addr).unwrap();
+        stream.set_write_timeout(Some(TEST_TIMEOUT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(&wire));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_all_granted(read_replies(&mut stream, sent.len()), &sent);
+        writing.join().unwrap().unwrap();
     }
 
     #[test]
@@ -568,7 +609,7 @@ mod tests {
         let floor = Running::start();
         let mut c = NlmClient::connect(Transport::Tcp, floor.addr, NlmVersion::V4).unwrap();
         // 13-byte fragments: every record has several, and no read ends on a boundary.
-        let (wire, sent) = pipelined_calls(&mut c, 20, 13);
+        let (wire, sent) = pipelined_calls(&mut c, 20, 13, 8);
         let mut stream = std::net::TcpStream::connect(floor.addr).unwrap();
         stream.set_nodelay(true).unwrap();
         for chunk in wire.chunks(7) {
@@ -581,7 +622,7 @@ mod tests {
     fn clients_that_close_or_misbehave_lose_only_their_own_connection() {
         let floor = Running::start();
         let mut c = NlmClient::connect(Transport::Tcp, floor.addr, NlmVersion::V4).unwrap();
-        let (wire, _) = pipelined_calls(&mut c, 1, usize::MAX);
+        let (wire, _) = pipelined_calls(&mut c, 1, usize::MAX, 8);
         // Half a record, then gone.
         let mut half = std::net::TcpStream::connect(floor.addr).unwrap();
         half.write_all(&wire[..wire.len() / 2]).unwrap();
