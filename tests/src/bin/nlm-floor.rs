@@ -184,8 +184,8 @@ impl Connection {
     }
 
     /// Handles one readiness event: reads all there is, answers every complete call, and
-    /// writes all replies at once.
-    fn on_ready(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>) -> Next {
+    /// writes all replies at once. `peer_closed`: the event says the client shut its side.
+    fn on_ready(&mut self, buf: &mut [u8], scratch: &mut Vec<u8>, peer_closed: bool) -> Next {
         // Replies left over from a full socket go first: this may be the writable event.
         if self.flush() == Next::Close {
             return Next::Close;
@@ -207,6 +207,12 @@ impl Connection {
                     }
                     if framing.is_err() {
                         finished = true;
+                        break;
+                    }
+                    // A short read drained the socket (epoll(7)), so skip the read that would
+                    // only say EAGAIN — unless the client closed: then read on to the EOF, as
+                    // no later event will come for it.
+                    if n < buf.len() && !peer_closed {
                         break;
                     }
                 }
@@ -301,7 +307,10 @@ impl Floor {
                     STOP => return Ok(()),
                     LISTENER => self.accept(),
                     UDP => self.on_udp(&mut buf, &mut scratch),
-                    Token(t) => self.on_connection(t - FIRST_CONNECTION, &mut buf, &mut scratch),
+                    Token(t) => {
+                        let closed = event.is_read_closed() || event.is_error();
+                        self.on_connection(t - FIRST_CONNECTION, &mut buf, &mut scratch, closed);
+                    }
                 }
             }
         }
@@ -348,11 +357,17 @@ impl Floor {
         }
     }
 
-    fn on_connection(&mut self, slot: usize, buf: &mut [u8], scratch: &mut Vec<u8>) {
+    fn on_connection(
+        &mut self,
+        slot: usize,
+        buf: &mut [u8],
+        scratch: &mut Vec<u8>,
+        peer_closed: bool,
+    ) {
         let Some(Some(connection)) = self.connections.get_mut(slot) else {
             return; // an event for a connection closed earlier in the same batch
         };
-        let mut next = connection.on_ready(buf, scratch);
+        let mut next = connection.on_ready(buf, scratch, peer_closed);
         let blocked = !connection.unsent.is_empty();
         if next == Next::KeepOpen && blocked != connection.awaiting_writable {
             let interest = if blocked {
@@ -602,6 +617,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         assert_all_granted(read_replies(&mut stream, sent.len()), &sent);
         writing.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn calls_then_a_shutdown_are_answered_and_the_connection_closed() {
+        let floor = Running::start();
+        let mut c = NlmClient::connect(Transport::Tcp, floor.addr, NlmVersion::V4).unwrap();
+        let (wire, sent) = pipelined_calls(&mut c, 3, usize::MAX, 8);
+        let mut stream = std::net::TcpStream::connect(floor.addr).unwrap();
+        stream.write_all(&wire).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_all_granted(read_replies(&mut stream, sent.len()), &sent);
+        let mut rest = Vec::new();
+        stream
+            .read_to_end(&mut rest)
+            .expect("EOF within the timeout");
+        assert!(rest.is_empty());
     }
 
     #[test]
