@@ -17,10 +17,10 @@
 //! responder and NFS-Ganesha under the same `brlock-bench` load; the figures are in
 //! `tests/BENCH.md`.
 //!
-//! Per TCP readiness event it reads until the socket is drained (mio is edge-triggered), answers
-//! every complete call in what it read — pipelined calls, records split across reads and
-//! multi-fragment records alike — and writes all the replies in one `write`. Replies a client
-//! does not read are held up to [`MAX_UNSENT`] bytes; past that the connection is not read until
+//! Per TCP readiness event it reads until the socket is drained (mio is edge-triggered; a short
+//! read counts as drained, so an event costs no EAGAIN read), answers every complete call in what
+//! it read — pipelined calls, records split across reads and multi-fragment records alike — and
+//! writes all the replies in one `write`. Replies a client does not read are held up to [`MAX_UNSENT`] bytes; past that the connection is not read until
 //! the socket drains. A client that closes, resets or sends a record over [`MAX_RECORD`] bytes
 //! loses its connection and nothing else.
 
