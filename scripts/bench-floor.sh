@@ -2,7 +2,7 @@
 # brlockd against the floor (nlm-floor, a do-nothing NLM responder) and NFS-Ganesha 4.3, same load
 # generator, one run (not part of CI). Prints one markdown table.
 #
-#   bash scripts/bench-floor.sh [SECONDS]        # 5 s per figure: 27 figures, ~4 min in all
+#   bash scripts/bench-floor.sh [SECONDS]        # 5 s per figure: 27 figures, ~2.5 min in all
 #
 # All three servers run side by side on 127.0.0.1; for each connection count and in-flight depth
 # they are measured back to back (floor first, so its CPU per pair is the row group's reference).
