@@ -2,7 +2,9 @@
 //! address (`127.0.0.1:PORT`, as a floating address would be), NLM clients that lock and unlock
 //! through whichever instance leads, and faults injected into the leader while they do — SIGKILL,
 //! SIGSTOP/SIGCONT, `pg_terminate_backend` of its sessions, and its lease row held locked by another
-//! session for longer than the lease (the database stops answering it; nothing is closed).
+//! session for longer than the lease (the database stops answering it; nothing is closed), and
+//! PostgreSQL itself restarted (the tests here that use PostgreSQL take `DATABASE` so none runs
+//! through a restart).
 //!
 //! A checker keeps every acknowledged grant and release and asserts:
 //! - no two owners ever hold conflicting locks according to the acknowledgements;
@@ -35,6 +37,15 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(3);
 const FILES: [&[u8]; 2] = [b"ha-file-0", b"ha-file-1"];
 
 /// A port free on 127.0.0.1 for both TCP and UDP, for every instance to listen on.
+/// Held by every test here that uses PostgreSQL: the chaos test restarts it.
+static DATABASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn database() -> std::sync::MutexGuard<'static, ()> {
+    DATABASE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn free_port() -> u16 {
     for _ in 0..50 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -130,6 +141,10 @@ enum Fault {
     /// The lease row locked by another session for longer than the lease (a database that stops
     /// answering the leader without closing anything): it cannot renew and must stop.
     RenewalsStall,
+    /// PostgreSQL itself restarted (fast shutdown: every session of every instance cut, the server
+    /// gone for a moment): the leader either reconnects within its lease or stops, and a standby
+    /// takes over once the database is back.
+    DatabaseRestart,
 }
 
 /// How long [`Fault::RenewalsStall`] holds the lease row.
@@ -447,6 +462,40 @@ fn answering_on(addrs: &[SocketAddr], since: Instant) -> Duration {
     panic!("nothing answers on {addrs:?} 60 s after the fault");
 }
 
+/// Restarts the local PostgreSQL cluster (fast shutdown) and waits until it answers on
+/// 127.0.0.1:5432 again. Only this test binary restarts it, and its other tests do not use it.
+fn restart_postgres() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .expect("a PostgreSQL cluster version");
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            "restart",
+            "-m",
+            "fast",
+        ])
+        .status()
+        .expect("pg_ctlcluster");
+    assert!(status.success(), "pg_ctlcluster restart: {status}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::process::Command::new("pg_isready")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-q"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL did not come back within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One fault injected into the current leader, with the checks that belong to it.
 fn inject(cluster: &mut Cluster<'_>, fault: Fault, delay: Duration) -> FaultReport {
     let leader = cluster
@@ -543,6 +592,28 @@ fn inject(cluster: &mut Cluster<'_>, fault: Fault, delay: Duration) -> FaultRepo
                 answering,
             }
         }
+        Fault::DatabaseRestart => {
+            restart_postgres();
+            // Whatever the restart ended (the leader unable to renew in time, a standby that lost
+            // its session) is replaced; someone must lead again.
+            let answering = answering(addr, t0);
+            std::thread::sleep(LEASE * 2);
+            cluster.instances.retain_mut(|i| i.is_running());
+            while cluster.instances.len() < 3 {
+                cluster.spawn();
+            }
+            let next = cluster.wait_leader(Duration::from_secs(30));
+            assert!(
+                next.is_some(),
+                "no leader after the database restart\n{}",
+                cluster.logs()
+            );
+            FaultReport {
+                fault,
+                takeover: None,
+                answering,
+            }
+        }
         Fault::RenewalsStall => {
             let stall = std::process::Command::new("psql")
                 .args([
@@ -595,7 +666,8 @@ fn inject(cluster: &mut Cluster<'_>, fault: Fault, delay: Duration) -> FaultRepo
 }
 
 #[test]
-fn three_instances_lose_no_lock_through_kills_pauses_and_cut_sessions() {
+fn three_instances_lose_no_lock_through_kills_pauses_cut_sessions_and_database_restarts() {
+    let _database = database();
     let started = Instant::now();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -624,6 +696,9 @@ fn three_instances_lose_no_lock_through_kills_pauses_and_cut_sessions() {
         Fault::Pause,
         Fault::RenewalsStall,
         Fault::CutSessions,
+        Fault::DatabaseRestart,
+        Fault::Kill,
+        Fault::DatabaseRestart,
     ];
     let mut reports = Vec::new();
     for fault in faults {
@@ -685,7 +760,9 @@ fn three_instances_lose_no_lock_through_kills_pauses_and_cut_sessions() {
         let bound = match r.fault {
             // The takeover is counted to the lease being taken: the new leader can bind only once
             // the paused one has woken and let go of the address (on one host).
-            Fault::Kill | Fault::Pause | Fault::CutSessions => TAKEOVER_BOUND,
+            Fault::Kill | Fault::Pause | Fault::CutSessions | Fault::DatabaseRestart => {
+                TAKEOVER_BOUND
+            }
             // No standby can take the row over while it is locked either.
             Fault::RenewalsStall => TAKEOVER_BOUND + STALL,
         };
@@ -733,6 +810,7 @@ fn sqlite_has_no_standby_a_second_instance_exits() {
 #[test]
 #[ignore = "a measurement (~1 min): run by hand for tests/BENCH.md"]
 fn failover_figures_with_100k_locks() {
+    let _database = database();
     let db = PgDb::new();
     let port = free_port();
     let a = SocketAddr::from(([127, 0, 0, 1], port));
@@ -840,6 +918,7 @@ fn metric(body: &str, name: &str) -> Option<f64> {
 /// `brlock_leader` is 0. Once it has taken over: 200, `brlock_leader 1`, one takeover counted.
 #[test]
 fn a_standby_is_not_ready_and_says_who_leads_until_it_takes_over() {
+    let _database = database();
     let db = PgDb::new();
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
