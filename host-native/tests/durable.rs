@@ -27,7 +27,7 @@ async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) 
     adjust(&mut config);
     let (core, actions) =
         Core::restore_with_shares(config.core.clone(), 0, epoch, records, kept.shares).unwrap();
-    let sink = StorePersistSink::spawn(store.clone(), epoch);
+    let sink = StorePersistSink::spawn(store.clone(), epoch, 1024);
     let sockets = Sockets::bind(&config).await.unwrap();
     let restored = Restored {
         core,

@@ -507,6 +507,38 @@ async fn group_commit_respects_max_writes_and_order(b: Backend) {
     commits.shutdown().await;
 }
 
+/// `submit_now` never waits, but never grows the queue past its capacity either: past it a
+/// submission fails at once, and everything queued before it still commits.
+async fn group_commit_refuses_past_its_capacity(b: Backend) {
+    let db = TestDb::new(b).await;
+    let store = Arc::new(db.open().await);
+    let (epoch, _) = store.begin_epoch().await.unwrap();
+    let options = GroupCommitOptions {
+        max_writes: 1,
+        queue: 1,
+        capacity: 4,
+        ..GroupCommitOptions::default()
+    };
+    let commits = GroupCommit::spawn(store.clone(), epoch, options);
+    // Submitted in one go on this task: the committer cannot run in between.
+    let tickets: Vec<_> = (0..64u64)
+        .map(|i| commits.submit_now(vec![put(i, &rec(b"f", b"c", b"o", X, i * 10, 1))]))
+        .collect();
+    let mut committed = 0;
+    let mut refused = 0;
+    for t in tickets {
+        match t.await {
+            Ok(()) => committed += 1,
+            Err(StoreError::Unavailable(e)) if e.contains("capacity") => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!((4..=5).contains(&committed), "{committed} committed");
+    assert_eq!(committed + refused, 64);
+    assert_eq!(all(&store).await.len(), committed);
+    commits.shutdown().await;
+}
+
 async fn group_commit_fencing_is_final(b: Backend) {
     let db = TestDb::new(b).await;
     let store = Arc::new(db.open().await);
@@ -713,6 +745,7 @@ suite!(
     a_superseded_epoch_is_fenced_and_writes_nothing,
     group_commit_answers_every_submission_once_durable,
     group_commit_respects_max_writes_and_order,
+    group_commit_refuses_past_its_capacity,
     group_commit_fencing_is_final,
     restore_takes_what_begin_epoch_returns,
     shares_hosts_and_the_nsm_state_are_kept,

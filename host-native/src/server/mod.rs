@@ -130,7 +130,7 @@ pub(crate) enum CoreMsg {
 
 /// Room in the core task's queue besides the calls in flight: callback outcomes, durable batches,
 /// timers and the like, whose senders wait for room.
-const CORE_QUEUE_INTERNAL: usize = 1024;
+pub(crate) const CORE_QUEUE_INTERNAL: usize = 1024;
 
 /// What every task of one server shares.
 pub(crate) struct Shared {
@@ -529,7 +529,11 @@ impl Server {
             recovering: false,
             fenced: None,
             fatal: fatal_tx,
-            durable: persist::watch_durable(core_tx.clone(), shared.metrics.clone()),
+            durable: persist::watch_durable(
+                core_tx.clone(),
+                shared.metrics.clone(),
+                config.max_calls_in_flight + CORE_QUEUE_INTERNAL,
+            ),
             store_failures: 0,
             tap: events::EventTap::default(),
         };
@@ -692,7 +696,7 @@ struct CoreTask {
     fenced: Option<StoreError>,
     fatal: watch::Sender<Option<String>>,
     /// Batches waiting to be durable, to the task that tells us when they are.
-    durable: mpsc::UnboundedSender<persist::Submitted>,
+    durable: mpsc::Sender<persist::Submitted>,
     store_failures: u64,
     /// `GET /events` subscribers' feed (events.rs).
     tap: events::EventTap,
@@ -897,11 +901,21 @@ impl CoreTask {
                 Poll::Ready(Err(e)) => self.persist_failed(batch, e),
                 Poll::Pending => {
                     ready = false;
-                    let _ = self.durable.send(persist::Submitted {
+                    let submitted = persist::Submitted {
                         batch,
                         at: Instant::now(),
                         durable,
-                    });
+                    };
+                    if self.durable.try_send(submitted).is_err() {
+                        // Past every bound that feeds it (see `watch_durable`): refuse and rebuild.
+                        self.persist_failed(
+                            batch,
+                            StoreError::Unavailable(
+                                "too many batches waiting to be durable".into(),
+                            ),
+                        );
+                        ready = true;
+                    }
                 }
             }
         }

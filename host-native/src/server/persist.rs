@@ -88,9 +88,11 @@ pub struct StorePersistSink {
 
 impl StorePersistSink {
     /// Starts the committer (on the current runtime) for `epoch`, the one `begin_epoch` returned.
-    pub fn spawn(store: Arc<Store>, epoch: u64) -> Self {
+    /// `capacity` bounds the batches queued for the committer (see [`GroupCommitOptions::capacity`]).
+    pub fn spawn(store: Arc<Store>, epoch: u64, capacity: usize) -> Self {
         let options = GroupCommitOptions {
             halt_on_failure: true,
+            capacity,
             ..GroupCommitOptions::default()
         };
         let commits = GroupCommit::spawn(store.clone(), epoch, options);
@@ -138,11 +140,13 @@ pub(crate) struct Submitted {
 pub(crate) fn watch_durable(
     core_tx: mpsc::Sender<CoreMsg>,
     metrics: Arc<Metrics>,
-) -> mpsc::UnboundedSender<Submitted> {
-    // Unbounded by type, bounded by what feeds it: one entry per event whose batch is not durable
-    // yet, and every such event is a call in flight (`--max-calls-in-flight`) or a timer or
-    // callback outcome of a bounded table. The core task cannot wait for room here.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Submitted>();
+    capacity: usize,
+) -> mpsc::Sender<Submitted> {
+    // One entry per event whose batch is not durable yet, and every such event is a call in flight
+    // (`--max-calls-in-flight`) or an internal message of the core's bounded queue: `capacity` is
+    // that sum, so the bound is never met in practice. The core task cannot wait for room; should it
+    // ever find none, it treats the batch as failed (refuse, then rebuild from the store).
+    let (tx, mut rx) = mpsc::channel::<Submitted>(capacity.max(1));
     tokio::spawn(async move {
         let mut next: Option<Submitted> = None;
         loop {
@@ -237,19 +241,32 @@ mod tests {
     #[tokio::test]
     async fn batches_durable_together_are_one_message_and_a_failure_is_its_own() {
         let (core_tx, mut core_rx) = mpsc::channel(16);
-        let watch = watch_durable(core_tx, Arc::new(Metrics::new()));
+        let watch = watch_durable(core_tx, Arc::new(Metrics::new()), 64);
         let (commit, committed) = tokio::sync::oneshot::channel::<()>();
         watch
             .send(submitted(0, async move {
                 committed.await.ok();
                 Ok(())
             }))
+            .await
             .ok();
-        watch.send(submitted(1, std::future::ready(Ok(())))).ok();
-        watch.send(submitted(2, std::future::ready(Ok(())))).ok();
+        watch
+            .send(submitted(1, std::future::ready(Ok(()))))
+            .await
+            .ok();
+        watch
+            .send(submitted(2, std::future::ready(Ok(()))))
+            .await
+            .ok();
         let failure = || Err(StoreError::Unavailable("disk on fire".into()));
-        watch.send(submitted(3, std::future::ready(failure()))).ok();
-        watch.send(submitted(4, std::future::ready(failure()))).ok();
+        watch
+            .send(submitted(3, std::future::ready(failure())))
+            .await
+            .ok();
+        watch
+            .send(submitted(4, std::future::ready(failure())))
+            .await
+            .ok();
         // Nothing is said before batch 0 is durable, although 1 and 2 already are.
         tokio::task::yield_now().await;
         assert!(core_rx.try_recv().is_err());
@@ -257,7 +274,10 @@ mod tests {
         assert!(matches!(next(&mut core_rx).await, (2, Ok(()))));
         assert!(matches!(next(&mut core_rx).await, (3, Err(_))));
         assert!(matches!(next(&mut core_rx).await, (4, Err(_))));
-        watch.send(submitted(5, std::future::ready(Ok(())))).ok();
+        watch
+            .send(submitted(5, std::future::ready(Ok(()))))
+            .await
+            .ok();
         assert!(matches!(next(&mut core_rx).await, (5, Ok(()))));
     }
 }

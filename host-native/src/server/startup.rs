@@ -169,7 +169,9 @@ pub async fn restore_opened(
             "restored {locks} locks of {clients} clients; nothing to reclaim, no grace period"
         ),
     }
-    let sink = Box::new(StorePersistSink::spawn(store.clone(), epoch));
+    // The same sum that bounds the core task's queue: every queued batch is one of its events.
+    let capacity = config.max_calls_in_flight + super::CORE_QUEUE_INTERNAL;
+    let sink = Box::new(StorePersistSink::spawn(store.clone(), epoch, capacity));
     Ok(Restored {
         core,
         actions,

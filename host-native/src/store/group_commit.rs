@@ -60,6 +60,10 @@ pub struct GroupCommitOptions {
     /// Submissions that may wait for the committer before `submit` itself waits (backpressure;
     /// [`GroupCommit::submit_now`] never waits).
     pub queue: usize,
+    /// The most submissions ever queued, `submit_now` included: past it a submission fails at once
+    /// (`StoreError::Unavailable`) instead of growing the queue. brlockd sizes it above what its
+    /// own bounds can feed (`--max-calls-in-flight` plus internal messages), so it is a backstop.
+    pub capacity: usize,
     /// After a failed transaction (other than fencing, which is final anyway), fail every later
     /// submission until [`GroupCommit::resume`].
     pub halt_on_failure: bool,
@@ -70,6 +74,7 @@ impl Default for GroupCommitOptions {
         Self {
             max_writes: 4096,
             queue: 16384,
+            capacity: 65536,
             halt_on_failure: false,
         }
     }
@@ -112,7 +117,7 @@ enum Msg {
 
 /// The handle to a committer task. Dropping it lets the task finish what is queued and stop.
 pub struct GroupCommit {
-    queue: mpsc::UnboundedSender<Msg>,
+    queue: mpsc::Sender<Msg>,
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
     task: JoinHandle<()>,
@@ -148,7 +153,7 @@ impl GroupCommit {
     /// Starts the committer on the current tokio runtime. `epoch` is the one `begin_epoch` returned:
     /// every transaction is fenced on it.
     pub fn spawn(store: Arc<Store>, epoch: u64, options: GroupCommitOptions) -> GroupCommit {
-        let (queue, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::channel(options.capacity.max(options.queue).max(1) + 1);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(run(
             store,
@@ -174,7 +179,8 @@ impl GroupCommit {
     }
 
     /// `submit` without waiting, for a caller that cannot wait (brlockd's core task, whose own input
-    /// is the backpressure): the queue may grow past [`GroupCommitOptions::queue`].
+    /// is the backpressure): the queue may grow past [`GroupCommitOptions::queue`], up to
+    /// [`GroupCommitOptions::capacity`], past which the ticket fails at once.
     pub fn submit_now(&self, writes: Vec<Write>) -> Ticket {
         self.submit_now_with_hosts(writes, Vec::new())
     }
@@ -198,16 +204,28 @@ impl GroupCommit {
             done,
             _permit: permit,
         };
-        match self.queue.send(Msg::Submit(submission)) {
+        match self.queue.try_send(Msg::Submit(submission)) {
             Ok(()) => Ticket(TicketState::Waiting(rx)),
-            Err(_) => Ticket(TicketState::Failed(None)),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Ticket(TicketState::Failed(Some(StoreError::Unavailable(
+                    "the store's commit queue is full (GroupCommitOptions::capacity)".into(),
+                ))))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Ticket(TicketState::Failed(None)),
         }
     }
 
     /// Ends a halt after a failure: submissions queued after this call are committed again. Those
     /// queued before it fail. Does nothing when not halted.
     pub fn resume(&self) {
-        let _ = self.queue.send(Msg::Resume);
+        // The queue has a slot kept for this (capacity + 1), and a caller resumes once what it
+        // submitted has resolved; should it still be full, the resume waits its turn.
+        if let Err(mpsc::error::TrySendError::Full(msg)) = self.queue.try_send(Msg::Resume) {
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let _ = queue.send(msg).await;
+            });
+        }
     }
 
     /// `submit` and wait for the ticket.
@@ -238,7 +256,7 @@ async fn run(
     epoch: u64,
     max_writes: usize,
     halt_on_failure: bool,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut rx: mpsc::Receiver<Msg>,
     counters: Arc<Counters>,
 ) {
     let mut fenced: Option<StoreError> = None;
