@@ -198,11 +198,11 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION")]
     pub callback_timeout_ms: Option<MsSetting>,
     /// GRANTED sends in all before a granted lock whose client cannot be reached is released
-    /// (1: at the first failure) [default: the profile's: 6, ganesha and dittofs 1].
+    /// (1: at the first failure) [default: the profile's: brlock 3, linux 6, ganesha and dittofs 1].
     #[arg(long, value_name = "N")]
     pub callback_attempts: Option<u32>,
     /// Time between GRANTED sends to a client that could not be reached (a bare number is ms)
-    /// [default: 10s].
+    /// [default: the profile's: brlock 2s, linux 10s].
     #[arg(long, value_name = "DURATION")]
     pub callback_retry_ms: Option<MsSetting>,
     /// Port of the portmapper on each client host, asked (GETPORT) where the client's NLM service

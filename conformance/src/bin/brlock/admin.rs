@@ -195,11 +195,15 @@ fn table(locks: &Value, waiters: &Value) -> String {
         ]
     };
     for lock in locks["locks"].as_array().into_iter().flatten() {
-        let held = duration_text(lock["held_ms"].as_u64().unwrap_or_default());
+        // An older brlockd says nothing of how long a lock has been held.
+        let held = match lock["held_ms"].as_u64() {
+            Some(ms) => format!("held {}", duration_text(ms)),
+            None => "held".to_string(),
+        };
         let state = if lock["unreclaimed"] == Value::Bool(true) {
-            format!("held {held}, not reclaimed yet")
+            format!("{held}, not reclaimed yet")
         } else {
-            format!("held {held}")
+            held
         };
         by_file
             .entry(text(lock, "file"))
@@ -363,7 +367,7 @@ mod tests {
     #[test]
     fn the_table_lists_each_files_locks_then_its_waiters() {
         let locks = serde_json::json!({"locks": [
-            {"file": "66", "client": "a", "owner": "a/1/oh", "kind": "exclusive", "start": "0", "end": "EOF", "unreclaimed": false},
+            {"file": "66", "client": "a", "owner": "a/1/oh", "kind": "exclusive", "start": "0", "end": "EOF", "unreclaimed": false, "held_ms": 3_723_000},
         ]});
         let waiters = serde_json::json!({"waiters": [
             {"file": "66", "client": "b", "owner": "b/2/oh", "kind": "shared", "start": "10", "end": "19", "position": 1, "waiting_ms": 12_500},
@@ -371,7 +375,7 @@ mod tests {
         assert_eq!(
             table(&locks, &waiters),
             "FILE  OWNER   CLIENT  KIND       START  END  STATE\n\
-             66    a/1/oh  a       exclusive      0  EOF  held\n\
+             66    a/1/oh  a       exclusive      0  EOF  held 1h02m\n\
              66    b/2/oh  b       shared        10   19  waiting 12.5s (#1 in queue)\n"
         );
     }
