@@ -805,7 +805,7 @@ fn sqlite_has_no_standby_a_second_instance_exits() {
 /// of the leader to a standby (or the leader itself) answering a LOCK, at the default 3 s lease.
 /// The two instances listen on 127.0.0.1 and 127.0.0.2 (two hosts; in production a floating
 /// address moves), so a paused leader does not keep the standby off its address. Run with
-/// `BRLOCKD=target/release/brlockd cargo test -p brlock-tests --test ha figures -- --ignored
+/// `BRLOCKD=$PWD/target/release/brlockd cargo test -p brlock-tests --test ha figures -- --ignored
 /// --nocapture` (`FIGURE_FAULTS=SIGKILL,SIGSTOP` for some of them).
 #[test]
 #[ignore = "a measurement (~1 min): run by hand for tests/BENCH.md"]
