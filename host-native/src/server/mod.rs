@@ -1,6 +1,6 @@
 //! brlockd's NLM server: transports, the core task and callbacks.
 //!
-//! The shape (quinn's `ConnectionDriver`, see STYLE.md): TCP connection tasks and the UDP task decode
+//! The shape (quinn's `ConnectionDriver`, the house style's model): TCP connection tasks and the UDP task decode
 //! records (`intake`) and send each NLM call over an mpsc to the **one task that owns the `Core`**.
 //! That task turns the call into an `Event` (`dispatch`), calls `Core::handle`, and carries out the
 //! actions in order: persist batches go to the [`PersistSink`]; replies (found by `RequestId`) and
