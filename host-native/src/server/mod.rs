@@ -1,7 +1,8 @@
 //! brlockd's NLM server: transports, the core task and callbacks.
 //!
-//! The shape (quinn's `ConnectionDriver`, the house style's model): TCP connection tasks and the UDP task decode
-//! records (`intake`) and send each NLM call over an mpsc to the **one task that owns the `Core`**.
+//! The shape (quinn's `ConnectionDriver`, the house style's model): TCP connection tasks and the UDP
+//! task decode records (`intake`) and send each NLM call over an mpsc to the **one task that owns
+//! the `Core`**.
 //! That task turns the call into an `Event` (`dispatch`), calls `Core::handle`, and carries out the
 //! actions in order: persist batches go to the [`PersistSink`]; replies (found by `RequestId`) and
 //! GRANTED callbacks wait until their batch is durable; one timer armed from `poll_timeout()` sends
