@@ -245,6 +245,18 @@ pub async fn getport(
     transport: Transport,
     timeout: Duration,
 ) -> Result<u16, CallFailure> {
+    let (procedure, args) = getport_call(program, version, transport);
+    let results = call(Transport::Udp, pmap, procedure, &args, timeout, true).await?;
+    getport_port(&results)
+}
+
+/// The portmapper GETPORT call for (program, version, protocol): its (program, version, procedure)
+/// and encoded arguments.
+pub(crate) fn getport_call(
+    program: u32,
+    version: u32,
+    transport: Transport,
+) -> ((u32, u32, u32), Vec<u8>) {
     let args = encode_to_vec(&Mapping {
         prog: program,
         vers: version,
@@ -252,16 +264,12 @@ pub async fn getport(
         port: 0,
     })
     .expect("a mapping always encodes");
-    let results = call(
-        Transport::Udp,
-        pmap,
-        (PMAP_PROGRAM, PMAP_VERSION, PmapProc::Getport as u32),
-        &args,
-        timeout,
-        true,
-    )
-    .await?;
-    let port: u32 = decode_exact(&results).map_err(|e| CallFailure::Malformed(e.to_string()))?;
+    ((PMAP_PROGRAM, PMAP_VERSION, PmapProc::Getport as u32), args)
+}
+
+/// The port a GETPORT reply's results name.
+pub(crate) fn getport_port(results: &[u8]) -> Result<u16, CallFailure> {
+    let port: u32 = decode_exact(results).map_err(|e| CallFailure::Malformed(e.to_string()))?;
     u16::try_from(port).map_err(|_| CallFailure::Malformed(format!("port {port}")))
 }
 

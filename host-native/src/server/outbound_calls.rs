@@ -17,8 +17,6 @@ use tokio::time::{Instant, timeout_at};
 use tracing::debug;
 
 use super::outbound::{self, CallFailure, Transport, call_record_for, results_of};
-use crate::portmap::{Mapping, PMAP_PROGRAM, PMAP_VERSION, PmapProc};
-use crate::xdr::{decode_exact, encode_to_vec};
 
 /// How often a UDP call is sent again while no reply has come (as a UDP RPC client does).
 const RESEND: Duration = Duration::from_millis(500);
@@ -240,26 +238,11 @@ impl OutboundCalls {
         transport: Transport,
         timeout: Duration,
     ) -> Result<u16, CallFailure> {
-        let args = encode_to_vec(&Mapping {
-            prog: program,
-            vers: version,
-            prot: transport.ipproto(),
-            port: 0,
-        })
-        .expect("a mapping always encodes");
+        let (procedure, args) = outbound::getport_call(program, version, transport);
         let results = self
-            .call(
-                Transport::Udp,
-                pmap,
-                (PMAP_PROGRAM, PMAP_VERSION, PmapProc::Getport as u32),
-                &args,
-                timeout,
-                true,
-            )
+            .call(Transport::Udp, pmap, procedure, &args, timeout, true)
             .await?;
-        let port: u32 =
-            decode_exact(&results).map_err(|e| CallFailure::Malformed(e.to_string()))?;
-        u16::try_from(port).map_err(|_| CallFailure::Malformed(format!("port {port}")))
+        outbound::getport_port(&results)
     }
 
     /// Calls waiting for a UDP reply now (tests).
