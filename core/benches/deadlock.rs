@@ -114,7 +114,8 @@ impl Row6 {
             *request = RequestId(self.request);
         }
         self.out.clear();
-        self.core.handle(0, event, &mut self.out);
+        self.core
+            .handle(brlock_core::Instant::ZERO, event, &mut self.out);
         self.out
             .iter()
             .rev()

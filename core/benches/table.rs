@@ -67,7 +67,7 @@ fn core_with(n: u64) -> Core {
     let mut out = Vec::new();
     for i in 0..n {
         core.handle(
-            0,
+            brlock_core::Instant::ZERO,
             lock(
                 i,
                 &OwnerId::new(i.to_be_bytes()),
@@ -101,7 +101,7 @@ impl CoreOps {
     }
     fn lock_unlock(&mut self) {
         self.core.handle(
-            0,
+            brlock_core::Instant::ZERO,
             lock(1, &self.me, self.gap, LockKind::Exclusive),
             &mut self.out,
         );
@@ -112,7 +112,8 @@ impl CoreOps {
             file: FileId::from("file"),
             range: Range::new(self.gap, 5),
         };
-        self.core.handle(0, unlock, &mut self.out);
+        self.core
+            .handle(brlock_core::Instant::ZERO, unlock, &mut self.out);
         self.out.clear();
     }
     fn test(&mut self) {
@@ -124,7 +125,8 @@ impl CoreOps {
             range: Range::new(self.gap - 5, 5), // conflicts with a neighbour: reports it
             kind: LockKind::Shared,
         };
-        self.core.handle(0, test, &mut self.out);
+        self.core
+            .handle(brlock_core::Instant::ZERO, test, &mut self.out);
         self.out.clear();
     }
 }
@@ -306,7 +308,7 @@ fn summary() {
     let owner = OwnerId::from("one");
     for i in 0..100_000u64 {
         core.handle(
-            0,
+            brlock_core::Instant::ZERO,
             lock(i, &owner, i * STRIDE, LockKind::Exclusive),
             &mut out,
         );

@@ -7,16 +7,17 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::action::{Action, ReleaseReason, WaiterRemovedReason};
-use crate::ids::{ClientId, Millis};
+use crate::ids::ClientId;
 use crate::range::Span;
 use crate::state::{ClientKey, ClientState, Core, Timer, WaiterState};
+use crate::time::Duration;
 
 impl Core {
     pub(crate) fn client_connected(
         &mut self,
         client: &ClientId,
         adapter: String,
-        ttl: Millis,
+        ttl: Duration,
         out: &mut Vec<Action>,
     ) {
         let ck = self.clients.intern(client, ClientState::default);
@@ -65,10 +66,10 @@ impl Core {
                 self.connected.remove(adapter);
             }
         }
-        if ttl == 0 {
+        if ttl.is_zero() {
             self.release_client(ck, ReleaseReason::Disconnect, out);
         } else {
-            let at = self.now.saturating_add(ttl);
+            let at = self.now + ttl;
             self.clients.get_mut(ck).disconnect_at = Some(at);
             self.timers.insert((at, Timer::Disconnect(ck)));
         }

@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::cookie::CookieKey;
-use crate::ids::Millis;
+use crate::time::Duration;
 
 /// Counting limits: every table a client can grow has one. Lock limits count held lock records after
 /// merging; waiter limits count queued waiters and granted ones whose callback is pending; a request
@@ -134,7 +134,7 @@ pub enum CallbackPolicy {
     /// the attempts run out (Linux lockd resends every 10 s).
     Retry {
         /// How long (ms) after a failed send the next one goes out (the core asks for a `Tick` then).
-        interval: Millis,
+        interval: Duration,
         /// Sends in all, the first included; the failure of the last one undoes the grant.
         attempts: u32,
     },
@@ -142,7 +142,7 @@ pub enum CallbackPolicy {
 
 /// The lock manager's configuration. Fixed for a core's life. Deserialising fills every missing field
 /// from [`Config::default`] (the brlock profile), so a file only names what it changes. All times are
-/// milliseconds on the host's clock.
+/// [`Duration`]s, written in a file as whole milliseconds.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
@@ -159,7 +159,7 @@ pub struct Config {
     /// Length of the grace period after a restart (ms; 90 s by default, 50 s in the Linux profile).
     /// It may end earlier, once every client with restored state has reclaimed it (or said it is
     /// done).
-    pub grace: Millis,
+    pub grace: Duration,
     /// Answer TEST during grace (otherwise `DeniedGrace`; refused in the Linux profile).
     pub test_in_grace: bool,
     /// Answer UNLOCK and UNSHARE during grace (otherwise `DeniedGrace`; refused by Linux and DittoFS).
@@ -177,7 +177,7 @@ pub struct Config {
     /// A grant no client has confirmed this long after it was granted is undone (released, and the
     /// waiters behind it go on), whatever send is out: a client that never answers GRANTED cannot pin
     /// a range for longer, however slowly its sends fail. None: only `callback` decides.
-    pub callback_deadline: Option<Millis>,
+    pub callback_deadline: Option<Duration>,
     /// The secret that makes callback cookies unguessable (`Action::SendGranted::callback_cookie`).
     /// The host draws it from the operating system's random source at start; the zero default is
     /// for tests and traces, where the same key must give the same cookies.
@@ -185,7 +185,7 @@ pub struct Config {
     /// A waiter not granted within this long (ms, from when it queued) is removed
     /// (`WaiterRemoved { reason: Expired }`). None (the default in every profile): waiters wait until
     /// granted, cancelled or their client goes.
-    pub blocking_timeout: Option<Millis>,
+    pub blocking_timeout: Option<Duration>,
 }
 
 /// The named presets: where the lock managers brlock learns from disagree, each profile behaves as
@@ -259,17 +259,17 @@ impl Config {
             max_offset: u64::MAX,
             fair_nonblocking: false,
             limits: Limits::default(),
-            grace: 90_000,
+            grace: Duration::from_secs(90),
             test_in_grace: true,
             unlock_in_grace: true,
             cancel_in_grace: true,
             late_reclaim: false,
             verify_reclaims: true,
             callback: CallbackPolicy::Retry {
-                interval: 2_000,
+                interval: Duration::from_secs(2),
                 attempts: 3,
             },
-            callback_deadline: Some(10_000),
+            callback_deadline: Some(Duration::from_secs(10)),
             cookie_key: CookieKey::default(),
             blocking_timeout: None,
         }
@@ -283,11 +283,11 @@ impl Config {
         Self {
             max_offset: i64::MAX as u64,
             callback: CallbackPolicy::Retry {
-                interval: 10_000,
+                interval: Duration::from_secs(10),
                 attempts: 6,
             },
             callback_deadline: None,
-            grace: 50_000,
+            grace: Duration::from_secs(50),
             test_in_grace: false,
             unlock_in_grace: false,
             cancel_in_grace: false,

@@ -278,6 +278,7 @@ mod tests {
     use crate::ids::{ClientId, FileId, OwnerId, RequestId};
     use crate::range::Range;
     use crate::state::WaiterState;
+    use crate::time::Instant;
     use alloc::format;
 
     impl Core {
@@ -393,7 +394,7 @@ mod tests {
                     reclaim: false,
                     cookie: Vec::new(),
                 };
-                core.step(0, lock)
+                core.step(Instant::ZERO, lock)
             } else if op < 9 {
                 let unlock = Event::Unlock {
                     request,
@@ -402,7 +403,7 @@ mod tests {
                     file,
                     range,
                 };
-                core.step(0, unlock)
+                core.step(Instant::ZERO, unlock)
             } else {
                 let cancel = Event::Cancel {
                     request,
@@ -412,7 +413,7 @@ mod tests {
                     range,
                     kind,
                 };
-                core.step(0, cancel)
+                core.step(Instant::ZERO, cancel)
             };
             for action in actions {
                 match action {
@@ -426,7 +427,7 @@ mod tests {
                             waiter,
                             result: crate::event::CallbackResult::Delivered,
                         };
-                        core.step(0, delivered);
+                        core.step(Instant::ZERO, delivered);
                     }
                     _ => {}
                 }

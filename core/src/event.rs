@@ -3,8 +3,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Range;
+use crate::time::Duration;
 
 /// Shared (read) or exclusive (write).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -215,8 +216,8 @@ pub enum Event {
         client: ClientId,
         /// The adapter it came through; connection limits are counted per adapter name.
         adapter: String,
-        /// How long (ms) the client's locks, waiters and shares outlive a disconnect.
-        ttl: Millis,
+        /// How long the client's locks, waiters and shares outlive a disconnect.
+        ttl: Duration,
     },
     /// The connection `client` made (`ClientConnected`) closed: its locks, waiters and shares are
     /// released after its `ttl` (at once with 0), unless it reconnects first

@@ -22,10 +22,11 @@ use core::fmt;
 use crate::action::{Action, LockRecord, Outcome, PersistOp, ReleaseReason, ShareRecord};
 use crate::config::Config;
 use crate::event::{LockKind, ShareMode};
-use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId};
 use crate::range::Span;
 use crate::state::{ClientKey, Core, FileKey, Grace, Timer};
 use crate::table::OwnerKey;
+use crate::time::Instant;
 
 /// A persisted record the core cannot take back: the store is damaged or was written by another tool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +57,7 @@ impl Core {
     /// records that merge into fewer ones; with nothing to reclaim, grace ends at once (`GraceEnded`).
     pub fn restore(
         config: Config,
-        now: Millis,
+        now: Instant,
         epoch: u64,
         records: impl IntoIterator<Item = LockRecord>,
     ) -> Result<(Core, Vec<Action>), RestoreError> {
@@ -68,7 +69,7 @@ impl Core {
     /// wrote holds no two conflicting shares.)
     pub fn restore_with_shares(
         config: Config,
-        now: Millis,
+        now: Instant,
         epoch: u64,
         records: impl IntoIterator<Item = LockRecord>,
         shares: impl IntoIterator<Item = ShareRecord>,
@@ -100,7 +101,7 @@ impl Core {
             pending.insert(ck);
         }
         let expected = pending.len() as u64;
-        let ends_at = now.saturating_add(core.config.grace);
+        let ends_at = now + core.config.grace;
         core.grace = Some(Grace {
             ends_at,
             pending,
@@ -206,10 +207,10 @@ impl Core {
     /// their reclaims taken — unverified when `config.verify_reclaims` is off, as Linux lockd does —
     /// and new requests wait. With nothing to wait for, grace runs to its deadline (a zero grace ends
     /// at once).
-    pub fn open_grace(config: Config, now: Millis, epoch: u64) -> (Core, Vec<Action>) {
+    pub fn open_grace(config: Config, now: Instant, epoch: u64) -> (Core, Vec<Action>) {
         let mut core = Core::with_epoch(config, epoch);
         core.now = now;
-        let ends_at = now.saturating_add(core.config.grace);
+        let ends_at = now + core.config.grace;
         core.grace = Some(Grace {
             ends_at,
             pending: Default::default(),
@@ -217,7 +218,7 @@ impl Core {
             unreclaimed_shares: Default::default(),
         });
         let mut out = Vec::new();
-        if core.config.grace == 0 {
+        if core.config.grace.is_zero() {
             core.end_grace(&mut out);
         } else {
             core.timers.insert((ends_at, Timer::GraceEnd));

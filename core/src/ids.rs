@@ -5,12 +5,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// Milliseconds on a monotonic clock the host chooses: a moment (`now`, a deadline) or a span (a TTL,
-/// a timeout), as the field says. The core never reads a clock; only differences between the host's
-/// moments matter, so any origin works (brlockd counts from its start). Arithmetic saturates, so a
-/// moment near `u64::MAX` cannot wrap.
-pub type Millis = u64;
-
 macro_rules! opaque_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

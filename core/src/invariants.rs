@@ -304,7 +304,7 @@ impl Core {
                 }),
             };
             if !live {
-                return Err(format!("stale timer {timer:?} at {at}"));
+                return Err(format!("stale timer {timer:?} at {}", at.as_millis()));
             }
         }
 

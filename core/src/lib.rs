@@ -1,10 +1,11 @@
 //! `brlock-core`: a byte-range lock manager as a pure state machine.
 //!
 //! The core is fully deterministic: it contains no I/O, reads no clock, draws no random numbers, starts
-//! no threads and needs no `std`. A host hands it [`Event`]s together with the time `now` (milliseconds
-//! on a monotonic clock of the host's choosing) and carries out the [`Action`]s it returns, in order:
-//! replies, GRANTED callbacks, persistence, releases. The same events in give byte-identical actions
-//! out, natively and in wasm.
+//! no threads and needs no `std`. A host hands it [`Event`]s together with the time `now` (an
+//! [`Instant`]: milliseconds on a monotonic clock of the host's choosing; spans such as TTLs and
+//! timeouts are [`Duration`]s) and carries out the [`Action`]s it returns, in order: replies, GRANTED
+//! callbacks, persistence, releases. The same events in give byte-identical actions out, natively
+//! and in wasm.
 //!
 //! ```
 //! use brlock_core::*;
@@ -20,9 +21,9 @@
 //!     reclaim: false,
 //!     cookie: vec![],
 //! };
-//! let actions = core.step(0, lock(1, "alice", LockKind::Exclusive));
+//! let actions = core.step(Instant::ZERO, lock(1, "alice", LockKind::Exclusive));
 //! assert!(matches!(actions.last(), Some(Action::Reply { outcome: Outcome::Granted, .. })));
-//! let actions = core.step(1, lock(2, "bob", LockKind::Shared));
+//! let actions = core.step(Instant::from_millis(1), lock(2, "bob", LockKind::Shared));
 //! assert!(matches!(actions.last(), Some(Action::Reply { outcome: Outcome::Denied { .. }, .. })));
 //! ```
 //!
@@ -63,7 +64,7 @@
 //!     owner: OwnerId::from("o"), file: file.clone(), range };
 //! let (mut replies, mut granted, mut actions) = (Vec::new(), Vec::new(), Vec::new());
 //! for (now, event) in [(0, lock(1, &a, false)), (5, lock(2, &b, true)), (9, unlock)] {
-//!     core.handle(now, event, &mut actions);
+//!     core.handle(Instant::from_millis(now), event, &mut actions);
 //!     for action in &actions { // 1. one transaction holding all of this event's persists
 //!         match action {
 //!             Action::Persist { op: PersistOp::Put(r), .. } => drop(store.insert(key(r), r.clone())),
@@ -112,6 +113,7 @@ mod snapshot;
 mod state;
 mod stats;
 mod table;
+pub mod time;
 mod trace;
 mod views;
 mod waiters;
@@ -124,10 +126,11 @@ pub use config::{CallbackPolicy, Config, Limits, Profile};
 pub use cookie::{COOKIE_LEN, CookieKey};
 pub use event::{CallbackResult, Event, LockKind, ShareMode};
 pub use grace::RestoreError;
-pub use ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+pub use ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 pub use range::{Range, Span};
 pub use snapshot::Snapshot;
 pub use state::Core;
 pub use stats::{OutcomeCounts, Stats, WAIT_BUCKETS_MS};
+pub use time::{Duration, Instant};
 pub use trace::{Replay, TRACE_VERSION, Trace, TraceError, TraceHeader, TraceStep};
 pub use views::{GraceView, HeldLockView, ShareView, WaitEdge, WaiterView};

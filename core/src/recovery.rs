@@ -23,10 +23,10 @@ use alloc::vec::Vec;
 
 use crate::action::{Action, LockRecord, ShareRecord, WaiterRemovedReason};
 use crate::grace::RestoreError;
-use crate::ids::Millis;
 use crate::range::Span;
 use crate::state::{Core, FileKey, Grace, Timer, Waiter, WaiterState};
 use crate::table::{HeldLock, OwnerKey};
+use crate::time::Instant;
 
 impl Core {
     /// A core holding exactly `records` and `shares` — what the store kept after a failed batch —
@@ -35,7 +35,7 @@ impl Core {
     /// waiters removed, a grace period that ended) as it would an event's.
     pub fn rebuild(
         &self,
-        now: Millis,
+        now: Instant,
         records: impl IntoIterator<Item = LockRecord>,
         shares: impl IntoIterator<Item = ShareRecord>,
     ) -> Result<(Core, Vec<Action>), RestoreError> {
@@ -164,10 +164,7 @@ impl Core {
                 WaiterState::Granted { .. } if durable_grant => waiter.state,
                 WaiterState::Queued { expires_at } => WaiterState::Queued { expires_at },
                 WaiterState::Granted { .. } => WaiterState::Queued {
-                    expires_at: self
-                        .config
-                        .blocking_timeout
-                        .map(|t| self.now.saturating_add(t)),
+                    expires_at: self.config.blocking_timeout.map(|t| self.now + t),
                 },
             };
             let carried = Waiter {

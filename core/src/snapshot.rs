@@ -60,7 +60,9 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ClientId, Config, Core, Event, FileId, LockKind, OwnerId, Range, RequestId};
+    use crate::{
+        ClientId, Config, Core, Event, FileId, Instant, LockKind, OwnerId, Range, RequestId,
+    };
 
     fn lock(request: u64, owner: &str, wait: bool) -> Event {
         Event::Lock {
@@ -98,14 +100,14 @@ mod tests {
         let mut core = Core::new(Config::default());
         for i in 0..24u64 {
             core.step(
-                i,
+                Instant::from_millis(i),
                 at(i, &format!("o{i:02}"), (i % 6) * 5, LockKind::Shared, false),
             );
         }
         for i in 0..20u64 {
             let owner = format!("o{i:02}");
             core.step(
-                100 + i,
+                Instant::from_millis(100 + i),
                 Event::Unlock {
                     request: RequestId(100 + i),
                     client: ClientId::from(owner.as_str()),
@@ -124,7 +126,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let now = 300 + n as u64;
+            let now = Instant::from_millis(300 + n as u64);
             assert_eq!(copy.step(now, event.clone()), core.step(now, event));
         }
         assert_eq!(copy, core);
@@ -133,8 +135,8 @@ mod tests {
     #[test]
     fn a_snapshot_gives_back_the_same_core_and_refuses_a_counter_behind_its_waiters() {
         let mut core = Core::new(Config::default());
-        core.step(1, lock(1, "a", false));
-        core.step(2, lock(2, "b", true));
+        core.step(Instant::from_millis(1), lock(1, "a", false));
+        core.step(Instant::from_millis(2), lock(2, "b", true));
         let snapshot = core.snapshot();
         assert_eq!(snapshot.clone().into_core().unwrap(), core);
 

@@ -9,11 +9,12 @@ use alloc::vec::Vec;
 use crate::action::{Action, LockRecord, Outcome, PersistOp};
 use crate::config::Config;
 use crate::event::{Event, LockKind, ShareMode};
-use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Span;
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::table::{HeldLock, LockTable, OwnerKey, Plan};
+use crate::time::{Duration, Instant};
 
 pub(crate) type FileKey = u32;
 pub(crate) type ClientKey = u32;
@@ -48,8 +49,8 @@ pub(crate) struct ClientState {
     /// Set while connected through a connection-oriented adapter.
     pub adapter: Option<String>,
     pub connected: bool,
-    pub ttl: Millis,
-    pub disconnect_at: Option<Millis>,
+    pub ttl: Duration,
+    pub disconnect_at: Option<Instant>,
     pub owners: BTreeSet<OwnerKey>,
     /// Held lock records of all this client's owners.
     pub locks: u64,
@@ -138,14 +139,14 @@ impl FileCounts {
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub(crate) enum WaiterState {
     Queued {
-        expires_at: Option<Millis>,
+        expires_at: Option<Instant>,
     },
     /// Granted; the GRANTED callback's `attempt`th send is out (`retry_at` None) or due at `retry_at`.
     /// Unconfirmed at `deadline`, the grant is undone.
     Granted {
         attempt: u32,
-        retry_at: Option<Millis>,
-        deadline: Option<Millis>,
+        retry_at: Option<Instant>,
+        deadline: Option<Instant>,
     },
 }
 
@@ -158,7 +159,7 @@ pub(crate) struct Waiter {
     pub span: Span,
     pub kind: LockKind,
     pub cookie: Vec<u8>,
-    pub since: Millis,
+    pub since: Instant,
     pub state: WaiterState,
 }
 
@@ -176,7 +177,7 @@ pub(crate) enum Timer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct Grace {
-    pub ends_at: Millis,
+    pub ends_at: Instant,
     /// Clients that still have restored locks to reclaim (and have not said they are done).
     pub pending: BTreeSet<ClientKey>,
     pub expected: u64,
@@ -194,13 +195,13 @@ pub struct Core {
     pub(crate) config: Config,
     pub(crate) epoch: u64,
     pub(crate) next_seq: u64,
-    pub(crate) now: Millis,
+    pub(crate) now: Instant,
     pub(crate) files: Registry<FileId, FileState>,
     pub(crate) clients: Registry<ClientId, ClientState>,
     pub(crate) owners: Registry<(ClientKey, OwnerId), OwnerState>,
     pub(crate) waiters: BTreeMap<WaiterId, Waiter>,
     pub(crate) next_waiter: u64,
-    pub(crate) timers: BTreeSet<(Millis, Timer)>,
+    pub(crate) timers: BTreeSet<(Instant, Timer)>,
     pub(crate) total_locks: u64,
     pub(crate) total_shares: u64,
     pub(crate) connected: BTreeMap<String, u64>,
@@ -229,7 +230,7 @@ impl Core {
             config,
             epoch,
             next_seq: 0,
-            now: 0,
+            now: Instant::ZERO,
             files: Registry::default(),
             clients: Registry::default(),
             owners: Registry::default(),
@@ -253,7 +254,7 @@ impl Core {
     /// A `now` earlier than the latest the core has seen is taken as that latest moment: time inside
     /// the core never goes backwards, whatever a host, a replayer or a fuzzer passes in, and such
     /// input is not an error (no panic, in debug builds either).
-    pub fn handle(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) {
+    pub fn handle(&mut self, now: Instant, event: Event, out: &mut Vec<Action>) {
         // Clamp rather than assert: a host's clock is its own business, and bad input never panics.
         self.now = self.now.max(now);
         // Whatever fell due before this event happens first, so the event sees the state at `now`.
@@ -347,7 +348,7 @@ impl Core {
     }
 
     /// [`Core::handle`] returning a fresh vector: for tests, tools and wasm.
-    pub fn step(&mut self, now: Millis, event: Event) -> Vec<Action> {
+    pub fn step(&mut self, now: Instant, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         self.handle(now, event, &mut out);
         out
@@ -356,7 +357,7 @@ impl Core {
     /// The next moment the core wants an [`Event::Tick`], if any (a grace period's end, a
     /// disconnected client's TTL, a GRANTED resend or deadline, a waiter's expiry). Any event can
     /// move it, so a host re-arms its one timer after each.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _)| at)
     }
 

@@ -6,10 +6,19 @@ use alloc::vec::Vec;
 
 use crate::action::{Limit, Outcome, ReleaseReason, WaiterRemovedReason};
 use crate::event::CallbackResult;
-use crate::ids::Millis;
+use crate::time::Duration;
 
 /// Upper bounds (inclusive, ms) of the wait-time histogram buckets; a last bucket counts the rest.
-pub const WAIT_BUCKETS_MS: [Millis; 8] = [0, 10, 100, 1_000, 5_000, 10_000, 30_000, 60_000];
+pub const WAIT_BUCKETS_MS: [Duration; 8] = [
+    Duration::ZERO,
+    Duration::from_millis(10),
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+];
 
 /// Replies counted by [`Outcome`] variant.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,8 +72,8 @@ pub struct Stats {
     pub other_replies: OutcomeCounts,
     /// Waiters granted from a queue.
     pub waits_granted: u64,
-    /// Milliseconds those waiters waited, summed (queued until granted).
-    pub wait_ms_total: u64,
+    /// How long those waiters waited, summed (queued until granted).
+    pub wait_ms_total: Duration,
     /// Counts per bucket of [`WAIT_BUCKETS_MS`], plus one for longer waits.
     pub wait_ms_buckets: [u64; WAIT_BUCKETS_MS.len() + 1],
     /// `SendGranted` actions, resends included.
@@ -139,14 +148,14 @@ pub struct Stats {
     pub clients_per_adapter: Vec<(String, u64)>,
     /// Whether the grace period is on.
     pub in_grace: bool,
-    /// Milliseconds left of it (0 outside grace).
-    pub grace_remaining_ms: Millis,
+    /// How long it has left (zero outside grace).
+    pub grace_remaining_ms: Duration,
 }
 
 impl Stats {
-    pub(crate) fn wait_granted(&mut self, waited: Millis) {
+    pub(crate) fn wait_granted(&mut self, waited: Duration) {
         self.waits_granted += 1;
-        self.wait_ms_total = self.wait_ms_total.saturating_add(waited);
+        self.wait_ms_total += waited;
         let bucket = WAIT_BUCKETS_MS
             .iter()
             .position(|&bound| waited <= bound)

@@ -16,9 +16,9 @@ use core::ops::ControlFlow;
 use smallvec::SmallVec;
 
 use crate::event::LockKind;
-use crate::ids::Millis;
 use crate::interval::IntervalTree;
 use crate::range::Span;
+use crate::time::Instant;
 
 /// The core's interned handle of an owner.
 pub(crate) type OwnerKey = u32;
@@ -89,7 +89,7 @@ enum Repr {
     },
     Indexed {
         /// (owner, start) → (end, kind, held since).
-        by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind, Millis)>,
+        by_owner: BTreeMap<(OwnerKey, u64), (u64, LockKind, Instant)>,
         shared: IntervalTree,
         exclusive: IntervalTree,
     },
@@ -101,7 +101,7 @@ struct Entry {
     start: u64,
     end: u64,
     owner: OwnerKey,
-    since: Millis,
+    since: Instant,
 }
 
 impl Entry {
@@ -151,9 +151,14 @@ impl serde::Serialize for LockTable {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Each lock with the moment it is held since; collected first: postcard needs the length
         // up front.
-        let locks: alloc::vec::Vec<(HeldLock, Millis)> = self
+        let locks: alloc::vec::Vec<(HeldLock, Instant)> = self
             .iter()
-            .map(|l| (l, self.held_since(l.owner, l.span.start).unwrap_or(0)))
+            .map(|l| {
+                (
+                    l,
+                    self.held_since(l.owner, l.span.start).unwrap_or_default(),
+                )
+            })
             .collect();
         s.collect_seq(locks)
     }
@@ -162,7 +167,7 @@ impl serde::Serialize for LockTable {
 #[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for LockTable {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let locks: alloc::vec::Vec<(HeldLock, Millis)> = serde::Deserialize::deserialize(d)?;
+        let locks: alloc::vec::Vec<(HeldLock, Instant)> = serde::Deserialize::deserialize(d)?;
         let mut table = LockTable::default();
         let mut starts = alloc::collections::BTreeSet::new();
         for (lock, since) in locks {
@@ -404,8 +409,8 @@ impl LockTable {
 
     /// Applies `plan` at `now`. A new record is held since the earliest of the removed records of
     /// its kind it grows out of or absorbs (a split or merged lock keeps its age), else since `now`.
-    pub fn apply(&mut self, plan: &Plan, now: Millis) {
-        let mut gone: SmallVec<[(HeldLock, Millis); 4]> = SmallVec::new();
+    pub fn apply(&mut self, plan: &Plan, now: Instant) {
+        let mut gone: SmallVec<[(HeldLock, Instant); 4]> = SmallVec::new();
         match &mut self.repr {
             Repr::Small { exclusive, shared } => {
                 for lock in &plan.removed {
@@ -479,7 +484,7 @@ impl LockTable {
     }
 
     /// Since when `owner`'s record starting at `start` has been held (see [`LockTable::apply`]).
-    pub fn held_since(&self, owner: OwnerKey, start: u64) -> Option<Millis> {
+    pub fn held_since(&self, owner: OwnerKey, start: u64) -> Option<Instant> {
         match &self.repr {
             Repr::Small { exclusive, shared } => exclusive
                 .iter()
@@ -497,7 +502,9 @@ impl LockTable {
         let mut by_owner = BTreeMap::new();
         let (mut shared, mut exclusive) = (IntervalTree::default(), IntervalTree::default());
         for lock in self.iter() {
-            let since = self.held_since(lock.owner, lock.span.start).unwrap_or(0);
+            let since = self
+                .held_since(lock.owner, lock.span.start)
+                .unwrap_or_default();
             by_owner.insert(
                 (lock.owner, lock.span.start),
                 (lock.span.end, lock.kind, since),
@@ -615,7 +622,7 @@ impl LockTable {
 
 /// The age a new record inherits from the records a plan removed: the earliest of those of its
 /// owner and kind it absorbs or is a piece of; `now` when it is new coverage only.
-fn held_since(lock: &HeldLock, gone: &[(HeldLock, Millis)], now: Millis) -> Millis {
+fn held_since(lock: &HeldLock, gone: &[(HeldLock, Instant)], now: Instant) -> Instant {
     gone.iter()
         .filter(|(old, _)| {
             old.owner == lock.owner && old.kind == lock.kind && old.span.overlaps(lock.span)

@@ -11,9 +11,9 @@ use core::fmt;
 use crate::action::{Action, LockRecord};
 use crate::config::Config;
 use crate::event::Event;
-use crate::ids::Millis;
 use crate::snapshot::Snapshot;
 use crate::state::Core;
+use crate::time::Instant;
 
 /// The trace format version this core writes and reads.
 pub const TRACE_VERSION: u32 = 1;
@@ -32,7 +32,7 @@ pub struct TraceHeader {
     pub epoch: u64,
     /// When the run starts (the `now` of a restore).
     #[cfg_attr(feature = "serde", serde(default))]
-    pub start: Millis,
+    pub start: Instant,
     /// Records persisted by an earlier epoch: the run starts with [`Core::restore`] and so in grace.
     #[cfg_attr(feature = "serde", serde(default))]
     pub restore: Option<Vec<LockRecord>>,
@@ -54,7 +54,7 @@ impl TraceHeader {
             brlock_trace: TRACE_VERSION,
             config,
             epoch: 1,
-            start: 0,
+            start: Instant::ZERO,
             restore: None,
             snapshot: None,
         }
@@ -79,7 +79,7 @@ impl TraceHeader {
 pub struct TraceStep {
     /// When the event happened: the `now` it is handed to the core with. Never before the previous
     /// step's (nor the header's `start`); [`Replay::step`] refuses a trace where it is.
-    pub now: Millis,
+    pub now: Instant,
     /// The event.
     pub event: Event,
 }
@@ -120,7 +120,7 @@ pub struct Replay {
     pub core: Core,
     /// Actions produced by building the core (restore), before the first event.
     pub initial: Vec<Action>,
-    last_now: Millis,
+    last_now: Instant,
     step: usize,
 }
 
@@ -184,8 +184,8 @@ impl Replay {
                 step: self.step,
                 message: alloc::format!(
                     "time goes backwards: {} after {}",
-                    step.now,
-                    self.last_now
+                    step.now.as_millis(),
+                    self.last_now.as_millis()
                 ),
             });
         }

@@ -6,10 +6,11 @@ use alloc::vec::Vec;
 use crate::action::{LockRecord, OwnerRef};
 use crate::config::Config;
 use crate::event::{LockKind, ShareMode};
-use crate::ids::{ClientId, FileId, Millis, OwnerId, RequestId, WaiterId};
+use crate::ids::{ClientId, FileId, OwnerId, RequestId, WaiterId};
 use crate::range::Range;
 use crate::state::{Core, WaiterState};
 use crate::stats::Stats;
+use crate::time::{Duration, Instant};
 
 /// One held lock record of a file ([`Core::held_locks`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,7 +29,7 @@ pub struct HeldLockView {
     /// The moment (the host's clock, as passed to `handle`) since which the owner has held this
     /// record's bytes: a record split or merged from older ones keeps the earliest of their moments;
     /// a restored one counts from the restore.
-    pub since: Millis,
+    pub since: Instant,
 }
 
 /// A blocking request: queued ([`Core::waiters`]) or granted with its callback unconfirmed
@@ -49,7 +50,7 @@ pub struct WaiterView {
     /// The range it asked for.
     pub range: Range,
     /// When it queued (the `now` of its LOCK).
-    pub since: Millis,
+    pub since: Instant,
     /// The request's opaque cookie, which its `SendGranted` will carry.
     pub cookie: Vec<u8>,
 }
@@ -87,9 +88,9 @@ pub struct ShareView {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GraceView {
     /// When it ends at the latest (the restart's `now` plus [`Config::grace`]).
-    pub ends_at: Millis,
-    /// `ends_at` minus the latest `now` the core has seen (0 once due).
-    pub remaining: Millis,
+    pub ends_at: Instant,
+    /// From the latest `now` the core has seen to `ends_at` (zero once due).
+    pub remaining: Duration,
     /// How many clients had locks or shares restored (0 after [`Core::open_grace`], which restores
     /// nothing).
     pub expected: u64,
@@ -111,7 +112,7 @@ impl Core {
     }
 
     /// The latest `now` the core has seen.
-    pub fn now(&self) -> Millis {
+    pub fn now(&self) -> Instant {
         self.now
     }
 
@@ -260,7 +261,7 @@ impl Core {
         pending.sort();
         Some(GraceView {
             ends_at: grace.ends_at,
-            remaining: grace.ends_at.saturating_sub(self.now),
+            remaining: grace.ends_at - self.now,
             expected: grace.expected,
             pending,
         })
@@ -301,7 +302,7 @@ impl Core {
         stats.grace_remaining_ms = self
             .grace
             .as_ref()
-            .map_or(0, |g| g.ends_at.saturating_sub(self.now));
+            .map_or(Duration::ZERO, |g| g.ends_at - self.now);
         stats
     }
 }

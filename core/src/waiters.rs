@@ -42,10 +42,7 @@ impl Core {
     ) -> WaiterId {
         let id = WaiterId(self.next_waiter);
         self.next_waiter += 1;
-        let expires_at = self
-            .config
-            .blocking_timeout
-            .map(|t| self.now.saturating_add(t));
+        let expires_at = self.config.blocking_timeout.map(|t| self.now + t);
         if let Some(at) = expires_at {
             self.timers.insert((at, Timer::WaiterExpiry(id)));
         }
@@ -182,10 +179,7 @@ impl Core {
             self.timers.remove(&(at, Timer::WaiterExpiry(id)));
         }
         self.queue_remove(fk, id);
-        let deadline = self
-            .config
-            .callback_deadline
-            .map(|d| self.now.saturating_add(d));
+        let deadline = self.config.callback_deadline.map(|d| self.now + d);
         if let Some(at) = deadline {
             self.timers.insert((at, Timer::CallbackDeadline(id)));
         }
@@ -261,7 +255,7 @@ impl Core {
             (CallbackResult::Failed, CallbackPolicy::Retry { interval, attempts })
                 if attempt < attempts =>
             {
-                let at = self.now.saturating_add(interval);
+                let at = self.now + interval;
                 self.waiters.get_mut(&id).expect("waiter exists").state = WaiterState::Granted {
                     attempt,
                     retry_at: Some(at),

@@ -4,7 +4,7 @@ mod common;
 use brlock_core::*;
 use common::*;
 
-fn connect(t: &mut T, client: &str, adapter: &str, ttl: Millis) -> Vec<Action> {
+fn connect(t: &mut T, client: &str, adapter: &str, ttl: Duration) -> Vec<Action> {
     t.event(Event::ClientConnected {
         client: ClientId::from(client),
         adapter: adapter.into(),
@@ -21,7 +21,7 @@ fn disconnect(t: &mut T, client: &str) -> Vec<Action> {
 #[test]
 fn disconnect_with_ttl_zero_releases_everything_at_once() {
     let mut t = T::new();
-    connect(&mut t, "smb1", "smb", 0);
+    connect(&mut t, "smb1", "smb", ms(0));
     t.lock("smb1/p", "f", 0, 10, X);
     t.lock("other", "g", 0, 10, X);
     t.lock_wait("smb1/p", "g", 0, 10, X);
@@ -46,13 +46,13 @@ fn disconnect_with_ttl_zero_releases_everything_at_once() {
 #[test]
 fn disconnect_with_a_ttl_defers_the_release_to_the_deadline() {
     let mut t = T::new();
-    connect(&mut t, "c", "nfs4", 5_000);
+    connect(&mut t, "c", "nfs4", ms(5_000));
     t.lock("c/o", "f", 0, 10, X);
     disconnect(&mut t, "c");
-    assert_eq!(t.core.poll_timeout(), Some(5_000));
-    t.advance(4_999);
+    assert_eq!(t.core.poll_timeout(), Some(at(5_000)));
+    t.advance(ms(4_999));
     assert_eq!(t.held("f"), ["o:X:0-9"]);
-    t.advance(1);
+    t.advance(ms(1));
     assert!(t.held("f").is_empty());
     assert_eq!(
         t.released(),
@@ -64,19 +64,19 @@ fn disconnect_with_a_ttl_defers_the_release_to_the_deadline() {
 #[test]
 fn a_reconnect_before_the_deadline_cancels_the_release() {
     let mut t = T::new();
-    connect(&mut t, "c", "smb", 5_000);
+    connect(&mut t, "c", "smb", ms(5_000));
     t.lock("c/o", "f", 0, 10, X);
     disconnect(&mut t, "c");
-    t.advance(3_000);
-    connect(&mut t, "c", "smb", 5_000);
-    t.advance(10_000);
+    t.advance(ms(3_000));
+    connect(&mut t, "c", "smb", ms(5_000));
+    t.advance(ms(10_000));
     assert_eq!(t.held("f"), ["o:X:0-9"]);
 }
 
 #[test]
 fn a_release_wakes_the_waiters_of_other_clients() {
     let mut t = T::new();
-    connect(&mut t, "c", "smb", 0);
+    connect(&mut t, "c", "smb", ms(0));
     t.lock("c/o", "f", 0, 10, X);
     let w = waiter_of(&t.lock_wait("d", "f", 0, 10, X));
     disconnect(&mut t, "c");
@@ -89,24 +89,24 @@ fn a_connection_over_its_adapters_limit_is_refused() {
     config.limits.connections_per_adapter = 2;
     config.limits.connections_by_adapter = vec![("nfs4".into(), 1)];
     let mut t = T::with(config);
-    assert!(connect(&mut t, "a", "smb", 0).is_empty());
-    assert!(connect(&mut t, "b", "smb", 0).is_empty());
+    assert!(connect(&mut t, "a", "smb", ms(0)).is_empty());
+    assert!(connect(&mut t, "b", "smb", ms(0)).is_empty());
     assert_eq!(
-        connect(&mut t, "c", "smb", 0),
+        connect(&mut t, "c", "smb", ms(0)),
         [Action::ConnectionRefused {
             client: ClientId::from("c"),
             adapter: "smb".into(),
             limit: 2
         }]
     );
-    assert!(connect(&mut t, "d", "nfs4", 0).is_empty());
+    assert!(connect(&mut t, "d", "nfs4", ms(0)).is_empty());
     assert!(matches!(
-        connect(&mut t, "e", "nfs4", 0)[..],
+        connect(&mut t, "e", "nfs4", ms(0))[..],
         [Action::ConnectionRefused { limit: 1, .. }]
     ));
     disconnect(&mut t, "a");
     assert!(
-        connect(&mut t, "c", "smb", 0).is_empty(),
+        connect(&mut t, "c", "smb", ms(0)).is_empty(),
         "room after a disconnect"
     );
     assert_eq!(
@@ -204,7 +204,7 @@ fn release_policy_releases_on_failure_and_grants_the_next_waiter() {
 fn retry_policy_resends_every_interval_then_releases_when_attempts_run_out() {
     let mut t = T::with(Config {
         callback: CallbackPolicy::Retry {
-            interval: 10_000,
+            interval: ms(10_000),
             attempts: 3,
         },
         callback_deadline: None,
@@ -213,14 +213,14 @@ fn retry_policy_resends_every_interval_then_releases_when_attempts_run_out() {
     let w = granted_one(&mut t);
     t.callback(w, CallbackResult::Failed);
     assert!(t.released().is_empty());
-    assert_eq!(t.core.poll_timeout(), Some(10_000));
-    t.advance(10_000);
+    assert_eq!(t.core.poll_timeout(), Some(at(10_000)));
+    t.advance(ms(10_000));
     assert!(matches!(
         t.last[..],
         [Action::SendGranted { attempt: 2, .. }]
     ));
     t.callback(w, CallbackResult::Failed);
-    t.advance(10_000);
+    t.advance(ms(10_000));
     assert!(matches!(
         t.last[..],
         [Action::SendGranted { attempt: 3, .. }]
@@ -268,14 +268,14 @@ fn an_outcome_while_a_retry_is_scheduled_is_ignored() {
 #[test]
 fn a_waiter_not_granted_within_the_blocking_timeout_expires() {
     let mut t = T::with(Config {
-        blocking_timeout: Some(30_000),
+        blocking_timeout: Some(ms(30_000)),
         ..Config::default()
     });
     t.lock("a", "f", 0, 10, X);
     let w = waiter_of(&t.lock_wait("b", "f", 0, 10, X));
-    t.advance(29_999);
+    t.advance(ms(29_999));
     assert_eq!(t.queue("f"), ["b"]);
-    t.advance(1);
+    t.advance(ms(1));
     assert!(
         matches!(&t.last[..], [Action::WaiterRemoved { waiter, reason: WaiterRemovedReason::Expired, .. }] if *waiter == w)
     );
@@ -285,7 +285,7 @@ fn a_waiter_not_granted_within_the_blocking_timeout_expires() {
 #[test]
 fn a_granted_waiter_does_not_expire() {
     let mut t = T::with(Config {
-        blocking_timeout: Some(30_000),
+        blocking_timeout: Some(ms(30_000)),
         callback_deadline: None,
         ..Config::default()
     });
@@ -293,32 +293,32 @@ fn a_granted_waiter_does_not_expire() {
     t.lock_wait("b", "f", 0, 10, X);
     t.unlock("a", "f", 0, 10);
     assert_eq!(t.core.poll_timeout(), None);
-    t.advance(60_000);
+    t.advance(ms(60_000));
     assert_eq!(t.held("f"), ["b:X:0-9"]);
 }
 
 #[test]
 fn an_early_or_repeated_tick_does_nothing() {
     let mut t = T::with(Config {
-        blocking_timeout: Some(30_000),
+        blocking_timeout: Some(ms(30_000)),
         ..Config::default()
     });
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
-    assert!(t.advance(10).is_empty());
-    assert!(t.advance(0).is_empty());
+    assert!(t.advance(ms(10)).is_empty());
+    assert!(t.advance(ms(0)).is_empty());
     assert_eq!(t.queue("f"), ["b"]);
 }
 
 #[test]
 fn timers_due_before_an_event_run_before_it() {
     let mut t = T::with(Config {
-        blocking_timeout: Some(1_000),
+        blocking_timeout: Some(ms(1_000)),
         ..Config::default()
     });
     t.lock("a", "f", 0, 10, X);
     t.lock_wait("b", "f", 0, 10, X);
-    t.now += 5_000;
+    t.now += ms(5_000);
     // No tick came; the next request still sees b's waiter gone.
     t.lock_wait("c", "f", 0, 10, X);
     assert_eq!(t.queue("f"), ["c"]);
@@ -344,9 +344,9 @@ fn an_unconfirmed_grant_is_undone_at_the_callback_deadline() {
     // The host never reports how the send ended: the deadline alone gives the range back.
     let mut t = T::new();
     granted_one(&mut t);
-    t.advance(9_999);
+    t.advance(ms(9_999));
     assert_eq!(t.held("f"), ["b:X:0-9"]);
-    t.advance(1);
+    t.advance(ms(1));
     assert_eq!(
         t.released(),
         [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
@@ -360,23 +360,23 @@ fn by_default_a_grant_whose_sends_all_time_out_is_undone_within_10_s() {
     // brlockd gives each send 5 s; the schedule resends 2 s after a failure.
     let mut t = T::new();
     let w = granted_one(&mut t);
-    t.advance(5_000);
+    t.advance(ms(5_000));
     t.callback(w, CallbackResult::Failed);
-    t.advance(2_000);
+    t.advance(ms(2_000));
     assert!(matches!(
         t.last[..],
         [Action::SendGranted { attempt: 2, .. }]
     ));
-    t.advance(2_999);
+    t.advance(ms(2_999));
     assert_eq!(t.held("f"), ["b:X:0-9"]);
-    t.advance(1);
+    t.advance(ms(1));
     assert_eq!(
         t.released(),
         [("b:0+10".to_string(), ReleaseReason::CallbackFailed)]
     );
     assert_eq!(
         t.core.poll_timeout(),
-        Some(20_000),
+        Some(at(20_000)),
         "c's grant has its own deadline"
     );
 }
@@ -387,7 +387,7 @@ fn by_default_sends_that_fail_at_once_give_the_range_back_after_the_third() {
     let w = granted_one(&mut t);
     for attempt in 2..=3 {
         t.callback(w, CallbackResult::Failed);
-        t.advance(2_000);
+        t.advance(ms(2_000));
         assert!(
             matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt),
             "{:?}",
@@ -395,7 +395,7 @@ fn by_default_sends_that_fail_at_once_give_the_range_back_after_the_third() {
         );
     }
     t.callback(w, CallbackResult::Failed);
-    assert_eq!(t.now, 4_000);
+    assert_eq!(t.now, at(4_000));
     assert_eq!(t.held("f"), ["c:X:0-9"]);
 }
 
@@ -403,10 +403,10 @@ fn by_default_sends_that_fail_at_once_give_the_range_back_after_the_third() {
 fn a_confirmed_grant_outlives_the_callback_deadline() {
     let mut t = T::new();
     let w = granted_one(&mut t);
-    t.advance(9_000);
+    t.advance(ms(9_000));
     t.callback(w, CallbackResult::Delivered);
     assert_eq!(t.core.poll_timeout(), None, "its deadline went with it");
-    t.advance(60_000);
+    t.advance(ms(60_000));
     assert_eq!(t.held("f"), ["b:X:0-9"]);
 }
 
@@ -416,7 +416,7 @@ fn the_linux_profile_resends_every_10_s_with_no_deadline() {
     let w = granted_one(&mut t);
     for attempt in 2..=6 {
         t.callback(w, CallbackResult::Failed);
-        t.advance(10_000);
+        t.advance(ms(10_000));
         assert!(matches!(t.last[..], [Action::SendGranted { attempt: a, .. }] if a == attempt));
     }
     assert_eq!(t.held("f"), ["b:X:0-9"], "still b's after 50 s");
@@ -461,7 +461,7 @@ fn only_the_cookie_a_grant_was_sent_with_names_it() {
     assert_eq!(t.core.waiter_of_cookie(&flipped), None);
     // A retry carries the same cookie; once confirmed, the cookie names nothing.
     t.callback(w, CallbackResult::Failed);
-    t.advance(2_000);
+    t.advance(ms(2_000));
     assert_eq!(callback_cookie(&t.last), cookie);
     t.callback(w, CallbackResult::Delivered);
     assert_eq!(t.core.waiter_of_cookie(&cookie), None);

@@ -15,7 +15,7 @@ fn record(owner: &str, file: &str, offset: u64, length: u64, kind: LockKind) -> 
 }
 
 fn restored(config: Config, records: Vec<LockRecord>) -> T {
-    let (core, actions) = Core::restore(config, 0, 2, records).expect("restore");
+    let (core, actions) = Core::restore(config, Instant::ZERO, 2, records).expect("restore");
     assert!(
         actions
             .iter()
@@ -47,7 +47,7 @@ fn restored_locks_are_held_and_grace_blocks_new_locks() {
     assert_eq!(t.held("f"), ["p:X:0-9", "q:S:20-29"]);
     assert_eq!(t.lock("new", "k", 0, 1, X), Outcome::DeniedGrace);
     let grace = t.core.grace().unwrap();
-    assert_eq!((grace.expected, grace.remaining), (2, 90_000));
+    assert_eq!((grace.expected, grace.remaining), (2, ms(90_000)));
 }
 
 #[test]
@@ -129,9 +129,9 @@ fn tests_in_grace_follow_the_profile() {
 fn grace_expires_at_its_deadline_and_releases_what_nobody_reclaimed() {
     let mut t = restored(Config::default(), two_clients());
     t.reclaim("h1/p", "f", 0, 10, X);
-    t.advance(89_999);
+    t.advance(ms(89_999));
     assert!(t.core.grace().is_some());
-    t.advance(1);
+    t.advance(ms(1));
     assert!(t.core.grace().is_none());
     assert_eq!(t.held("f"), ["p:X:0-9"]);
     assert!(t.held("g").is_empty());
@@ -196,10 +196,10 @@ fn reclaim_complete_releases_the_rest_of_that_client_at_once() {
 #[test]
 fn a_reclaim_after_grace_is_refused_unless_the_profile_allows_late_reclaims() {
     let mut t = restored(Config::default(), two_clients());
-    t.advance(90_000);
+    t.advance(ms(90_000));
     assert_eq!(t.reclaim("h1/p", "f", 0, 10, X), Outcome::DeniedGrace);
     let mut late = restored(Config::dittofs(), two_clients());
-    late.advance(90_000);
+    late.advance(ms(90_000));
     assert_eq!(late.reclaim("h1/p", "f", 0, 10, X), Outcome::Granted);
 }
 
@@ -211,7 +211,7 @@ fn a_reclaim_outside_any_grace_period_is_refused() {
 
 #[test]
 fn restoring_nothing_ends_grace_at_once() {
-    let (core, actions) = Core::restore(Config::default(), 0, 2, vec![]).unwrap();
+    let (core, actions) = Core::restore(Config::default(), Instant::ZERO, 2, vec![]).unwrap();
     assert_eq!(actions, [Action::GraceEnded { released: 0 }]);
     assert!(core.grace().is_none());
 }
@@ -220,7 +220,7 @@ fn restoring_nothing_ends_grace_at_once() {
 fn restored_records_that_merge_are_rewritten_in_the_store() {
     let (core, actions) = Core::restore(
         Config::default(),
-        0,
+        Instant::ZERO,
         7,
         vec![record("a", "f", 0, 10, X), record("a", "f", 10, 10, X)],
     )
@@ -247,7 +247,7 @@ fn restored_records_that_merge_are_rewritten_in_the_store() {
 fn restoring_conflicting_records_is_an_error_naming_the_record() {
     let err = Core::restore(
         Config::default(),
-        0,
+        Instant::ZERO,
         2,
         vec![record("a", "f", 0, 10, X), record("b", "f", 5, 1, S)],
     )
@@ -256,7 +256,7 @@ fn restoring_conflicting_records_is_an_error_naming_the_record() {
     assert!(err.to_string().contains("conflicts"), "{err}");
     let err = Core::restore(
         Config::linux(),
-        0,
+        Instant::ZERO,
         2,
         vec![record("a", "f", u64::MAX - 1, 1, X)],
     )

@@ -315,25 +315,31 @@ fn whole_file_reported_back_as_length_zero() {
 #[test]
 fn a_lock_is_held_since_it_was_granted_and_splits_and_merges_keep_the_earliest_moment() {
     let mut t = T::new();
-    let since = |t: &T| -> Vec<(u64, Millis)> {
+    let since = |t: &T| -> Vec<(u64, Instant)> {
         t.core
             .held_locks(&FileId::from("f"))
             .iter()
             .map(|l| (l.range.offset, l.since))
             .collect()
     };
-    t.now = 1_000;
+    t.now = at(1_000);
     assert_eq!(t.lock("a", "f", 0, 10, X), Outcome::Granted);
-    t.now = 5_000;
+    t.now = at(5_000);
     assert_eq!(t.lock("a", "f", 10, 10, X), Outcome::Granted); // merges into 0-19
-    assert_eq!(since(&t), vec![(0, 1_000)]);
-    t.now = 9_000;
+    assert_eq!(since(&t), vec![(0, at(1_000))]);
+    t.now = at(9_000);
     assert_eq!(t.unlock("a", "f", 5, 5), Outcome::Granted); // splits into 0-4 and 10-19
-    assert_eq!(since(&t), vec![(0, 1_000), (10, 1_000)]);
+    assert_eq!(since(&t), vec![(0, at(1_000)), (10, at(1_000))]);
     assert_eq!(t.lock("b", "f", 30, 5, S), Outcome::Granted);
-    assert_eq!(since(&t), vec![(0, 1_000), (10, 1_000), (30, 9_000)]);
+    assert_eq!(
+        since(&t),
+        vec![(0, at(1_000)), (10, at(1_000)), (30, at(9_000))]
+    );
     // A downgrade replaces the kind: the shared record is new coverage of its own kind.
-    t.now = 12_000;
+    t.now = at(12_000);
     assert_eq!(t.lock("a", "f", 0, 5, S), Outcome::Granted);
-    assert_eq!(since(&t), vec![(0, 12_000), (10, 1_000), (30, 9_000)]);
+    assert_eq!(
+        since(&t),
+        vec![(0, at(12_000)), (10, at(1_000)), (30, at(9_000))]
+    );
 }

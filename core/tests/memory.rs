@@ -71,7 +71,7 @@ impl Driver {
 
     fn run(&mut self, event: Event) -> Outcome {
         self.out.clear();
-        self.core.handle(0, event, &mut self.out);
+        self.core.handle(Instant::ZERO, event, &mut self.out);
         self.out
             .iter()
             .rev()

@@ -148,12 +148,12 @@ fn grace_goes_on_with_the_same_deadline_and_the_same_reclaims_outstanding() {
             range: Range::new(0, 10),
         },
     ];
-    let (core, _) = Core::restore(Config::default(), 1_000, 2, records.clone()).unwrap();
+    let (core, _) = Core::restore(Config::default(), at(1_000), 2, records.clone()).unwrap();
     let ends_at = core.grace().unwrap().ends_at;
     let mut t = T::from_core(core);
-    t.now = 1_000;
+    t.now = at(1_000);
     assert_eq!(t.reclaim("a", "f", 0, 10, X), Outcome::Granted);
-    t.now = 5_000;
+    t.now = at(5_000);
     let actions = rebuild(&mut t, &(records, Vec::new()));
     assert!(actions.is_empty(), "{actions:?}");
     let grace = t.core.grace().expect("still in grace");
@@ -201,7 +201,7 @@ fn connections_and_their_pending_disconnects_survive() {
     t.event(Event::ClientConnected {
         client: ClientId::from("smb1"),
         adapter: "smb".into(),
-        ttl: 5_000,
+        ttl: ms(5_000),
     });
     assert_eq!(t.lock("smb1/o", "f", 0, 10, X), Outcome::Granted);
     t.event(Event::ClientDisconnected {
@@ -209,8 +209,8 @@ fn connections_and_their_pending_disconnects_survive() {
     });
     let store = store_of(&t);
     rebuild(&mut t, &store);
-    assert_eq!(t.core.poll_timeout(), Some(5_000));
-    let actions = t.advance(5_000);
+    assert_eq!(t.core.poll_timeout(), Some(at(5_000)));
+    let actions = t.advance(ms(5_000));
     assert!(
         actions.iter().any(|a| matches!(a, Action::Released { .. })),
         "the TTL still runs out: {actions:?}"

@@ -48,7 +48,8 @@ fn share_reclaim(
 }
 
 fn restored(locks: Vec<LockRecord>, shares: Vec<ShareRecord>) -> T {
-    let (core, _) = Core::restore_with_shares(Config::default(), 0, 2, locks, shares).unwrap();
+    let (core, _) =
+        Core::restore_with_shares(Config::default(), Instant::ZERO, 2, locks, shares).unwrap();
     let t = T::from_core(core);
     t.core.check_invariants().unwrap();
     t
@@ -177,7 +178,7 @@ fn grace_waits_for_shares_as_for_locks_and_releases_unreclaimed_ones_at_its_end(
         Outcome::Granted
     );
     assert_eq!(t.core.grace().unwrap().pending, [ClientId::from("h2")]);
-    let actions = t.advance(90_000);
+    let actions = t.advance(ms(90_000));
     assert!(t.core.grace().is_none());
     assert_eq!(
         persisted(&actions),
@@ -196,7 +197,7 @@ fn unsharing_a_restored_share_in_grace_stops_the_wait_for_it() {
     };
     let (core, _) = Core::restore_with_shares(
         config,
-        0,
+        Instant::ZERO,
         2,
         vec![],
         vec![share_record("h1/p", "f", Read, Write)],
@@ -215,7 +216,7 @@ fn a_core_that_kept_nothing_opens_grace_and_takes_reclaims_unverified() {
         verify_reclaims: false,
         ..Config::default()
     };
-    let (core, actions) = Core::open_grace(config.clone(), 0, 1);
+    let (core, actions) = Core::open_grace(config.clone(), Instant::ZERO, 1);
     assert!(actions.is_empty());
     let mut t = T::from_core(core);
     assert_eq!(t.lock("h2/q", "f", 0, 10, X), Outcome::DeniedGrace);
@@ -228,13 +229,13 @@ fn a_core_that_kept_nothing_opens_grace_and_takes_reclaims_unverified() {
         t.core.grace().is_some(),
         "nothing to wait for: grace runs to its deadline"
     );
-    t.advance(90_000);
+    t.advance(ms(90_000));
     assert!(t.core.grace().is_none());
     assert_eq!(t.held("f"), ["p:X:0-9"], "what was reclaimed stays");
     assert_eq!(t.lock("h2/q", "f", 20, 10, X), Outcome::Granted);
 
-    config.grace = 0;
-    let (core, actions) = Core::open_grace(config, 0, 1);
+    config.grace = Duration::ZERO;
+    let (core, actions) = Core::open_grace(config, Instant::ZERO, 1);
     assert_eq!(actions, [Action::GraceEnded { released: 0 }]);
     assert!(core.grace().is_none(), "a zero grace ends at once");
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 mod common;
 use brlock_core::*;
-use common::Rng;
+use common::{Rng, ms};
 
 /// The store the host would keep: key (file, client, owner, offset) → record, and share
 /// reservations by (file, client, owner).
@@ -89,7 +89,7 @@ struct Sim {
     rng: Rng,
     core: Core,
     config: Config,
-    now: Millis,
+    now: Instant,
     epoch: u64,
     next_seq: u64,
     store: Store,
@@ -117,7 +117,7 @@ impl Sim {
         let mut rng = Rng(seed);
         let mut config = Profile::ALL[rng.below(4) as usize].config();
         if rng.chance(50) {
-            config.blocking_timeout = Some(5_000 + rng.below(60_000));
+            config.blocking_timeout = Some(ms(5_000 + rng.below(60_000)));
         }
         if rng.chance(30) {
             config.limits.locks_per_file = 3 + rng.below(10);
@@ -130,13 +130,13 @@ impl Sim {
             config.limits.shares_per_client = 1 + rng.below(4);
             config.limits.shares_total = 2 + rng.below(8);
         }
-        config.grace = 1_000 + rng.below(60_000);
+        config.grace = ms(1_000 + rng.below(60_000));
         let core = Core::with_epoch(config.clone(), 1);
         Sim {
             rng,
             core,
             config,
-            now: 0,
+            now: Instant::ZERO,
             epoch: 1,
             next_seq: 0,
             store: Store::default(),
@@ -285,7 +285,7 @@ impl Sim {
                     Event::ClientConnected {
                         client: client(c),
                         adapter: "smb".into(),
-                        ttl: self.rng.below(3) * 5_000,
+                        ttl: ms(5_000) * self.rng.below(3),
                     }
                 };
                 let actions = self.event(event)?;
@@ -313,7 +313,7 @@ impl Sim {
                 }
             }
             4 => {
-                self.now += self.rng.below(120_000); // clock jump
+                self.now += ms(self.rng.below(120_000)); // clock jump
                 self.event(Event::Tick)?;
             }
             5 if self.rng.chance(50) => self.store_failure()?,
@@ -520,7 +520,7 @@ impl Sim {
             });
             if !done {
                 // Refused (grace profile rules): let the grace period run out first.
-                self.now += self.config.grace + 1;
+                self.now += self.config.grace + ms(1);
                 self.event(Event::Tick)?;
             }
         }
@@ -542,7 +542,7 @@ fn all_waiters(core: &Core) -> BTreeMap<WaiterId, WaiterView> {
 fn run(seed: u64, steps: usize) -> Result<(u32, u32), String> {
     let mut sim = Sim::new(seed);
     for _ in 0..steps {
-        sim.now += sim.rng.below(2_000);
+        sim.now += ms(sim.rng.below(2_000));
         if sim.rng.chance(15) {
             sim.fault()?;
         } else {
@@ -594,7 +594,7 @@ fn a_run_is_deterministic() {
         let mut sim = Sim::new(seed);
         let mut all = Vec::new();
         for _ in 0..300 {
-            sim.now += sim.rng.below(2_000);
+            sim.now += ms(sim.rng.below(2_000));
             let event = sim.random_request();
             all.extend(sim.event(event).unwrap());
         }

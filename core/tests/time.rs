@@ -23,11 +23,11 @@ fn lock(request: u64, owner: &str, wait: bool) -> Event {
 fn an_earlier_now_is_taken_as_the_latest_moment() {
     // A one-second blocking timeout: the waiter's expiry shows which moment the core used.
     let mut core = Core::new(Config {
-        blocking_timeout: Some(1_000),
+        blocking_timeout: Some(ms(1_000)),
         ..Config::default()
     });
-    core.step(10_000, lock(1, "a", false));
-    let actions = core.step(3_000, lock(2, "b", true));
+    core.step(at(10_000), lock(1, "a", false));
+    let actions = core.step(at(3_000), lock(2, "b", true));
     assert_eq!(
         actions,
         [Action::Reply {
@@ -37,14 +37,18 @@ fn an_earlier_now_is_taken_as_the_latest_moment() {
             }
         }]
     );
-    assert_eq!(core.now(), 10_000, "the clock did not step back");
-    assert_eq!(core.waiters(&FileId::from("f"))[0].since, 10_000);
-    assert_eq!(core.poll_timeout(), Some(11_000), "expiry counts from 10 s");
+    assert_eq!(core.now(), at(10_000), "the clock did not step back");
+    assert_eq!(core.waiters(&FileId::from("f"))[0].since, at(10_000));
+    assert_eq!(
+        core.poll_timeout(),
+        Some(at(11_000)),
+        "expiry counts from 10 s"
+    );
     // A tick from before the start is just an early tick.
-    assert_eq!(core.step(0, Event::Tick), []);
-    assert_eq!(core.step(10_999, Event::Tick), []);
+    assert_eq!(core.step(Instant::ZERO, Event::Tick), []);
+    assert_eq!(core.step(at(10_999), Event::Tick), []);
     assert!(matches!(
-        core.step(11_000, Event::Tick)[..],
+        core.step(at(11_000), Event::Tick)[..],
         [Action::WaiterRemoved {
             reason: WaiterRemovedReason::Expired,
             ..
@@ -56,7 +60,7 @@ fn an_earlier_now_is_taken_as_the_latest_moment() {
 fn observe(core: &Core) -> String {
     let file = FileId::from("f");
     format!(
-        "now {} next {:?}\nheld {:?}\nqueued {:?}\npending {:?}\nrecords {:?}\nstats {:?}",
+        "now {:?} next {:?}\nheld {:?}\nqueued {:?}\npending {:?}\nrecords {:?}\nstats {:?}",
         core.now(),
         core.poll_timeout(),
         core.held_locks(&file),
@@ -72,7 +76,7 @@ fn observe(core: &Core) -> String {
 #[test]
 fn a_run_with_earlier_nows_matches_its_twin_at_the_latest_moments() {
     let config = Config {
-        blocking_timeout: Some(5_000),
+        blocking_timeout: Some(ms(5_000)),
         ..Config::default()
     };
     for seed in 0..200u64 {
@@ -107,14 +111,14 @@ fn a_run_with_earlier_nows_matches_its_twin_at_the_latest_moments() {
                 4 => Event::ClientConnected {
                     client: ClientId::from(owner),
                     adapter: "smb".into(),
-                    ttl: rng.below(4_000),
+                    ttl: ms(rng.below(4_000)),
                 },
                 _ => Event::ClientDisconnected {
                     client: ClientId::from(owner),
                 },
             };
-            let got = jumpy.step(now, event.clone());
-            let want = steady.step(latest, event);
+            let got = jumpy.step(at(now), event.clone());
+            let want = steady.step(at(latest), event);
             let context = format!("seed {seed}, request {request}, now {now} after {latest}");
             assert_eq!(got, want, "{context}");
             assert_eq!(observe(&jumpy), observe(&steady), "{context}");

@@ -5,7 +5,7 @@ mod commands;
 #[path = "../examples/tiny_host/host.rs"]
 mod host;
 
-use brlock_core::{Event, Millis};
+use brlock_core::{Event, Instant};
 use commands::Command;
 use host::TinyHost;
 
@@ -13,15 +13,15 @@ use host::TinyHost;
 /// core's timers to the next, ticking at each, as the real loop would wake.
 fn run(script: &str) -> Vec<String> {
     let mut host = TinyHost::new(host::demo_config());
-    let mut now: Millis = 0;
+    let mut now = Instant::ZERO;
     let mut printed = Vec::new();
     for (i, text) in script.lines().enumerate() {
         let line_no = i as u64 + 1;
         match commands::parse(line_no, text) {
             Ok(None) => {}
             Ok(Some(Command::Event(event))) => printed.extend(host.handle(now, event)),
-            Ok(Some(Command::Sleep(ms))) => {
-                let until = now.saturating_add(ms);
+            Ok(Some(Command::Sleep(span))) => {
+                let until = now + span;
                 while let Some(at) = host.next_wakeup().filter(|&at| at <= until) {
                     now = at;
                     printed.extend(host.handle(now, Event::Tick));

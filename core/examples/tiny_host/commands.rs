@@ -17,8 +17,8 @@ use brlock_core::*;
 pub enum Command {
     /// Hand this event to the core.
     Event(Event),
-    /// Let this many milliseconds pass before the next line (timers still fire).
-    Sleep(Millis),
+    /// Let this much time pass before the next line (timers still fire).
+    Sleep(Duration),
 }
 
 /// Reads one line. `line_no` becomes the request's id, so that the reply can name the line it
@@ -37,7 +37,7 @@ pub fn parse(line_no: u64, line: &str) -> Result<Option<Command>, String> {
         Some(w) => *w,
     };
     let event = match verb {
-        "sleep" => return Ok(Some(Command::Sleep(number(1)?))),
+        "sleep" => return Ok(Some(Command::Sleep(Duration::from_millis(number(1)?)))),
         "ok" => callback(number(1)?, CallbackResult::Delivered),
         "fail" => callback(number(1)?, CallbackResult::Failed),
         "free" => Event::FreeAll {

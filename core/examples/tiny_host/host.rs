@@ -12,10 +12,10 @@ use brlock_core::*;
 pub fn demo_config() -> Config {
     Config {
         callback: CallbackPolicy::Retry {
-            interval: 500,
+            interval: Duration::from_millis(500),
             attempts: 2,
         },
-        callback_deadline: Some(2_000),
+        callback_deadline: Some(Duration::from_secs(2)),
         ..Config::default()
     }
 }
@@ -59,12 +59,12 @@ impl TinyHost {
     }
 
     /// When the core next wants an `Event::Tick`: the host's one timer.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn next_wakeup(&self) -> Option<Instant> {
         self.core.poll_timeout()
     }
 
     /// Hands one event to the core at `now` and carries out its actions; returns what it printed.
-    pub fn handle(&mut self, now: Millis, event: Event) -> Vec<String> {
+    pub fn handle(&mut self, now: Instant, event: Event) -> Vec<String> {
         let mut actions = std::mem::take(&mut self.actions);
         self.core.handle(now, event, &mut actions);
         let mut printed = Vec::new();

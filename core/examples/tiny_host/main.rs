@@ -16,23 +16,21 @@
 mod commands;
 mod host;
 
-use std::io::Write;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant};
-
-use brlock_core::{Event, Millis};
+use brlock_core::{Event, Instant};
 use commands::Command;
 use host::TinyHost;
+use std::io::Write;
+use std::sync::mpsc::{self, RecvTimeoutError};
 
 fn main() {
     let mut host = TinyHost::new(host::demo_config());
     // The core reads no clock: the host's monotonic clock, in ms since start, is its `now`.
-    let start = Instant::now();
-    let now = || start.elapsed().as_millis() as Millis;
-    let show = |at: Millis, lines: Vec<String>| {
-        let mut out = std::io::stdout().lock();
+    let start = std::time::Instant::now();
+    let now = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let show = |at: Instant, lines: Vec<String>| {
+        let (mut out, ms) = (std::io::stdout().lock(), at.as_millis());
         for line in lines {
-            if writeln!(out, "[{:>5}.{:03} s] {line}", at / 1_000, at % 1_000).is_err() {
+            if writeln!(out, "[{:>5}.{:03} s] {line}", ms / 1_000, ms % 1_000).is_err() {
                 std::process::exit(0); // stdout closed: nobody is listening any more
             }
         }
@@ -51,7 +49,7 @@ fn main() {
 
     let mut line_no = 0;
     // While a script's `sleep` lasts, no input is read, but timers fire.
-    let mut asleep_until: Option<Millis> = None;
+    let mut asleep_until: Option<Instant> = None;
     loop {
         // The ordering contract's promise, checked after every event: the store holds exactly the
         // core's locks. (A broken promise is a bug in the host or the core, not bad input.)
@@ -72,7 +70,7 @@ fn main() {
             .into_iter()
             .flatten()
             .min();
-        let timeout = wake.map(|at| Duration::from_millis(at - t));
+        let timeout = wake.map(|at| std::time::Duration::from_millis((at - t).as_millis()));
         if let (Some(_), Some(timeout)) = (asleep_until, timeout) {
             std::thread::sleep(timeout);
             continue;
@@ -95,7 +93,7 @@ fn main() {
         let t = now();
         match commands::parse(line_no, &text) {
             Ok(None) => {}
-            Ok(Some(Command::Sleep(ms))) => asleep_until = Some(t.saturating_add(ms)),
+            Ok(Some(Command::Sleep(span))) => asleep_until = Some(t + span),
             Ok(Some(Command::Event(event))) => show(t, host.handle(t, event)),
             // Bad input is answered and forgotten; the host keeps serving.
             Err(e) => show(t, vec![format!("line {line_no}: error: {e}")]),

@@ -27,9 +27,19 @@ impl Rng {
     }
 }
 
+/// A span of `n` milliseconds, for short tables of timings.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The moment `n` milliseconds after the clock's origin.
+pub fn at(n: u64) -> Instant {
+    Instant::from_millis(n)
+}
+
 pub struct T {
     pub core: Core,
-    pub now: Millis,
+    pub now: Instant,
     next_request: u64,
     /// The actions of the latest event.
     pub last: Vec<Action>,
@@ -55,7 +65,7 @@ impl T {
     pub fn from_core(core: Core) -> Self {
         Self {
             core,
-            now: 0,
+            now: Instant::ZERO,
             next_request: 1,
             last: Vec::new(),
         }
@@ -69,8 +79,8 @@ impl T {
         self.last.clone()
     }
 
-    pub fn advance(&mut self, ms: Millis) -> Vec<Action> {
-        self.now += ms;
+    pub fn advance(&mut self, span: Duration) -> Vec<Action> {
+        self.now += span;
         self.event(Event::Tick)
     }
 
