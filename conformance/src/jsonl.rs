@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use brlock_core::{TRACE_VERSION, Trace, TraceHeader, TraceStep};
+use brlock_core::{Instant, TRACE_VERSION, Trace, TraceHeader, TraceStep};
 use serde::de::DeserializeOwned;
 
 use crate::replay::StepOutput;
@@ -105,7 +105,7 @@ fn parse(text: &str) -> Result<(AnnotatedTrace, Vec<usize>), ParseError> {
     let mut header: Option<TraceHeader> = None;
     let (mut description, mut pending) = (String::new(), String::new());
     let (mut steps, mut notes, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
-    let mut last_now = 0;
+    let mut last_now = Instant::ZERO;
     for (index, line) in text.lines().enumerate() {
         let (number, line) = (index + 1, line.trim());
         if line.is_empty() {
@@ -137,7 +137,11 @@ fn parse(text: &str) -> Result<(AnnotatedTrace, Vec<usize>), ParseError> {
                 if step.now < last_now {
                     return Err(ParseError {
                         line: number,
-                        message: format!("time goes backwards: now {} after {last_now}", step.now),
+                        message: format!(
+                            "time goes backwards: now {} after {}",
+                            step.now.as_millis(),
+                            last_now.as_millis()
+                        ),
                     });
                 }
                 last_now = step.now;

@@ -75,7 +75,8 @@ async fn recovery(records: u64) {
     let (epoch, loaded) = store.begin_epoch().await.unwrap();
     let read = start.elapsed();
     let count = loaded.len();
-    let (core, actions) = Core::restore(Config::default(), 0, epoch, loaded).unwrap();
+    let (core, actions) =
+        Core::restore(Config::default(), brlock_core::Instant::ZERO, epoch, loaded).unwrap();
     let restored = start.elapsed();
     assert_eq!(count as u64, records);
     assert!(actions.is_empty());

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use brlock_core::{CallbackPolicy, Profile};
+use brlock_core::{CallbackPolicy, Duration as CoreDuration, Profile};
 use clap::{CommandFactory, Parser, ValueEnum};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,16 @@ impl<const UNIT_MS: u64> TimeSetting<UNIT_MS> {
     /// Whole milliseconds (saturating: `1000000y` is "never" enough).
     pub fn millis(self) -> u64 {
         u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The span as the core counts it (whole milliseconds, saturating like [`Self::millis`]).
+    pub fn to_core(self) -> CoreDuration {
+        CoreDuration::from_millis(self.millis())
+    }
+
+    /// A core span as a setting.
+    pub fn from_core(span: CoreDuration) -> Self {
+        Self::from_millis(span.as_millis())
     }
 
     fn bare(n: u64) -> Result<Self, String> {
@@ -338,18 +348,18 @@ impl Settings {
         let (retry, attempts) = match core.callback {
             CallbackPolicy::Retry { interval, attempts } => (interval, attempts),
             // A profile that releases at once is the retry policy with one attempt.
-            CallbackPolicy::Release => (10_000, 1),
+            CallbackPolicy::Release => (CoreDuration::from_secs(10), 1),
         };
         Settings {
             listen: Some(DEFAULT_LISTEN.into()),
             store: Some(crate::store::DEFAULT_URL.into()),
             lease: Some(TimeSetting(crate::leader::DEFAULT_LEASE)),
             profile: Some(profile.name().into()),
-            grace: Some(SecsSetting::from_millis(core.grace)),
+            grace: Some(SecsSetting::from_core(core.grace)),
             allow: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
             callback_timeout_ms: Some(MsSetting::from_millis(5000)),
             callback_attempts: Some(attempts),
-            callback_retry_ms: Some(MsSetting::from_millis(retry)),
+            callback_retry_ms: Some(MsSetting::from_core(retry)),
             portmap_port: Some(111),
             rpcbind: Some(DEFAULT_RPCBIND.into()),
             notify_retry_ms: Some(MsSetting::from_millis(2000)),
@@ -365,7 +375,7 @@ impl Settings {
             max_shares_per_file: Some(core.limits.shares_per_file),
             max_shares_per_client: Some(core.limits.shares_per_client),
             max_shares_total: Some(core.limits.shares_total),
-            blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_millis),
+            blocking_timeout_ms: core.blocking_timeout.map(MsSetting::from_core),
             max_record_bytes: Some(crate::rpc::DEFAULT_MAX_RECORD),
             drc_size: Some(4096),
             max_client_hosts: Some(10_000),
@@ -647,7 +657,7 @@ impl ServerConfig {
                 format!("the operating system gave no random bytes: {e}"),
             )
         })?;
-        core.grace = given(s.grace).millis();
+        core.grace = given(s.grace).to_core();
         let limits = &mut core.limits;
         limits.locks_per_file = given(s.max_locks_per_file);
         limits.locks_per_client = given(s.max_locks_per_client);
@@ -659,17 +669,17 @@ impl ServerConfig {
         limits.shares_per_file = given(s.max_shares_per_file);
         limits.shares_per_client = given(s.max_shares_per_client);
         limits.shares_total = given(s.max_shares_total);
-        core.blocking_timeout = s.blocking_timeout_ms.map(|t| t.millis());
+        core.blocking_timeout = s.blocking_timeout_ms.map(MsSetting::to_core);
         let attempts = given(s.callback_attempts);
         if attempts == 0 {
             return Err(invalid("--callback-attempts", "must be at least 1"));
         }
-        let interval = given(s.callback_retry_ms).millis();
+        let interval = given(s.callback_retry_ms).to_core();
         let profile_default = Settings::defaults(profile);
         // The profile's own policy unless either setting differs from it (Ganesha's `Release`
         // stays `Release`).
         if Some(attempts) != profile_default.callback_attempts
-            || Some(interval) != profile_default.callback_retry_ms.map(|t| t.millis())
+            || Some(interval) != profile_default.callback_retry_ms.map(MsSetting::to_core)
         {
             core.callback = CallbackPolicy::Retry { interval, attempts };
         }
@@ -889,7 +899,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.profile, Profile::Linux);
-        assert_eq!(c.core.grace, 7000);
+        assert_eq!(c.core.grace, CoreDuration::from_secs(7));
         assert_eq!(c.core.limits.locks_per_file, 3);
         assert!(c.allows("10.1.2.3".parse().unwrap()));
         assert!(!c.allows("127.0.0.1".parse().unwrap()));
@@ -902,7 +912,7 @@ mod tests {
         assert_eq!(
             c.core.callback,
             CallbackPolicy::Retry {
-                interval: 2_000,
+                interval: CoreDuration::from_secs(2),
                 attempts: 3
             }
         );
@@ -911,7 +921,7 @@ mod tests {
         assert_eq!(
             c.core.callback,
             CallbackPolicy::Retry {
-                interval: 200,
+                interval: CoreDuration::from_millis(200),
                 attempts: 3
             }
         );
@@ -920,7 +930,7 @@ mod tests {
         assert_eq!(
             c.core.callback,
             CallbackPolicy::Retry {
-                interval: 200,
+                interval: CoreDuration::from_millis(200),
                 attempts: 1
             }
         );
@@ -928,7 +938,7 @@ mod tests {
         assert_eq!(
             c.core.callback,
             CallbackPolicy::Retry {
-                interval: 10_000,
+                interval: CoreDuration::from_secs(10),
                 attempts: 4
             }
         );
@@ -978,18 +988,25 @@ mod tests {
             "500ms",
         ])
         .unwrap();
-        assert_eq!(c.core.grace, 120_000);
+        assert_eq!(c.core.grace, CoreDuration::from_secs(120));
         assert_eq!(c.callback_timeout, Duration::from_millis(1500));
         assert_eq!(c.notice_timing.first_wait, Duration::from_millis(250));
         assert_eq!(c.notice_timing.give_up, Duration::from_secs(30));
         assert_eq!(c.unmonitor_idle, Duration::from_secs(5400));
-        assert_eq!(c.core.blocking_timeout, Some(500));
+        assert_eq!(
+            c.core.blocking_timeout,
+            Some(CoreDuration::from_millis(500))
+        );
         let c = parse(&["--grace", "90"]).unwrap();
-        assert_eq!(c.core.grace, 90_000, "a bare --grace is seconds");
+        assert_eq!(
+            c.core.grace,
+            CoreDuration::from_secs(90),
+            "a bare --grace is seconds"
+        );
         let c = parse(&["--callback-retry-ms", "90"]).unwrap();
         assert!(matches!(
             c.core.callback,
-            CallbackPolicy::Retry { interval: 90, .. }
+            CallbackPolicy::Retry { interval, .. } if interval == CoreDuration::from_millis(90)
         ));
         match parse(&["--grace", "90 parsecs"]) {
             Err(ParseOutcome::Clap(e)) => {

@@ -409,7 +409,7 @@ fn labelled(label: &'static str, rows: &[(&str, u64)]) -> Rows {
 fn wait_buckets(s: &Stats) -> Vec<(f64, u64)> {
     WAIT_BUCKETS_MS
         .iter()
-        .map(|&ms| ms as f64 / 1000.0)
+        .map(|bound| bound.as_millis() as f64 / 1000.0)
         .chain(std::iter::once(f64::INFINITY))
         .zip(s.wait_ms_buckets.iter().copied())
         .collect()
@@ -452,7 +452,7 @@ impl Collector for CoreStats {
                 None,
                 MetricType::Histogram,
             )?,
-            s.wait_ms_total as f64 / 1000.0,
+            s.wait_ms_total.as_millis() as f64 / 1000.0,
             s.waits_granted,
             &wait_buckets(&s),
         )?;
@@ -578,7 +578,7 @@ impl Collector for CoreStats {
             e,
             "brlock_grace_remaining_seconds",
             "Seconds of grace period left (0 outside it)",
-            s.grace_remaining_ms as f64 / 1000.0,
+            s.grace_remaining_ms.as_millis() as f64 / 1000.0,
         )?;
         Ok(())
     }
@@ -734,8 +734,8 @@ mod tests {
         let m = Metrics::new();
         let stats = Stats {
             waits_granted: 3,
-            wait_ms_total: 1_250,
-            grace_remaining_ms: 1_500,
+            wait_ms_total: brlock_core::Duration::from_millis(1_250),
+            grace_remaining_ms: brlock_core::Duration::from_millis(1_500),
             ..Stats::default()
         };
         let mut stats = stats;

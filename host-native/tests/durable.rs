@@ -25,8 +25,14 @@ async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) 
     let mut config = ServerConfig::for_tests();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
     adjust(&mut config);
-    let (core, actions) =
-        Core::restore_with_shares(config.core.clone(), 0, epoch, records, kept.shares).unwrap();
+    let (core, actions) = Core::restore_with_shares(
+        config.core.clone(),
+        brlock_core::Instant::ZERO,
+        epoch,
+        records,
+        kept.shares,
+    )
+    .unwrap();
     let sink = StorePersistSink::spawn(store.clone(), epoch, 1024);
     let sockets = Sockets::bind(&config).await.unwrap();
     let restored = Restored {

@@ -566,7 +566,13 @@ async fn restore_takes_what_begin_epoch_returns(b: Backend) {
     let r = rec(b"f", b"c", b"o", X, 0, 100);
     store.apply(epoch, &[put(1, &r)]).await.unwrap();
     let (epoch, records) = store.begin_epoch().await.unwrap();
-    let (core, _) = Core::restore(Config::default(), 0, epoch, records).unwrap();
+    let (core, _) = Core::restore(
+        Config::default(),
+        brlock_core::Instant::ZERO,
+        epoch,
+        records,
+    )
+    .unwrap();
     assert_eq!(core.records(), vec![r]);
 }
 

@@ -5,7 +5,7 @@
 //! `BigInt(x)` reads either form. Events going in as JSON text keep every digit. Every failure is a
 //! thrown `Error` carrying the simulator's or the core's message.
 
-use brlock_core::{Config, Event, FileId, Millis, TraceStep};
+use brlock_core::{Config, Event, FileId, Instant, TraceStep};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -126,7 +126,7 @@ fn from_js<T: serde::de::DeserializeOwned>(value: &JsValue, what: &str) -> Resul
 
 #[derive(Serialize)]
 struct StepView<'a> {
-    now: Millis,
+    now: Instant,
     event: &'a Event,
     actions: &'a [brlock_core::Action],
     note: &'a str,
@@ -143,14 +143,14 @@ struct HeaderView<'a> {
     brlock_trace: u32,
     config: &'a Config,
     epoch: u64,
-    start: Millis,
+    start: Instant,
     restore: &'a Option<Vec<brlock_core::LockRecord>>,
     snapshot: bool,
 }
 
 #[derive(Serialize)]
 struct StepJson<'a> {
-    now: Millis,
+    now: Instant,
     event: &'a Event,
     actions: &'a [brlock_core::Action],
 }
@@ -224,7 +224,7 @@ impl WasmSimulator {
     /// JSON text keeps offsets above 2^53 exact.
     pub fn step(&mut self, now: u64, event: JsValue) -> Result<JsValue, JsValue> {
         let event: Event = from_js(&event, "event")?;
-        let actions = self.inner.step(now, event)?;
+        let actions = self.inner.step(Instant::from_millis(now), event)?;
         to_js(&actions)
     }
 
@@ -265,13 +265,13 @@ impl WasmSimulator {
 
     /// The latest `now` the core has seen, in ms.
     pub fn now(&self) -> u64 {
-        self.inner.core().now()
+        self.inner.core().now().as_millis()
     }
 
     /// When the core next wants a tick, if ever.
     #[wasm_bindgen(js_name = pollTimeout)]
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.inner.core().poll_timeout()
+        self.inner.core().poll_timeout().map(Instant::as_millis)
     }
 
     /// `[{now, event, actions, note}]` for every step of the trace, applied or not.

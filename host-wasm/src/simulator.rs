@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use brlock_core::{
-    Action, Config, Core, Event, FileId, Millis, Profile, Replay, Trace, TraceHeader, TraceStep,
+    Action, Config, Core, Event, FileId, Instant, Profile, Replay, Trace, TraceHeader, TraceStep,
 };
 
 use crate::Error;
@@ -78,11 +78,12 @@ impl Simulator {
     }
 
     /// Runs `event` at `now` after the step being looked at (dropping any later steps) and moves to it.
-    pub fn step(&mut self, now: Millis, event: Event) -> Result<Vec<Action>, Error> {
+    pub fn step(&mut self, now: Instant, event: Event) -> Result<Vec<Action>, Error> {
         if now < self.replay.core.now() {
             return Err(Error::new(format!(
-                "time goes backwards: now {now} after {}",
-                self.replay.core.now()
+                "time goes backwards: now {} after {}",
+                now.as_millis(),
+                self.replay.core.now().as_millis()
             )));
         }
         self.truncate();

@@ -225,14 +225,23 @@ fn lock(request: u64, owner: &str, offset: u64, length: u64, kind: LockKind, wai
 #[test]
 fn a_new_event_while_looking_at_the_past_replaces_the_later_steps() {
     let mut sim = Simulator::from_profile("linux").unwrap();
-    sim.step(0, lock(1, "a", 0, 10, LockKind::Exclusive, false))
-        .unwrap();
-    sim.step(1, lock(2, "b", 0, 10, LockKind::Exclusive, false))
-        .unwrap();
+    sim.step(
+        Instant::from_millis(0),
+        lock(1, "a", 0, 10, LockKind::Exclusive, false),
+    )
+    .unwrap();
+    sim.step(
+        Instant::from_millis(1),
+        lock(2, "b", 0, 10, LockKind::Exclusive, false),
+    )
+    .unwrap();
     assert_eq!(outcome(&sim, 2), "denied");
     sim.seek(1).unwrap();
-    sim.step(1, lock(3, "b", 20, 10, LockKind::Exclusive, false))
-        .unwrap();
+    sim.step(
+        Instant::from_millis(1),
+        lock(3, "b", 20, 10, LockKind::Exclusive, false),
+    )
+    .unwrap();
     assert_eq!(sim.len(), 2);
     assert_eq!(outcome(&sim, 2), "granted");
     assert_eq!(held(&sim, "f"), ["a:X:0+10", "b:X:20+10"]);
@@ -244,8 +253,11 @@ fn a_new_event_while_looking_at_the_past_replaces_the_later_steps() {
 fn many_steps_seek_back_across_checkpoints() {
     let mut sim = Simulator::new(Config::default());
     for i in 0..100 {
-        sim.step(i, lock(i + 1, "a", i * 10, 5, LockKind::Shared, false))
-            .unwrap();
+        sim.step(
+            Instant::from_millis(i),
+            lock(i + 1, "a", i * 10, 5, LockKind::Shared, false),
+        )
+        .unwrap();
     }
     let end = state(&sim);
     sim.seek(33).unwrap();
@@ -257,8 +269,8 @@ fn many_steps_seek_back_across_checkpoints() {
 #[test]
 fn refusals_are_errors_with_a_message_not_panics() {
     let mut sim = Simulator::new(Config::default());
-    sim.step(10, Event::Tick).unwrap();
-    let late = sim.step(5, Event::Tick).unwrap_err();
+    sim.step(Instant::from_millis(10), Event::Tick).unwrap();
+    let late = sim.step(Instant::from_millis(5), Event::Tick).unwrap_err();
     assert_eq!(late.message, "time goes backwards: now 5 after 10");
     assert_eq!(sim.len(), 1, "a refused event is not recorded");
     assert!(sim.seek(2).unwrap_err().message.contains("has 1 steps"));
@@ -322,7 +334,7 @@ fn integers_beyond_2_pow_53_cross_to_js_as_decimal_strings() {
     );
     let mut sim = Simulator::new(Config::default());
     sim.step(
-        0,
+        Instant::ZERO,
         lock(1, "a", (1 << 53) + 1, 1, LockKind::Exclusive, false),
     )
     .unwrap();

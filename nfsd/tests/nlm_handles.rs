@@ -39,7 +39,7 @@ async fn nlm_locks_only_what_the_nfs_side_issued() {
     let mut config = ServerConfig::for_tests();
     config.listen = "127.0.0.1:0".parse().unwrap();
     // No grace period: a fresh start with nothing to reclaim.
-    config.core.grace = 0;
+    config.core.grace = Default::default();
     let service = NlmService::builder(config)
         .file_handles(ExportHandles(fs.clone()))
         .start()

@@ -55,7 +55,7 @@ fn event(u: &mut Unstructured, max: u64, request: u64) -> Result<Event> {
         12 => Event::Share { request, client, owner, file, access: mode(u)?, deny: mode(u)?, reclaim: u.arbitrary()? },
         13 => Event::Unshare { request, client, owner, file },
         14 => Event::Tick,
-        15 => Event::ClientConnected { client, adapter: pick(u, &["smb", "nlm"])?.into(), ttl: pick(u, &[0, 10, 5_000])? },
+        15 => Event::ClientConnected { client, adapter: pick(u, &["smb", "nlm"])?.into(), ttl: Duration::from_millis(pick(u, &[0, 10, 5_000])?) },
         16 => Event::ClientDisconnected { client },
         17 => Event::FreeAll { client },
         18 => Event::ReclaimComplete { client },
@@ -69,7 +69,7 @@ fn event(u: &mut Unstructured, max: u64, request: u64) -> Result<Event> {
 fn config(u: &mut Unstructured) -> Result<Config> {
     let mut config = pick(u, &Profile::ALL)?.config();
     if u.arbitrary()? {
-        config.blocking_timeout = Some(pick(u, &[0, 100, 20_000])?);
+        config.blocking_timeout = Some(Duration::from_millis(pick(u, &[0, 100, 20_000])?));
     }
     if u.arbitrary()? {
         config.limits.locks_per_file = u.int_in_range(0..=4)?;
@@ -78,7 +78,7 @@ fn config(u: &mut Unstructured) -> Result<Config> {
         config.limits.waiters_per_file = u.int_in_range(0..=3)?;
         config.limits.connections_per_adapter = u.int_in_range(0..=2)?;
     }
-    config.callback = pick(u, &[CallbackPolicy::Release, CallbackPolicy::Retry { interval: 1_000, attempts: 3 }])?;
+    config.callback = pick(u, &[CallbackPolicy::Release, CallbackPolicy::Retry { interval: Duration::from_secs(1), attempts: 3 }])?;
     config.fair_nonblocking = u.arbitrary()?;
     Ok(config)
 }
@@ -98,7 +98,7 @@ fn start(u: &mut Unstructured, config: Config) -> Result<Core> {
             range: Range::new(i * 100, u.int_in_range(1..=50)?),
         });
     }
-    Ok(match Core::restore(config.clone(), 0, 2, records) {
+    Ok(match Core::restore(config.clone(), Instant::ZERO, 2, records) {
         Ok((core, _)) => core,
         Err(_) => Core::new(config),
     })
@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
         // The trace format: whatever postcard accepts as events is replayed, time clamped monotonic.
         let Ok(steps) = postcard::from_bytes::<Vec<TraceStep>>(rest) else { return };
         let mut core = Core::new(Profile::ALL[(mode as usize >> 1) % 4].config());
-        let mut now = 0;
+        let mut now = Instant::ZERO;
         for (i, step) in steps.into_iter().enumerate() {
             now = step.now.max(now);
             core.step(now, step.event);
@@ -129,12 +129,12 @@ fuzz_target!(|data: &[u8]| {
     let max = config.max_offset;
     let Ok(mut core) = start(&mut u, config) else { return };
     check(&core, 0);
-    let mut now = 0u64;
+    let mut now = Instant::ZERO;
     let mut n = 0;
     while !u.is_empty() {
         let Ok(delta) = pick(&mut u, &[0u64, 1, 10, 500, 1_000, 10_000, 100_000]) else { return };
         let Ok(event) = event(&mut u, max, n as u64 + 1) else { return };
-        now += delta;
+        now += Duration::from_millis(delta);
         n += 1;
         core.step(now, event);
         check(&core, n);

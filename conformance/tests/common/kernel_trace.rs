@@ -3,8 +3,8 @@
 //! quickcheck generates them, and their form as a core trace (Linux profile).
 
 use brlock_core::{
-    ClientId, Config, Event, FileId, LockKind, OwnerId, Range, RequestId, Trace, TraceHeader,
-    TraceStep,
+    ClientId, Config, Event, FileId, Instant, LockKind, OwnerId, Range, RequestId, Trace,
+    TraceHeader, TraceStep,
 };
 use quickcheck::{Arbitrary, Gen};
 
@@ -161,7 +161,7 @@ impl KernelTrace {
                     },
                 };
                 TraceStep {
-                    now: i as u64,
+                    now: Instant::from_millis(i as u64),
                     event,
                 }
             })

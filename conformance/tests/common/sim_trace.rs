@@ -3,8 +3,8 @@
 //! coming and going, grace after a restore, shares, ticks far apart — under every profile.
 
 use brlock_core::{
-    CallbackResult, ClientId, Event, FileId, LockKind, LockRecord, OwnerId, Profile, Range,
-    RequestId, ShareMode, Trace, TraceHeader, TraceStep, WaiterId,
+    CallbackResult, ClientId, Duration, Event, FileId, Instant, LockKind, LockRecord, OwnerId,
+    Profile, Range, RequestId, ShareMode, Trace, TraceHeader, TraceStep, WaiterId,
 };
 use quickcheck::{Arbitrary, Gen};
 
@@ -36,14 +36,14 @@ pub fn sim_trace(seed: u64, size: usize) -> Trace {
     let profile = pick(g, &Profile::ALL);
     let mut config = profile.config();
     if bool::arbitrary(g) {
-        config.blocking_timeout = Some(20_000);
+        config.blocking_timeout = Some(Duration::from_secs(20));
     }
     config.limits.locks_per_file = pick(g, &[3, 1_000]);
     config.limits.waiters_per_file = pick(g, &[2, 100]);
     let mut header = TraceHeader::new(config);
     if bool::arbitrary(g) {
         header.epoch = 2;
-        header.start = 1_000;
+        header.start = Instant::from_millis(1_000);
         header.restore = Some(
             (0..below(g, 4))
                 .map(|i| {
@@ -68,7 +68,7 @@ pub fn sim_trace(seed: u64, size: usize) -> Trace {
     let mut now = header.start;
     let steps = (0..1 + below(g, size as u64))
         .map(|i| {
-            now += pick(g, &[0, 1, 10, 1_000, 10_000, 60_000]);
+            now += Duration::from_millis(pick(g, &[0, 1, 10, 1_000, 10_000, 60_000]));
             let request = RequestId(i + 1);
             let (client, owner, file) = names(g);
             let kind = if bool::arbitrary(g) {
@@ -141,7 +141,7 @@ pub fn sim_trace(seed: u64, size: usize) -> Trace {
                 15 => Event::ClientConnected {
                     client,
                     adapter: pick(g, &["smb", "nlm"]).into(),
-                    ttl: pick(g, &[0, 5_000]),
+                    ttl: Duration::from_millis(pick(g, &[0, 5_000])),
                 },
                 16 => Event::ClientDisconnected { client },
                 17 => Event::FreeAll { client },

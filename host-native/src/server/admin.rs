@@ -19,8 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use brlock_core::{
-    ClientId, Core, FileId, HeldLockView, LockKind, Millis, OwnerId, OwnerRef, Range, ShareMode,
-    ShareView, WaitEdge, WaiterView,
+    ClientId, Core, FileId, HeldLockView, Instant as CoreInstant, LockKind, OwnerId, OwnerRef,
+    Range, ShareMode, ShareView, WaitEdge, WaiterView,
 };
 use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
@@ -86,7 +86,7 @@ impl Readiness {
 pub struct CoreView<'a> {
     pub core: &'a Core,
     /// The host's clock (ms since the server started), which the core's `since` values use.
-    pub now: Millis,
+    pub now: CoreInstant,
     pub readiness: Readiness,
     pub(super) callers: &'a HashMap<Vec<u8>, Bound>,
     pub(super) monitored: &'a HashMap<Vec<u8>, Monitored>,
@@ -279,7 +279,7 @@ impl LockEntry {
             start: lock.range.offset.to_string(),
             end: end_text(lock.range),
             unreclaimed: lock.unreclaimed,
-            since_ms: lock.since,
+            since_ms: lock.since.as_millis(),
             held_ms: self.held_ms,
         }
     }
@@ -295,7 +295,7 @@ pub fn locks(view: &CoreView<'_>, filter: &Filter, limit: usize) -> Capped<LockE
                 continue;
             }
             let file = file.clone();
-            let held_ms = view.now.saturating_sub(lock.since);
+            let held_ms = (view.now - lock.since).as_millis();
             if !out.offer(limit, || LockEntry {
                 file,
                 lock,
@@ -344,7 +344,7 @@ impl WaiterEntry {
             kind: w.kind,
             start: w.range.offset.to_string(),
             end: end_text(w.range),
-            since_ms: w.since,
+            since_ms: w.since.as_millis(),
             waiting_ms: self.waiting_ms,
         }
     }
@@ -362,7 +362,7 @@ pub fn waiters(view: &CoreView<'_>, filter: &Filter, limit: usize) -> Capped<Wai
             let entry = || WaiterEntry {
                 file: file.clone(),
                 position: i as u64 + 1,
-                waiting_ms: view.now.saturating_sub(waiter.since),
+                waiting_ms: (view.now - waiter.since).as_millis(),
                 waiter,
             };
             if !out.offer(limit, entry) {
@@ -632,7 +632,7 @@ pub fn grace(core: &Core) -> GraceRow {
     match core.grace() {
         Some(g) => GraceRow {
             in_grace: true,
-            remaining_ms: g.remaining,
+            remaining_ms: g.remaining.as_millis(),
             expected_clients: g.expected,
             pending_clients: g.pending.iter().map(ToString::to_string).collect(),
         },
@@ -668,7 +668,7 @@ mod tests {
         fn lock(&mut self, caller: &str, svid: u32, fh: &[u8], offset: u64, len: u64, wait: bool) {
             self.next += 1;
             self.core.step(
-                self.next,
+                CoreInstant::from_millis(self.next),
                 Event::Lock {
                     request: RequestId(self.next),
                     client: ClientId::from(caller),
@@ -683,12 +683,12 @@ mod tests {
             );
         }
 
-        fn view<T>(&self, now: Millis, f: impl FnOnce(&CoreView<'_>) -> T) -> T {
+        fn view<T>(&self, now: u64, f: impl FnOnce(&CoreView<'_>) -> T) -> T {
             let (callers, monitored) = (HashMap::new(), HashMap::new());
             let tap = crate::server::events::EventTap::default();
             f(&CoreView {
                 core: &self.core,
-                now,
+                now: CoreInstant::from_millis(now),
                 readiness: Readiness::Serving,
                 callers: &callers,
                 monitored: &monitored,
@@ -918,7 +918,7 @@ mod tests {
         let tap = crate::server::events::EventTap::default();
         let view = CoreView {
             core: &w.core,
-            now: 10,
+            now: CoreInstant::from_millis(10),
             readiness: Readiness::Serving,
             callers: &callers,
             monitored: &monitored,
@@ -1042,10 +1042,10 @@ mod tests {
         );
         let (core, _) = Core::open_grace(
             Config {
-                grace: 5_000,
+                grace: brlock_core::Duration::from_secs(5),
                 ..Profile::Brlock.config()
             },
-            1_000,
+            CoreInstant::from_millis(1_000),
             1,
         );
         let g = grace(&core);

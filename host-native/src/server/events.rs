@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use brlock_core::{Action, Core, Event, Millis, TraceHeader, TraceStep};
+use brlock_core::{Action, Core, Event, Instant, TraceHeader, TraceStep};
 use tokio::sync::broadcast;
 
 /// Frames a subscriber may fall behind before its stream is ended. Each frame is one event and its
@@ -110,7 +110,7 @@ impl EventTap {
 
     /// Sends one event (as the core got it at `now`) and its actions to every subscriber, waiting
     /// for none.
-    pub fn publish(&self, now: Millis, event: Event, actions: &[Action]) {
+    pub fn publish(&self, now: Instant, event: Event, actions: &[Action]) {
         let frame = Arc::new(Frame {
             step: TraceStep { now, event },
             actions: actions.to_vec(),
@@ -145,7 +145,8 @@ mod tests {
     }
 
     /// Drives a core through the tap as the core task does.
-    fn run(tap: &EventTap, core: &mut Core, now: Millis, event: Event) {
+    fn run(tap: &EventTap, core: &mut Core, now: u64, event: Event) {
+        let now = Instant::from_millis(now);
         let watched = tap.watching().then(|| event.clone());
         let actions = core.step(now, event);
         if let Some(event) = watched {

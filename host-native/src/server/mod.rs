@@ -769,10 +769,9 @@ impl CoreTask {
             if stopping.is_some() && self.held.is_empty() {
                 break;
             }
-            let deadline = self
-                .core
-                .poll_timeout()
-                .map(|at| tokio::time::Instant::from_std(self.start + Duration::from_millis(at)));
+            let deadline = self.core.poll_timeout().map(|at| {
+                tokio::time::Instant::from_std(self.start + Duration::from_millis(at.as_millis()))
+            });
             let msg = tokio::select! {
                 msg = rx.recv() => msg,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && self.serving() => {
@@ -861,7 +860,7 @@ impl CoreTask {
             );
             return;
         }
-        let now = self.now();
+        let now = brlock_core::Instant::from_millis(self.now());
         let mut out = std::mem::take(&mut self.out);
         let watched = self.tap.watching().then(|| event.clone());
         self.core.handle(now, event, &mut out);
@@ -956,7 +955,7 @@ impl CoreTask {
         };
         admin::CoreView {
             core: &self.core,
-            now: self.now(),
+            now: brlock_core::Instant::from_millis(self.now()),
             readiness,
             callers: &self.callers,
             monitored: &self.monitored,
@@ -1042,7 +1041,8 @@ impl CoreTask {
     /// Waiter ids survive, so per-waiter state here stays valid.
     fn rebuild(&mut self, records: Vec<LockRecord>, shares: Vec<brlock_core::ShareRecord>) {
         let (count, share_count) = (records.len(), shares.len());
-        let (core, actions) = match self.core.rebuild(self.now(), records, shares) {
+        let now = brlock_core::Instant::from_millis(self.now());
+        let (core, actions) = match self.core.rebuild(now, records, shares) {
             Ok(rebuilt) => rebuilt,
             Err(e) => {
                 // Cannot happen with records the core wrote; keep refusing rather than guess.

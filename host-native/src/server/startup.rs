@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use brlock_core::{Action, Core, RestoreError};
+use brlock_core::{Action, Core, Instant, RestoreError};
 use tracing::{info, warn};
 
 use super::persist::{MemorySink, PersistSink, StorePersistSink};
@@ -108,9 +108,9 @@ pub async fn restore(config: &ServerConfig, holder: &str) -> Result<Restored, St
     if config.store == "memory" {
         let mut core_config = config.core.clone();
         core_config.verify_reclaims = false;
-        let (core, actions) = Core::open_grace(core_config, 0, 1);
+        let (core, actions) = Core::open_grace(core_config, Instant::ZERO, 1);
         warn!(
-            grace_s = config.core.grace.div_ceil(1000),
+            grace_s = config.core.grace.as_millis().div_ceil(1000),
             "store: memory — no lock survives a restart (use --store sqlite://PATH for \
              durability); grace period opened anyway, reclaims taken unverified"
         );
@@ -152,9 +152,14 @@ pub async fn restore_opened(
         nsm_state = kept.nsm_state,
         "store: opened; epoch {epoch} begun (earlier instances on this store are fenced)"
     );
-    let (core, actions) =
-        Core::restore_with_shares(config.core.clone(), 0, epoch, records, kept.shares)
-            .map_err(StartError::Restore)?;
+    let (core, actions) = Core::restore_with_shares(
+        config.core.clone(),
+        Instant::ZERO,
+        epoch,
+        records,
+        kept.shares,
+    )
+    .map_err(StartError::Restore)?;
     match core.grace() {
         Some(grace) => info!(
             locks,
@@ -162,7 +167,7 @@ pub async fn restore_opened(
             clients,
             hosts = kept.hosts.len(),
             "restored {locks} locks and {shares} shares of {clients} clients; grace period {} s",
-            grace.remaining.div_ceil(1000)
+            grace.remaining.as_millis().div_ceil(1000)
         ),
         None => info!(
             hosts = kept.hosts.len(),
