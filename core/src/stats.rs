@@ -8,7 +8,7 @@ use crate::action::{Limit, Outcome, ReleaseReason, WaiterRemovedReason};
 use crate::event::CallbackResult;
 use crate::time::Duration;
 
-/// Upper bounds (inclusive, ms) of the wait-time histogram buckets; a last bucket counts the rest.
+/// Upper bounds (inclusive) of the wait-time histogram buckets; a last bucket counts the rest.
 pub const WAIT_BUCKETS_MS: [Duration; 8] = [
     Duration::ZERO,
     Duration::from_millis(10),
