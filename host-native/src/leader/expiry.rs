@@ -12,8 +12,8 @@ pub fn safety_margin(lease: Duration) -> Duration {
     (lease / 10).max(Duration::from_millis(50))
 }
 
-/// A standby's view of the leader's lease: from which moment (on [`boot_now`]'s clock) a takeover
-/// is safe, judged only by how long the row has stayed the same on this clock.
+/// A standby's view of the leader's lease: from which moment (on [`boot_now`](super::boot_now)'s
+/// clock) a takeover is safe, judged only by how long the row has stayed the same on this clock.
 #[derive(Debug, Default)]
 pub struct ExpiryWatch {
     /// (term, renewals) as last seen, and when the first read showing them returned.

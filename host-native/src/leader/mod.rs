@@ -6,7 +6,7 @@
 //!   host's clock.
 //! - [`ExpiryWatch`] (`expiry.rs`): a standby's judgement of when the leader's lease has certainly
 //!   run out.
-//! - [`Leadership`] (here): the standby loop (`acquire`), the renewal task, and the clean step-down.
+//! - [`Leadership`] (here): the standby loop (`acquire`), the renewal task, the clean step-down.
 //!
 //! The SQL (compare-and-set on one row) is in `store/lease.rs`. Taking the lease over is followed by
 //! beginning a new epoch (`startup`), which fences every write of the old leader as before: the lease
