@@ -237,11 +237,12 @@ impl CoreDriver {
 
     /// Persist first; everything else once durable, and never ahead of an earlier event's actions.
     /// Client-host changes made since the last batch go with this one.
-    fn after_event(&mut self, actions: Vec<Action>) {
+    fn after_event(&mut self, mut actions: Vec<Action>) {
+        // The rows leave the actions (nothing else reads them), moved rather than copied.
         let ops: Vec<_> = actions
-            .iter()
+            .extract_if(.., |a| matches!(a, Action::Persist { .. }))
             .filter_map(|a| match a {
-                Action::Persist { epoch, seq, op } => Some((*epoch, *seq, op.clone())),
+                Action::Persist { epoch, seq, op } => Some((epoch, seq, op)),
                 _ => None,
             })
             .collect();
