@@ -15,18 +15,19 @@
 //! - `limits.rs`: [`LimitSettings`], the core's limits as settings, each declared once.
 //! - `time_setting.rs`: [`TimeSetting`], a span written with units.
 //! - `server_config.rs`: [`ServerConfig`], the checked configuration.
+//! - `nsm.rs`: the client-reboot settings ([`NsmMode`], [`StatdSetting`], [`NoticeTiming`]).
 //! - `error.rs`: [`ConfigError`].
 
 mod error;
 mod limits;
+mod nsm;
 mod server_config;
 mod settings;
 mod time_setting;
 
 pub use error::{ConfigError, ParseOutcome};
 pub use limits::LimitSettings;
-pub use server_config::{
-    ConnectionLimits, NoticeTiming, NsmMode, ServerConfig, StatdSetting, draw_cookie_key,
-};
+pub use nsm::{NoticeTiming, NsmMode, StatdSetting};
+pub use server_config::{ConnectionLimits, ServerConfig, draw_cookie_key};
 pub use settings::{DEFAULT_LISTEN, DEFAULT_RPCBIND, LogFormat, Settings};
 pub use time_setting::{MsSetting, SecsSetting, TimeSetting};

@@ -11,35 +11,9 @@ use clap::Parser;
 use ipnet::IpNet;
 
 use super::error::{ConfigError, ParseOutcome, invalid};
+use super::nsm::{self, NoticeTiming, NsmMode, StatdSetting};
 use super::settings::{LogFormat, Settings, profile_named};
 use super::time_setting::TimeSetting;
-
-/// Where the local statd is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatdSetting {
-    /// Ask rpcbind for NSM (100024 v1 udp); without an answer, run without statd.
-    Discover,
-    Disabled,
-    At(SocketAddr),
-}
-
-/// `--nsm`: who watches client reboots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NsmMode {
-    /// Decide at start: `Statd` if one is named or registered with rpcbind, else `Builtin`.
-    Auto,
-    Builtin,
-    Statd,
-    None,
-}
-
-/// How reboot notices are retried (nfs-utils sm-notify: 2 s doubling to 120 s, for 15 minutes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NoticeTiming {
-    pub first_wait: Duration,
-    pub max_wait: Duration,
-    pub give_up: Duration,
-}
 
 /// The bounds on NLM TCP connections (`server/tcp.rs`, `server/connections.rs`, `server/flow.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,41 +170,13 @@ impl ServerConfig {
             "none" => None,
             s => Some(parse_addr("--rpcbind", s)?),
         };
-        let statd = match s.statd.as_deref() {
-            None => StatdSetting::Discover,
-            Some("none") => StatdSetting::Disabled,
-            Some(s) => StatdSetting::At(parse_addr("--statd", s)?),
-        };
-        let nsm = match s.nsm.as_deref() {
-            None => NsmMode::Auto,
-            Some("builtin") => NsmMode::Builtin,
-            Some("statd") => NsmMode::Statd,
-            Some("none") => NsmMode::None,
-            Some(other) => {
-                return Err(invalid(
-                    "--nsm",
-                    format!("{other:?} is not builtin, statd or none"),
-                ));
-            }
-        };
-        if nsm == NsmMode::Statd && statd == StatdSetting::Disabled {
-            return Err(invalid("--nsm", "statd, but --statd none"));
-        }
-        let notify_name = s.notify_name;
-        if let Some(name) = &notify_name
-            && (name.is_empty() || name.len() > crate::nsm::MAX_NAME as usize)
-        {
-            return Err(invalid(
-                "--notify-name",
-                format!("must be 1 to {} bytes", crate::nsm::MAX_NAME),
-            ));
-        }
-        let retry_ms = positive_ms("--notify-retry-ms", given(s.notify_retry_ms))?;
-        let notice_timing = NoticeTiming {
-            first_wait: Duration::from_millis(retry_ms),
-            max_wait: Duration::from_millis(retry_ms.saturating_mul(60)),
-            give_up: given(s.notify_give_up_s).0,
-        };
+        let statd = StatdSetting::from_setting(s.statd.as_deref())?;
+        let nsm = NsmMode::from_setting(s.nsm.as_deref(), statd)?;
+        let notify_name = nsm::notify_name(s.notify_name)?;
+        let notice_timing = NoticeTiming::new(
+            Duration::from_millis(positive_ms("--notify-retry-ms", given(s.notify_retry_ms))?),
+            given(s.notify_give_up_s).0,
+        );
         let unmonitor_idle_ms = positive_ms("--unmonitor-idle-ms", given(s.unmonitor_idle_ms))?;
         let lease = given(s.lease).0;
         if lease < Duration::from_millis(100) {
@@ -302,7 +248,7 @@ pub fn draw_cookie_key() -> Result<brlock_core::CookieKey, getrandom::Error> {
     Ok(brlock_core::CookieKey::new(key))
 }
 
-fn parse_addr(setting: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+pub(super) fn parse_addr(setting: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse::<SocketAddr>().map_err(|_| {
         invalid(
             setting,
