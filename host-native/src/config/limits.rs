@@ -18,7 +18,6 @@ macro_rules! limit_settings {
         pub struct LimitSettings {
             $(
                 $(#[$attr])*
-                #[serde(skip_serializing_if = "Option::is_none")]
                 pub $flag: Option<u64>,
             )+
         }
