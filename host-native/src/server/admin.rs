@@ -26,8 +26,9 @@ use foldhash::{HashMap, HashMapExt};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::client_hosts::ClientHosts;
 use super::request_log::owner_text;
-use super::{Bound, CoreMsg, Monitored};
+use super::shared::CoreMsg;
 
 /// The default `limit` of a listing, and the most one request may ask for.
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -88,8 +89,8 @@ pub struct CoreView<'a> {
     /// The host's clock (ms since the server started), which the core's `since` values use.
     pub now: Millis,
     pub readiness: Readiness,
-    pub(super) callers: &'a HashMap<Vec<u8>, Bound>,
-    pub(super) monitored: &'a HashMap<Vec<u8>, Monitored>,
+    /// Client-host bindings and monitoring.
+    pub(crate) hosts: &'a ClientHosts,
     /// `GET /events`' feed: a subscription taken here starts from `core` as it is now.
     pub tap: &'a super::events::EventTap,
 }
@@ -592,12 +593,13 @@ pub struct ClientRow {
 
 /// Client hosts brlockd has bound or monitors, by name.
 pub fn clients(view: &CoreView<'_>, limit: usize) -> Capped<ClientRow> {
-    let names: BTreeSet<&Vec<u8>> = view.callers.keys().chain(view.monitored.keys()).collect();
+    let (callers, monitored) = (view.hosts.callers(), view.hosts.monitored());
+    let names: BTreeSet<&Vec<u8>> = callers.keys().chain(monitored.keys()).collect();
     let now = Instant::now();
     let mut out = Capped::new();
     for name in names {
-        let bound = view.callers.get(name);
-        let monitored = view.monitored.get(name);
+        let bound = callers.get(name);
+        let monitored = monitored.get(name);
         let client = ClientId::new(name.clone());
         let row = || ClientRow {
             name: client.to_string(),
@@ -649,6 +651,7 @@ pub fn grace(core: &Core) -> GraceRow {
 mod tests {
     use super::*;
     use crate::server::dispatch::owner_id;
+    use crate::store::ClientHost;
     use brlock_core::{Config, Event, Profile, RequestId};
     use std::net::IpAddr;
 
@@ -684,14 +687,13 @@ mod tests {
         }
 
         fn view<T>(&self, now: Millis, f: impl FnOnce(&CoreView<'_>) -> T) -> T {
-            let (callers, monitored) = (HashMap::new(), HashMap::new());
+            let hosts = ClientHosts::new(10, std::time::Duration::from_secs(60), false);
             let tap = crate::server::events::EventTap::default();
             f(&CoreView {
                 core: &self.core,
                 now,
                 readiness: Readiness::Serving,
-                callers: &callers,
-                monitored: &monitored,
+                hosts: &hosts,
                 tap: &tap,
             })
         }
@@ -891,37 +893,27 @@ mod tests {
         let mut w = World::new();
         w.lock("host-a", 1, b"f", 0, 1, false);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let mut callers = HashMap::new();
-        callers.insert(
-            b"host-a".to_vec(),
-            Bound {
-                ip: ip("127.0.0.2"),
-                local: ip("127.0.0.1"),
-            },
-        );
-        callers.insert(
-            b"host-z".to_vec(),
-            Bound {
-                ip: ip("::1"),
-                local: ip("::1"),
-            },
-        );
-        let mut monitored = HashMap::new();
-        monitored.insert(
-            b"host-a".to_vec(),
-            Monitored {
-                state: 3,
-                last_seen: Instant::now(),
-                statd: false,
-            },
+        let mut hosts = ClientHosts::new(10, std::time::Duration::from_secs(60), false);
+        let row = |name: &str, address: &str, local: &str, nsm_state| ClientHost {
+            caller_name: name.as_bytes().to_vec(),
+            address: ip(address),
+            local_address: ip(local),
+            nsm_state,
+            statd_monitored: false,
+        };
+        hosts.restore(
+            &[
+                row("host-a", "127.0.0.2", "127.0.0.1", Some(3)),
+                row("host-z", "::1", "::1", None),
+            ],
+            Instant::now(),
         );
         let tap = crate::server::events::EventTap::default();
         let view = CoreView {
             core: &w.core,
             now: 10,
             readiness: Readiness::Serving,
-            callers: &callers,
-            monitored: &monitored,
+            hosts: &hosts,
             tap: &tap,
         };
         let rows = clients(&view, 10);

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::intake::ReplyTo;
-use super::{CoreMsg, Shared};
+use super::shared::{CoreMsg, Shared};
 use crate::nsm::{
     MonId, MyId, NSM_VERSION, NsmProc, SmName, SmResult, SmStat, SmStatRes, StatChange,
 };

@@ -29,7 +29,7 @@ use crate::store::{
     GroupCommit, GroupCommitOptions, HostWrite, RecordFilter, Store, StoreError, Write,
 };
 
-use super::CoreMsg;
+use super::shared::CoreMsg;
 
 /// One event's persist actions, in order, and the client-host changes that go with them.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
