@@ -15,9 +15,10 @@ use brlock_native::nsm::{
 use brlock_native::portmap::{Mapping, PmapProc, RpcbProc};
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport, success_results};
+use brlock_testkit::portmapper::Portmapper;
+use brlock_testkit::rpc_server::{Handler, RpcServer};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::callback::{Handler, Portmapper, RpcServer};
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport, success_results};
 
 use super::{assert_still_serves, wait_until};
 

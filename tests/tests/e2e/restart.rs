@@ -19,9 +19,10 @@ use brlock_native::nsm::{
 use brlock_native::portmap::RpcbProc;
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport, success_results};
+use brlock_testkit::portmapper::Portmapper;
+use brlock_testkit::rpc_server::{PeerHandler, RpcServer};
 use brlock_tests::brlockd::{Brlockd, Options, brlockd_path};
-use brlock_tests::callback::{PeerHandler, Portmapper, RpcServer};
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport, success_results};
 
 use super::{assert_still_serves, wait_until};
 
