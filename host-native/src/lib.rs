@@ -3,7 +3,6 @@
 //! The host is a loop: bytes in → decode → `Core::handle` → carry out the actions in order.
 //! It decides no lock semantics; those live in the core.
 
-pub mod client;
 pub mod config;
 pub mod http;
 pub mod http_events;

@@ -6,14 +6,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brlock_core::{ClientId, Core, FileId, LockKind, LockRecord, Range};
-use brlock_native::client::{
-    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, metric_value, scrape_metrics, share_of,
-};
 use brlock_native::config::ServerConfig;
-use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, ShareAccess, ShareMode, Stat};
+use brlock_native::nlm::{NlmCall, NlmVersion, ShareAccess, ShareMode, Stat};
 use brlock_native::server::dispatch::owner_id;
 use brlock_native::server::{AcceptAllHandles, Restored, Server, Sockets, StorePersistSink};
 use brlock_native::store::{MemoryStore, RecordFilter, Store};
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::http::{self, metric_value};
+use brlock_testkit::listener::ClientHost;
+
+/// The test thread makes the kit's blocking calls while this runtime's threads serve them.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
 
 async fn serve(store: &Arc<Store>) -> Server {
     serve_with(store, |_| {}).await
@@ -48,22 +57,14 @@ async fn serve_with(store: &Arc<Store>, adjust: impl FnOnce(&mut ServerConfig)) 
         .unwrap()
 }
 
-/// `GET /readyz`: the status line's code and the body.
-async fn readyz(s: &Server) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut http = tokio::net::TcpStream::connect(s.metrics_addr().unwrap())
-        .await
-        .unwrap();
-    http.write_all(b"GET /readyz HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(5), http.read_to_string(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head[9..12].parse().unwrap(), body.to_string())
+/// `GET /readyz`: the status code and the body.
+fn readyz(s: &Server) -> (u16, String) {
+    http::get(s.metrics_addr().unwrap(), "/readyz").unwrap()
+}
+
+/// The body of `/metrics`.
+fn metrics(s: &Server) -> String {
+    http::get(s.metrics_addr().unwrap(), "/metrics").unwrap().1
 }
 
 fn memory(store: &Store) -> &MemoryStore {
@@ -73,12 +74,17 @@ fn memory(store: &Store) -> &MemoryStore {
     }
 }
 
+/// An owner as the tests name them: `oh` is "caller-svid".
+fn owner(caller: &str, svid: u32) -> Owner {
+    Owner::new(caller, svid, &format!("{caller}-{svid}"))
+}
+
 fn record(caller: &str, svid: u32, fh: &str, offset: u64, len: u64) -> LockRecord {
-    let l = lock_of(caller, fh, svid, offset, len);
+    let o = owner(caller, svid);
     LockRecord {
         file: FileId::from(fh),
         client: ClientId::from(caller),
-        owner: owner_id(&l.caller_name, l.svid, &l.oh),
+        owner: owner_id(&o.caller, o.svid, &o.oh),
         kind: LockKind::Exclusive,
         range: Range::new(offset, len),
     }
@@ -88,27 +94,34 @@ async fn stored(store: &Store) -> Vec<LockRecord> {
     store.records(&RecordFilter::All).await.unwrap()
 }
 
+/// The TEST's status: GRANTED, DENIED (with a holder) or the refusal.
+fn test_stat(c: &mut NlmClient, who: &Owner, fh: &[u8], offset: u64, len: u64) -> Stat {
+    match c.test(who, fh, true, offset, len).unwrap() {
+        TestOutcome::Granted => Stat::Granted,
+        TestOutcome::Denied(_) => Stat::Denied,
+        TestOutcome::Other(stat) => stat,
+    }
+}
+
 /// 32 bytes: the one file handle size NLM v3 (client b) and v4 (client a) both carry.
-const FH: &str = "fh-durable-000000000000000000000";
+const FH: &[u8] = b"fh-durable-000000000000000000000";
+const FH_NAME: &str = "fh-durable-000000000000000000000";
 
-#[tokio::test]
-async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store() {
+#[test]
+fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store() {
+    let rt = runtime();
     let store = Arc::new(Store::Memory(MemoryStore::new()));
-    let s = serve(&store).await;
-    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
-        .await
-        .unwrap();
-    let held = lock_of("host-a", FH, 1, 0, 100);
+    let s = rt.block_on(serve(&store));
+    let mut a = NlmClient::connect(Transport::Tcp, s.local_addr(), NlmVersion::V4).unwrap();
+    let mut b = NlmClient::connect(Transport::Tcp, s.local_addr(), NlmVersion::V3).unwrap();
+    let (ha, hb) = (owner("host-a", 1), owner("host-b", 2));
+    assert_eq!(a.lock(&ha, FH, true, 0, 100, false).unwrap(), Stat::Granted);
     assert_eq!(
-        a.lock(&held, true, false).await.unwrap().stat,
-        Stat::Granted
+        rt.block_on(stored(&store)),
+        vec![record("host-a", 1, FH_NAME, 0, 100)]
     );
-    assert_eq!(stored(&store).await, vec![record("host-a", 1, FH, 0, 100)]);
 
-    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    let page = metrics(&s);
     assert_eq!(metric_value(&page, "brlock_store_writes_total"), Some(1.0));
     assert_eq!(
         metric_value(&page, "brlock_store_durable_duration_seconds_count"),
@@ -122,36 +135,36 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
 
     memory(&store).set_unavailable(Some("disk on fire"));
     // v4 says NLM4_FAILED, v1/v3 DENIED_NOLOCKS; neither lock nor unlock happened.
-    let lost = lock_of("host-a", FH, 1, 200, 10);
-    assert_eq!(a.lock(&lost, true, false).await.unwrap().stat, Stat::Failed);
-    let lb = lock_of("host-b", FH, 2, 300, 10);
+    assert_eq!(a.lock(&ha, FH, true, 200, 10, false).unwrap(), Stat::Failed);
     assert_eq!(
-        b.lock(&lb, true, false).await.unwrap().stat,
+        b.lock(&hb, FH, true, 300, 10, false).unwrap(),
         Stat::DeniedNolocks
     );
-    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Failed);
+    assert_eq!(a.unlock(&ha, FH, 0, 100).unwrap(), Stat::Failed);
     // Not ready while the core waits to be rebuilt from the store.
-    let (status, body) = readyz(&s).await;
+    let (status, body) = readyz(&s);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"rebuilding\""), "{body}");
 
     memory(&store).set_unavailable(None);
     // Serving resumes once the core is rebuilt: b's TEST over a's lock stops failing.
-    let probe = lock_of("host-b", FH, 2, 50, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let stat = loop {
-        let stat = b.test(&probe, true).await.unwrap().stat;
+        let stat = test_stat(&mut b, &hb, FH, 50, 1);
         if stat != Stat::DeniedNolocks || Instant::now() > deadline {
             break stat;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     };
     // The failed unlock did not happen (a still holds [0, 100)); the failed lock is not held.
     assert_eq!(stat, Stat::Denied);
-    assert_eq!(stored(&store).await, vec![record("host-a", 1, FH, 0, 100)]);
+    assert_eq!(
+        rt.block_on(stored(&store)),
+        vec![record("host-a", 1, FH_NAME, 0, 100)]
+    );
     // One event's writes failed (the later requests were refused while the core waited for the
     // store), and the core was rebuilt once.
-    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    let page = metrics(&s);
     assert_eq!(
         metric_value(&page, r#"brlock_store_failures_total{kind="error"}"#),
         Some(1.0)
@@ -160,53 +173,54 @@ async fn a_store_failure_refuses_what_needed_it_and_the_core_follows_the_store()
         metric_value(&page, "brlock_store_rebuilds_total"),
         Some(1.0)
     );
-    assert_eq!(readyz(&s).await.0, 200);
-    let over_lost = lock_of("host-b", FH, 2, 200, 10);
+    assert_eq!(readyz(&s).0, 200);
     assert_eq!(
-        b.lock(&over_lost, true, false).await.unwrap().stat,
+        b.lock(&hb, FH, true, 200, 10, false).unwrap(),
         Stat::Granted
     );
-    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Granted);
-    assert_eq!(stored(&store).await, vec![record("host-b", 2, FH, 200, 10)]);
-    s.shutdown().await;
+    assert_eq!(a.unlock(&ha, FH, 0, 100).unwrap(), Stat::Granted);
+    assert_eq!(
+        rt.block_on(stored(&store)),
+        vec![record("host-b", 2, FH_NAME, 200, 10)]
+    );
+    rt.block_on(s.shutdown());
 }
 
-#[tokio::test]
-async fn a_fenced_server_refuses_everything_and_says_so() {
+#[test]
+fn a_fenced_server_refuses_everything_and_says_so() {
+    let rt = runtime();
     let store = Arc::new(Store::Memory(MemoryStore::new()));
-    let s = serve(&store).await;
-    assert_eq!(readyz(&s).await.0, 200);
-    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
+    let s = rt.block_on(serve(&store));
+    assert_eq!(readyz(&s).0, 200);
+    let mut a = NlmClient::connect(Transport::Tcp, s.local_addr(), NlmVersion::V4).unwrap();
+    let ha = owner("host-a", 1);
     assert_eq!(
-        a.lock(&lock_of("host-a", "fh", 1, 0, 10), true, false)
-            .await
-            .unwrap()
-            .stat,
+        a.lock(&ha, b"fh", true, 0, 10, false).unwrap(),
         Stat::Granted
     );
     // Another instance begins a newer epoch on the same store.
-    let (newer, _) = store.begin_epoch().await.unwrap();
-    let refused = lock_of("host-a", "fh", 1, 100, 10);
+    let (newer, _) = rt.block_on(store.begin_epoch()).unwrap();
     assert_eq!(
-        a.lock(&refused, true, false).await.unwrap().stat,
+        a.lock(&ha, b"fh", true, 100, 10, false).unwrap(),
         Stat::Failed
     );
-    let reason = tokio::time::timeout(Duration::from_secs(5), s.fatal())
-        .await
+    let reason = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), s.fatal()).await })
         .unwrap();
     assert!(
         reason.contains("fenced") && reason.contains(&format!("epoch {newer}")),
         "{reason}"
     );
     // Even a request that writes nothing is refused now, and /readyz says why.
-    assert_eq!(a.test(&refused, true).await.unwrap().stat, Stat::Failed);
-    let (status, body) = readyz(&s).await;
+    assert_eq!(test_stat(&mut a, &ha, b"fh", 100, 10), Stat::Failed);
+    let (status, body) = readyz(&s);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"fenced\""), "{body}");
-    assert_eq!(stored(&store).await, vec![record("host-a", 1, "fh", 0, 10)]);
-    let page = scrape_metrics(s.metrics_addr().unwrap()).await.unwrap();
+    assert_eq!(
+        rt.block_on(stored(&store)),
+        vec![record("host-a", 1, "fh", 0, 10)]
+    );
+    let page = metrics(&s);
     assert_eq!(
         metric_value(&page, r#"brlock_store_failures_total{kind="fenced"}"#),
         Some(1.0)
@@ -215,89 +229,89 @@ async fn a_fenced_server_refuses_everything_and_says_so() {
         metric_value(&page, "brlock_store_rebuilds_total"),
         Some(0.0)
     );
-    s.shutdown().await;
+    rt.block_on(s.shutdown());
 }
 
 /// Waits until the server serves again after a store failure (a TEST stops being refused).
-async fn until_serving(c: &mut NlmClient, probe: &brlock_native::nlm::Lock) -> Stat {
+fn until_serving(c: &mut NlmClient, who: &Owner, offset: u64) -> Stat {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let stat = c.test(probe, true).await.unwrap().stat;
+        let stat = test_stat(c, who, b"fh", offset, 1);
         if stat != Stat::Failed || Instant::now() > deadline {
             return stat;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-#[tokio::test]
-async fn share_reservations_and_queued_waiters_survive_a_rebuild_after_a_store_failure() {
+#[test]
+fn share_reservations_and_queued_waiters_survive_a_rebuild_after_a_store_failure() {
+    let rt = runtime();
     let store = Arc::new(Store::Memory(MemoryStore::new()));
-    let pmap = TestPortmapper::start().await.unwrap();
-    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
-    pmap.register_nlm(&listener);
-    let s = serve_with(&store, |c| c.portmap_port = pmap.port()).await;
-    let connect = || NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4);
-    let (mut a, mut b, mut c) = (
-        connect().await.unwrap(),
-        connect().await.unwrap(),
-        connect().await.unwrap(),
-    );
-    let share = |caller: &str, access, mode| share_of(caller, "shared", access, mode);
-    let held = lock_of("host-a", "fh", 1, 0, 100);
+    let host = ClientHost::spawn().unwrap();
+    let s = rt.block_on(serve_with(&store, |c| {
+        c.portmap_port = host.portmapper.port()
+    }));
+    let connect = || NlmClient::connect(Transport::Tcp, s.local_addr(), NlmVersion::V4).unwrap();
+    let (mut a, mut b, mut c) = (connect(), connect(), connect());
+    let (ha, hb, hc) = (owner("host-a", 1), owner("host-b", 2), owner("host-c", 3));
+    let share = |c: &mut NlmClient, caller: &str, access, mode| {
+        c.share(false, caller, "oh", b"shared", mode, access)
+            .unwrap()
+    };
     assert_eq!(
-        a.lock(&held, true, false).await.unwrap().stat,
+        a.lock(&ha, b"fh", true, 0, 100, false).unwrap(),
         Stat::Granted
     );
     // b waits behind a; c would wait too but cancels, so only b may come back.
-    let waits = lock_of("host-b", "fh", 2, 0, 10);
     assert_eq!(
-        b.lock(&waits, true, true).await.unwrap().stat,
-        Stat::Blocked
-    );
-    let cancelled = lock_of("host-c", "fh", 3, 50, 10);
-    assert_eq!(
-        c.lock(&cancelled, true, true).await.unwrap().stat,
+        b.lock(&hb, b"fh", true, 0, 10, true).unwrap(),
         Stat::Blocked
     );
     assert_eq!(
-        c.cancel(&cancelled, true, true).await.unwrap().stat,
+        c.lock(&hc, b"fh", true, 50, 10, true).unwrap(),
+        Stat::Blocked
+    );
+    assert_eq!(
+        c.cancel(&hc, b"fh", true, 50, 10, true).unwrap(),
         Stat::Granted
     );
-    let reserved = share("host-b", ShareAccess::Write, ShareMode::DenyWrite);
-    assert_eq!(b.share(&reserved).await.unwrap().stat, Stat::Granted);
+    assert_eq!(
+        share(&mut b, "host-b", ShareAccess::Write, ShareMode::DenyWrite),
+        Stat::Granted
+    );
 
     memory(&store).set_unavailable(Some("disk on fire"));
-    let lost = lock_of("host-a", "fh", 1, 500, 10);
-    assert_eq!(a.lock(&lost, true, false).await.unwrap().stat, Stat::Failed);
+    assert_eq!(
+        a.lock(&ha, b"fh", true, 500, 10, false).unwrap(),
+        Stat::Failed
+    );
     memory(&store).set_unavailable(None);
-    let probe = lock_of("host-c", "fh", 3, 90, 1);
-    assert_eq!(until_serving(&mut c, &probe).await, Stat::Denied);
+    assert_eq!(until_serving(&mut c, &hc, 90), Stat::Denied);
 
     // The reservation is still there: a writer is refused, a reader is not.
-    let writer = share("host-c", ShareAccess::Write, ShareMode::DenyNone);
-    assert_eq!(c.share(&writer).await.unwrap().stat, Stat::Denied);
-    let reader = share("host-c", ShareAccess::Read, ShareMode::DenyNone);
-    assert_eq!(c.share(&reader).await.unwrap().stat, Stat::Granted);
+    assert_eq!(
+        share(&mut c, "host-c", ShareAccess::Write, ShareMode::DenyNone),
+        Stat::Denied
+    );
+    assert_eq!(
+        share(&mut c, "host-c", ShareAccess::Read, ShareMode::DenyNone),
+        Stat::Granted
+    );
     // b still waits: a's unlock grants it by callback, and c's cancelled wait stays cancelled.
-    assert_eq!(a.unlock(&held).await.unwrap().stat, Stat::Granted);
-    let Some(NlmCall::Granted(g)) = listener
-        .recv_proc(NlmProc::Granted, Duration::from_secs(5))
-        .await
-    else {
-        panic!("no GRANTED callback for the waiter queued before the rebuild");
+    assert_eq!(a.unlock(&ha, b"fh", 0, 100).unwrap(), Stat::Granted);
+    let is_granted = |call: &NlmCall| matches!(call, NlmCall::Granted(_));
+    let (grant, others) = host.listener.wait_for(Duration::from_secs(5), is_granted);
+    let Some(NlmCall::Granted(g)) = grant.map(|r| r.call) else {
+        panic!("no GRANTED callback for the waiter queued before the rebuild: {others:?}");
     };
     assert_eq!((g.lock.svid, g.lock.offset, g.lock.len), (2, 0, 10));
-    assert!(
-        listener
-            .recv_proc(NlmProc::Granted, Duration::from_millis(300))
-            .await
-            .is_none(),
-        "the cancelled waiter came back"
-    );
+    let (again, _) = host
+        .listener
+        .wait_for(Duration::from_millis(300), is_granted);
+    assert!(again.is_none(), "the cancelled waiter came back: {again:?}");
     // b holds its range now; c's range is free.
-    let over = |offset| lock_of("host-a", "fh", 1, offset, 1);
-    assert_eq!(a.test(&over(5), true).await.unwrap().stat, Stat::Denied);
-    assert_eq!(a.test(&over(55), true).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
+    assert_eq!(test_stat(&mut a, &ha, b"fh", 5, 1), Stat::Denied);
+    assert_eq!(test_stat(&mut a, &ha, b"fh", 55, 1), Stat::Granted);
+    rt.block_on(s.shutdown());
 }

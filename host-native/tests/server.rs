@@ -1,463 +1,270 @@
-//! brlockd in-process on 127.0.0.1:0, driven over TCP and UDP by the codec-based test client.
+//! brlockd in-process on 127.0.0.1:0, driven over TCP and UDP by the test kit's client: the cases
+//! that need the server's own configuration or plug-ins (idle times, the file-handle hook) or that
+//! look inside it. What a user sees of the binary is tested against the binary, in
+//! `tests/tests/e2e`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use brlock_native::client::{
-    NlmCallbackListener, NlmClient, TestPortmapper, lock_of, scrape_metrics, share_of,
-};
 use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{
-    NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, ShareAccess, ShareMode, Stat, TestArgs,
+    self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, ShareAccess, ShareMode, Stat,
+    TestArgs,
 };
-use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, ReplyBody, encode_record};
-use brlock_native::server::{FileHandleCheck, FileHandleStatus, MemorySink, Server};
+use brlock_native::server::{
+    AcceptAllHandles, FileHandleCheck, FileHandleStatus, MemorySink, PersistSink, Server,
+};
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::http;
+use brlock_testkit::listener::ClientHost;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn server_with(f: impl FnOnce(&mut ServerConfig)) -> Server {
-    let mut config = ServerConfig::for_tests();
-    f(&mut config);
-    Server::start(config).await.expect("server starts")
+/// A server on a runtime of its own, so that the test thread can make the kit's blocking calls
+/// while the runtime's threads serve them. Shut down when dropped.
+struct InProcess {
+    server: Option<Server>,
+    runtime: tokio::runtime::Runtime,
 }
 
-async fn server() -> Server {
-    server_with(|_| {}).await
-}
+impl InProcess {
+    fn start(adjust: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut config = ServerConfig::for_tests();
+        adjust(&mut config);
+        Self::start_with(config, Box::new(MemorySink), Arc::new(AcceptAllHandles))
+    }
 
-/// The server's `/metrics` page, status line and headers included.
-async fn metrics_of(s: &Server) -> String {
-    scrape_metrics(s.metrics_addr().expect("metrics configured"))
-        .await
-        .unwrap()
-}
+    fn start_with(
+        config: ServerConfig,
+        sink: Box<dyn PersistSink>,
+        handles: Arc<dyn FileHandleCheck>,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let server = runtime
+            .block_on(Server::start_with(config, sink, handles))
+            .expect("server starts");
+        InProcess {
+            server: Some(server),
+            runtime,
+        }
+    }
 
-fn stat_of(reply: &ReplyBody) -> Option<&AcceptStat> {
-    match reply {
-        ReplyBody::Accepted { stat, .. } => Some(stat),
-        ReplyBody::Denied(_) => None,
+    fn server(&self) -> &Server {
+        self.server.as_ref().expect("running until dropped")
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server().local_addr()
+    }
+
+    fn client(&self, transport: Transport, version: NlmVersion) -> NlmClient {
+        NlmClient::connect(transport, self.addr(), version).expect("connect")
+    }
+
+    /// The body of `/metrics`.
+    fn metrics(&self) -> String {
+        let addr = self.server().metrics_addr().expect("metrics configured");
+        let (status, body) = http::get(addr, "/metrics").expect("GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        body
     }
 }
 
-#[tokio::test]
-async fn lock_test_unlock_over_tcp_v4_and_a_conflict_is_denied() {
-    let s = server().await;
-    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    a.null().await.unwrap();
-    let la = lock_of("host-a", "fh1", 1, 0, 100);
-    let lb = lock_of("host-b", "fh1", 2, 50, 10);
-    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
-    assert_eq!(b.lock(&lb, true, false).await.unwrap().stat, Stat::Denied);
-    let t = b.test(&lb, false).await.unwrap();
-    assert_eq!(t.stat, Stat::Denied);
-    let h = t.holder.unwrap();
-    assert_eq!(
-        (h.svid, h.oh.as_slice(), h.offset, h.len, h.exclusive),
-        (1, &b"host-a-1"[..], 0, 100, true)
-    );
-    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
-    assert_eq!(b.test(&lb, true).await.unwrap().stat, Stat::Granted);
-    assert_eq!(b.lock(&lb, true, false).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn v1_over_udp_speaks_32_bit_and_length_zero_is_to_eof() {
-    let s = server().await;
-    let mut a = NlmClient::connect_udp(s.local_addr(), NlmVersion::V1)
-        .await
-        .unwrap();
-    let mut b = NlmClient::connect_udp(s.local_addr(), NlmVersion::V1)
-        .await
-        .unwrap();
-    let whole = lock_of("host-a", "fh", 7, 10, 0);
-    assert_eq!(
-        a.lock(&whole, true, false).await.unwrap().stat,
-        Stat::Granted
-    );
-    let far = lock_of("host-b", "fh", 8, 4_000_000_000, 1);
-    let t = b.test(&far, true).await.unwrap();
-    assert_eq!(t.stat, Stat::Denied);
-    let h = t.holder.unwrap();
-    assert_eq!((h.svid, h.offset, h.len), (7, 10, 0));
-    assert_eq!(a.unlock(&whole).await.unwrap().stat, Stat::Granted);
-    assert_eq!(
-        b.lock(&far, false, false).await.unwrap().stat,
-        Stat::Granted
-    );
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_blocked_lock_is_granted_by_callback_and_cancel_withdraws_a_waiter() {
-    let pmap = TestPortmapper::start().await.unwrap();
-    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
-    pmap.register_nlm(&listener);
-    let s = server_with(|c| c.portmap_port = pmap.port()).await;
-    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let mut b = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let la = lock_of("host-a", "fh", 1, 0, 0);
-    let lb = lock_of("host-b", "fh", 2, 0, 10);
-    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
-    assert_eq!(b.lock(&lb, true, true).await.unwrap().stat, Stat::Blocked);
-    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
-    let Some(NlmCall::Granted(g)) = listener.recv_proc(NlmProc::Granted, WAIT).await else {
-        panic!("no GRANTED callback");
-    };
-    assert_eq!(
-        (g.lock.svid, g.lock.fh.as_slice(), g.lock.len),
-        (2, &b"fh"[..], 10)
-    );
-    // brlockd's own cookie (the core's keyed callback cookie), as Linux lockd sends its own.
-    assert_eq!(g.cookie.len(), brlock_core::COOKIE_LEN);
-    assert_ne!(g.cookie, b"lock");
-    // b now holds it: a conflicts.
-    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Denied);
-    // a queues and cancels; b's unlock then grants nothing to a.
-    assert_eq!(a.lock(&la, true, true).await.unwrap().stat, Stat::Blocked);
-    assert_eq!(a.cancel(&la, true, true).await.unwrap().stat, Stat::Granted);
-    assert_eq!(b.unlock(&lb).await.unwrap().stat, Stat::Granted);
-    assert!(
-        listener
-            .recv_proc(NlmProc::Granted, Duration::from_millis(300))
-            .await
-            .is_none()
-    );
-    assert_eq!(b.test(&la, true).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn lock_msg_is_answered_by_lock_res_and_granted_msg_by_granted_res() {
-    let pmap = TestPortmapper::start().await.unwrap();
-    let mut listener = NlmCallbackListener::start(Stat::Granted).await.unwrap();
-    pmap.register_nlm(&listener);
-    let s = server_with(|c| c.portmap_port = pmap.port()).await;
-    let mut a = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let mut b = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let la = lock_of("host-a", "fh", 1, 0, 0);
-    let lb = lock_of("host-b", "fh", 2, 0, 0);
-    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
-    let args = NlmClient::lock_args(&lb, true, true);
-    // The _MSG call itself gets an empty reply; the result arrives as LOCK_RES.
-    let void = b.call(&NlmCall::LockMsg(args)).await.unwrap();
-    assert_eq!(void, brlock_native::nlm::NlmReply::Void);
-    let Some(NlmCall::LockRes(res)) = listener.recv_proc(NlmProc::LockRes, WAIT).await else {
-        panic!("no LOCK_RES");
-    };
-    assert_eq!(
-        res,
-        Res {
-            cookie: b"lock".to_vec(),
-            stat: Stat::Blocked
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.shutdown());
         }
+    }
+}
+
+/// An owner as the tests name them: `oh` is "caller-svid".
+fn owner(caller: &str, svid: u32) -> Owner {
+    Owner::new(caller, svid, &format!("{caller}-{svid}"))
+}
+
+/// A waiter that asked by LOCK_MSG is told BLOCKED by LOCK_RES and granted the asynchronous way,
+/// by GRANTED_MSG; the client's GRANTED_RES keeps the lock with it.
+#[test]
+fn a_waiter_queued_by_lock_msg_is_granted_by_granted_msg() {
+    let host = ClientHost::spawn().unwrap();
+    let s = InProcess::start(|c| c.portmap_port = host.portmapper.port());
+    let mut a = s.client(Transport::Udp, NlmVersion::V4);
+    let mut b = s.client(Transport::Udp, NlmVersion::V4);
+    let (ha, hb) = (owner("host-a", 1), owner("host-b", 2));
+    assert_eq!(
+        a.lock(&ha, b"fh", true, 0, 0, false).unwrap(),
+        Stat::Granted
     );
-    assert_eq!(a.unlock(&la).await.unwrap().stat, Stat::Granted);
-    let Some(NlmCall::GrantedMsg(g)) = listener.recv_proc(NlmProc::GrantedMsg, WAIT).await else {
-        panic!("no GRANTED_MSG");
+    let args = b.lock_args(&hb, b"fh", true, 0, 0, true);
+    let cookie = args.cookie.clone();
+    // The _MSG call itself gets an empty reply; the result arrives as LOCK_RES.
+    assert_eq!(b.call(&NlmCall::LockMsg(args)).unwrap(), NlmReply::Void);
+    let (res, others) = host
+        .listener
+        .wait_for(WAIT, |c| matches!(c, NlmCall::LockRes(_)));
+    match res.map(|r| r.call) {
+        Some(NlmCall::LockRes(res)) => assert_eq!(
+            res,
+            Res {
+                cookie,
+                stat: Stat::Blocked
+            }
+        ),
+        other => panic!("no LOCK_RES: {other:?}; other calls: {others:?}"),
+    }
+    assert_eq!(a.unlock(&ha, b"fh", 0, 0).unwrap(), Stat::Granted);
+    let (grant, others) = host
+        .listener
+        .wait_for(WAIT, |c| matches!(c, NlmCall::GrantedMsg(_)));
+    let Some(NlmCall::GrantedMsg(g)) = grant.map(|r| r.call) else {
+        panic!("no GRANTED_MSG; other calls: {others:?}");
     };
-    b.call(&NlmCall::GrantedRes(Res {
-        cookie: g.cookie.clone(),
+    let res = Res {
+        cookie: g.cookie,
         stat: Stat::Granted,
-    }))
-    .await
-    .unwrap();
-    // Delivered: the lock stays with b.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(a.test(&la, true).await.unwrap().stat, Stat::Denied);
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn free_all_releases_everything_of_a_host() {
-    let s = server().await;
-    let mut a = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let la = lock_of("host-a", "fh", 1, 0, 10);
-    let lb = lock_of("host-b", "fh", 2, 0, 10);
-    assert_eq!(a.lock(&la, true, false).await.unwrap().stat, Stat::Granted);
-    assert_eq!(a.test(&lb, true).await.unwrap().stat, Stat::Denied);
-    a.free_all("host-a", 3).await.unwrap();
-    assert_eq!(a.test(&lb, true).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn share_reservations_conflict_and_unshare_releases() {
-    let s = server().await;
-    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V3)
-        .await
-        .unwrap();
-    let share = |caller: &str, access, mode| share_of(caller, "fh", access, mode);
-    let a = share("host-a", ShareAccess::Write, ShareMode::DenyWrite);
-    let b = share("host-b", ShareAccess::ReadWrite, ShareMode::DenyNone);
-    assert_eq!(c.share(&a).await.unwrap().stat, Stat::Granted);
-    assert_eq!(c.share(&b).await.unwrap().stat, Stat::Denied);
-    assert_eq!(c.unshare(&a).await.unwrap().stat, Stat::Granted);
-    assert_eq!(c.share(&b).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn rpc_errors_are_answered_as_rfc_5531_says() {
-    let s = server().await;
-    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let r = c.call_rpc(100_003, 3, 0, &[]).await.unwrap();
-    assert_eq!(stat_of(&r.body), Some(&AcceptStat::ProgUnavail));
-    let r = c.call_rpc(NLM_PROGRAM, 2, 0, &[]).await.unwrap();
-    assert_eq!(
-        stat_of(&r.body),
-        Some(&AcceptStat::ProgMismatch { low: 1, high: 4 })
-    );
-    let r = c.call_rpc(NLM_PROGRAM, 4, 17, &[]).await.unwrap();
-    assert_eq!(stat_of(&r.body), Some(&AcceptStat::ProcUnavail));
-    let r = c.call_rpc(NLM_PROGRAM, 1, 20, &[]).await.unwrap();
-    assert_eq!(
-        stat_of(&r.body),
-        Some(&AcceptStat::ProcUnavail),
-        "SHARE is not in v1"
-    );
-    let r = c.call_rpc(NLM_PROGRAM, 4, 2, &[0, 0, 0]).await.unwrap();
-    assert_eq!(stat_of(&r.body), Some(&AcceptStat::GarbageArgs));
-    c.cred = Auth::Other {
-        flavor: 6,
-        body: vec![1, 2, 3, 4],
     };
-    let r = c.call_rpc(NLM_PROGRAM, 4, 0, &[]).await.unwrap();
-    assert_eq!(
-        r.body,
-        ReplyBody::Denied(RejectStat::AuthError(AuthStat::BadCred))
-    );
-    c.cred = Auth::None;
-    // rpcvers 3.
-    let mut rec = c.call_record(77, NLM_PROGRAM, 4, 0, &[]);
-    rec[11] = 3;
-    let mut framed = Vec::new();
-    encode_record(&rec, &mut framed);
-    c.send_raw(&framed).await.unwrap();
-    let r = c.recv_reply().await.unwrap();
-    assert_eq!(
-        (r.xid, r.body),
-        (
-            77,
-            ReplyBody::Denied(RejectStat::RpcMismatch { low: 2, high: 2 })
-        )
-    );
-    c.null().await.unwrap();
-    s.shutdown().await;
+    b.res_call(NlmProc::GrantedRes, res).unwrap();
+    // Delivered: the lock stays with b.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(matches!(
+        a.test(&ha, b"fh", true, 0, 0).unwrap(),
+        TestOutcome::Denied(h) if h.svid == 2
+    ));
 }
 
-#[tokio::test]
-async fn callers_outside_the_allowed_networks_get_auth_tooweak() {
-    let s = server_with(|c| c.allow = vec!["10.0.0.0/8".parse().unwrap()]).await;
-    let mut c = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let r = c.call_rpc(NLM_PROGRAM, 4, 0, &[]).await.unwrap();
-    assert_eq!(
-        r.body,
-        ReplyBody::Denied(RejectStat::AuthError(AuthStat::TooWeak))
-    );
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn an_oversized_record_closes_only_its_connection() {
-    let s = server_with(|c| c.max_record_bytes = 1024).await;
-    let mut bad = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let mut good = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    bad.send_raw(&[0x80, 0x10, 0, 0, 1, 2, 3, 4]).await.unwrap();
-    assert!(bad.recv_reply().await.is_err(), "the connection is closed");
-    good.null().await.unwrap();
-    let l = lock_of("host-a", "fh", 1, 0, 1);
-    assert_eq!(
-        good.lock(&l, true, false).await.unwrap().stat,
-        Stat::Granted
-    );
-    // Garbage that is not even an RPC header is dropped; the connection stays usable.
-    let mut framed = Vec::new();
-    encode_record(&[1, 2, 3], &mut framed);
-    good.send_raw(&framed).await.unwrap();
-    good.null().await.unwrap();
-    s.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_retransmitted_udp_xid_is_replayed_not_rerun() {
-    let s = server().await;
-    let mut c = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let l = lock_of("host-a", "fh", 1, 0, 1);
-    let mut args = Vec::new();
-    brlock_native::nlm::encode_call(
-        NlmVersion::V4,
-        &NlmCall::Lock(NlmClient::lock_args(&l, true, false)),
-        &mut args,
-    )
-    .unwrap();
-    let first = c
-        .call_with_xid(4242, NLM_PROGRAM, 4, 2, &args)
-        .await
-        .unwrap();
+#[test]
+fn a_retransmitted_udp_xid_is_replayed_not_rerun() {
+    let s = InProcess::start(|_| {});
+    let mut c = s.client(Transport::Udp, NlmVersion::V4);
+    let a = owner("host-a", 1);
+    let args = c.lock_args(&a, b"fh", true, 0, 1, false);
+    let args = c.encode_args(&NlmCall::Lock(args));
+    let (xid, call) = c.rpc.encode(NLM_PROGRAM, 4, NlmProc::Lock as u32, &args);
+    let first = c.rpc.exchange(xid, &call).unwrap();
     // Unlock, then retransmit the LOCK: the cached GRANTED comes back and nothing is locked again.
-    assert_eq!(c.unlock(&l).await.unwrap().stat, Stat::Granted);
-    let again = c
-        .call_with_xid(4242, NLM_PROGRAM, 4, 2, &args)
-        .await
-        .unwrap();
+    assert_eq!(c.unlock(&a, b"fh", 0, 1).unwrap(), Stat::Granted);
+    let again = c.rpc.exchange(xid, &call).unwrap();
     assert_eq!(first, again);
-    let other = lock_of("host-b", "fh", 2, 0, 1);
-    assert_eq!(c.test(&other, true).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
+    let other = owner("host-b", 2);
+    assert_eq!(
+        c.test(&other, b"fh", true, 0, 1).unwrap(),
+        TestOutcome::Granted
+    );
 }
 
-#[tokio::test]
-async fn a_caller_binding_lasts_while_the_host_holds_something_and_is_then_forgotten() {
-    let s = server_with(|c| c.unmonitor_idle = Duration::from_millis(100)).await;
-    let mut home = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let other = std::net::SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
-    let mut elsewhere = NlmClient::connect_udp_from(other, s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let l = lock_of("host-a", "fh", 1, 0, 1);
-    let probe = lock_of("host-a", "fh", 1, 10, 1);
-    assert_eq!(
-        home.lock(&l, true, false).await.unwrap().stat,
-        Stat::Granted
-    );
+#[test]
+fn a_caller_binding_lasts_while_the_host_holds_something_and_is_then_forgotten() {
+    let s = InProcess::start(|c| c.unmonitor_idle = Duration::from_millis(100));
+    let mut home = s.client(Transport::Udp, NlmVersion::V4);
+    let other = SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
+    let mut elsewhere = NlmClient::connect_udp_from(other, s.addr(), NlmVersion::V4).unwrap();
+    let a = owner("host-a", 1);
+    assert_eq!(a_lock(&mut home, &a, 0), Stat::Granted);
     // Long past the idle time, the binding holds while host-a holds its lock. (A refused TEST
     // has no holder to name, so it says DENIED_NOLOCKS.)
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::thread::sleep(Duration::from_millis(400));
     assert_eq!(
-        elsewhere.test(&probe, true).await.unwrap().stat,
-        Stat::DeniedNolocks
+        elsewhere.test(&a, b"fh", true, 10, 1).unwrap(),
+        TestOutcome::Other(Stat::DeniedNolocks)
     );
-    assert_eq!(home.unlock(&l).await.unwrap().stat, Stat::Granted);
+    assert_eq!(home.unlock(&a, b"fh", 0, 1).unwrap(), Stat::Granted);
     // Holding nothing and idle, host-a is forgotten: the name may now call from elsewhere.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     loop {
-        let stat = elsewhere.test(&probe, true).await.unwrap().stat;
-        if stat == Stat::Granted {
+        let outcome = elsewhere.test(&a, b"fh", true, 10, 1).unwrap();
+        if outcome == TestOutcome::Granted {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "binding never forgotten: {stat:?}"
+            Instant::now() < deadline,
+            "binding never forgotten: {outcome:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
     // A request that leaves the name holding nothing binds it no longer than itself (issue 13,
     // row 7): it may call from home again ...
-    assert_eq!(home.test(&probe, true).await.unwrap().stat, Stat::Granted);
+    assert_eq!(
+        home.test(&a, b"fh", true, 10, 1).unwrap(),
+        TestOutcome::Granted
+    );
     // ... while a lock binds it to the address the lock came from.
+    assert_eq!(a_lock(&mut elsewhere, &a, 10), Stat::Granted);
     assert_eq!(
-        elsewhere.lock(&probe, true, false).await.unwrap().stat,
-        Stat::Granted
+        home.test(&a, b"fh", true, 10, 1).unwrap(),
+        TestOutcome::Other(Stat::DeniedNolocks)
     );
-    assert_eq!(
-        home.test(&probe, true).await.unwrap().stat,
-        Stat::DeniedNolocks
-    );
-    s.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_caller_name_from_another_address_is_refused() {
-    let s = server().await;
-    let mut v4 = NlmClient::connect_udp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let l = lock_of("host-a", "fh", 1, 0, 1);
-    assert_eq!(v4.lock(&l, true, false).await.unwrap().stat, Stat::Granted);
+/// An exclusive lock of `who` on byte `offset` of "fh".
+fn a_lock(c: &mut NlmClient, who: &Owner, offset: u64) -> Stat {
+    c.lock(who, b"fh", true, offset, 1, false).unwrap()
+}
+
+#[test]
+fn a_caller_name_from_another_address_is_refused() {
+    let s = InProcess::start(|_| {});
+    let mut v4 = s.client(Transport::Udp, NlmVersion::V4);
+    let a = owner("host-a", 1);
+    assert_eq!(a_lock(&mut v4, &a, 0), Stat::Granted);
     // 127.0.0.2 is loopback too (allowed), but not where host-a first called from.
-    let other = std::net::SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
-    let mut spoof = NlmClient::connect_udp_from(other, s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    assert_eq!(spoof.unlock(&l).await.unwrap().stat, Stat::Denied);
-    assert_eq!(
-        spoof
-            .test(&lock_of("host-z", "fh", 9, 0, 1), true)
-            .await
-            .unwrap()
-            .stat,
-        Stat::Denied
-    );
-    s.shutdown().await;
+    let other = SocketAddr::new("127.0.0.2".parse().unwrap(), 0);
+    let mut spoof = NlmClient::connect_udp_from(other, s.addr(), NlmVersion::V4).unwrap();
+    assert_eq!(spoof.unlock(&a, b"fh", 0, 1).unwrap(), Stat::Denied);
+    // The refused unlock did nothing: a name of its own from that address still meets host-a's
+    // lock.
+    match spoof.test(&owner("host-z", 9), b"fh", true, 0, 1).unwrap() {
+        TestOutcome::Denied(h) => assert_eq!((h.svid, h.oh), (1, b"host-a-1".to_vec())),
+        other => panic!("host-a's lock is gone after a refused unlock: {other:?}"),
+    }
 }
 
-#[tokio::test]
-async fn granted_to_a_server_is_denied() {
-    let s = server().await;
-    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
+#[test]
+fn granted_to_a_server_is_denied() {
+    let s = InProcess::start(|_| {});
+    let mut c = s.client(Transport::Tcp, NlmVersion::V4);
     let r = c
         .call(&NlmCall::Granted(TestArgs {
             cookie: b"c".to_vec(),
             exclusive: true,
-            lock: lock_of("h", "fh", 1, 0, 1),
+            lock: owner("h", 1).lock(b"fh", 0, 1),
         }))
-        .await
         .unwrap();
     assert_eq!(
         r,
-        brlock_native::nlm::NlmReply::Res(Res {
+        NlmReply::Res(Res {
             cookie: b"c".to_vec(),
             stat: Stat::Denied
         })
     );
-    s.shutdown().await;
 }
 
-#[tokio::test]
-async fn metrics_are_served_as_prometheus_text() {
-    let s = server_with(|c| c.metrics = Some("127.0.0.1:0".parse().unwrap())).await;
-    let mut c = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    c.lock(&lock_of("host-a", "fh", 1, 0, 1), true, false)
-        .await
-        .unwrap();
-    let body = metrics_of(&s).await;
-    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-    assert!(body.contains("brlock_held_locks 1"), "{body}");
-    assert!(
-        body.contains("brlock_lock_replies_total{outcome=\"granted\"} 1"),
-        "{body}"
-    );
-    assert!(
-        body.contains("brlock_rpc_requests_total{procedure=\"lock\",status=\"granted\"} 1"),
-        "{body}"
-    );
+#[test]
+fn metrics_are_served_as_prometheus_text() {
+    let s = InProcess::start(|c| c.metrics = Some("127.0.0.1:0".parse().unwrap()));
+    let mut c = s.client(Transport::Tcp, NlmVersion::V4);
+    assert_eq!(a_lock(&mut c, &owner("host-a", 1), 0), Stat::Granted);
+    let body = s.metrics();
+    for sample in [
+        "brlock_held_locks",
+        "brlock_lock_replies_total{outcome=\"granted\"}",
+        "brlock_rpc_requests_total{procedure=\"lock\",status=\"granted\"}",
+    ] {
+        assert_eq!(
+            http::metric_value(&body, sample),
+            Some(1.0),
+            "{sample} in\n{body}"
+        );
+    }
     assert!(
         body.contains("brlock_rpc_request_duration_seconds_bucket"),
         "{body}"
     );
-    s.shutdown().await;
 }
 
 /// An NFS server's view of its handles, as plugged in through [`FileHandleCheck`]: handles
@@ -480,19 +287,15 @@ impl FileHandleCheck for ExportTable {
 /// stale handle and NLM4_FAILED for a non-regular file; v1/v3 know neither and say
 /// DENIED_NOLOCKS (Linux lockd's cast_to_nlm). The core never sees such a request, and the
 /// server goes on serving other handles.
-#[tokio::test]
-async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
+#[test]
+fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
     let mut config = ServerConfig::for_tests();
     config.metrics = Some("127.0.0.1:0".parse().unwrap());
-    let s = Server::start_with(config, Box::new(MemorySink), Arc::new(ExportTable))
-        .await
-        .expect("server starts");
-    let mut holder = NlmClient::connect_tcp(s.local_addr(), NlmVersion::V4)
-        .await
-        .unwrap();
-    let held = lock_of("host-b", "fh-regular", 2, 0, 100);
+    let s = InProcess::start_with(config, Box::new(MemorySink), Arc::new(ExportTable));
+    let mut holder = s.client(Transport::Tcp, NlmVersion::V4);
+    let (a, b) = (owner("host-a", 1), owner("host-b", 2));
     assert_eq!(
-        holder.lock(&held, true, false).await.unwrap().stat,
+        holder.lock(&b, b"fh-regular", true, 0, 100, false).unwrap(),
         Stat::Granted
     );
     for (version, stale, not_regular) in [
@@ -500,76 +303,81 @@ async fn the_file_handle_hook_refuses_stale_and_non_regular_handles() {
         (NlmVersion::V3, Stat::DeniedNolocks, Stat::DeniedNolocks),
         (NlmVersion::V1, Stat::DeniedNolocks, Stat::DeniedNolocks),
     ] {
-        let mut c = NlmClient::connect_tcp(s.local_addr(), version)
-            .await
-            .unwrap();
-        for (fh, want) in [("stale-fh", stale), ("dir-fh", not_regular)] {
-            let l = lock_of("host-a", fh, 1, 0, 10);
-            let what = |proc: &str| format!("{version:?} {proc} on {fh}");
+        let mut c = s.client(Transport::Tcp, version);
+        for (fh, want) in [(&b"stale-fh"[..], stale), (&b"dir-fh"[..], not_regular)] {
+            let what = |proc: &str| format!("{version:?} {proc} on {}", fh.escape_ascii());
             assert_eq!(
-                c.lock(&l, true, false).await.unwrap().stat,
+                c.lock(&a, fh, true, 0, 10, false).unwrap(),
                 want,
                 "{}",
                 what("LOCK")
             );
             assert_eq!(
-                c.lock(&l, true, true).await.unwrap().stat,
+                c.lock(&a, fh, true, 0, 10, true).unwrap(),
                 want,
                 "{}",
                 what("blocking LOCK")
             );
-            let t = c.test(&l, true).await.unwrap();
-            assert_eq!((t.stat, t.holder), (want, None), "{}", what("TEST"));
-            assert_eq!(c.unlock(&l).await.unwrap().stat, want, "{}", what("UNLOCK"));
             assert_eq!(
-                c.cancel(&l, true, true).await.unwrap().stat,
+                c.test(&a, fh, true, 0, 10).unwrap(),
+                TestOutcome::Other(want),
+                "{}",
+                what("TEST")
+            );
+            assert_eq!(c.unlock(&a, fh, 0, 10).unwrap(), want, "{}", what("UNLOCK"));
+            assert_eq!(
+                c.cancel(&a, fh, true, 0, 10, true).unwrap(),
                 want,
                 "{}",
                 what("CANCEL")
             );
             if version != NlmVersion::V1 {
-                let share = share_of("host-a", fh, ShareAccess::Read, ShareMode::DenyNone);
-                assert_eq!(
-                    c.share(&share).await.unwrap().stat,
-                    want,
-                    "{}",
-                    what("SHARE")
+                let share = c.share(
+                    false,
+                    "host-a",
+                    "oh",
+                    fh,
+                    ShareMode::DenyNone,
+                    ShareAccess::Read,
                 );
+                assert_eq!(share.unwrap(), want, "{}", what("SHARE"));
             }
         }
         // The same client on a regular file: served, and the held lock still conflicts. (In
         // v1/v3 the client pads the handle to 32 bytes: the v4 holder holds that one too.)
-        let sized = brlock_native::nlm::fh_for(version, b"fh-regular");
-        let sized = String::from_utf8(sized).unwrap();
+        let sized = nlm::fh_for(version, b"fh-regular");
         if version != NlmVersion::V4 {
-            let held = lock_of("host-b", &sized, 2, 0, 100);
-            let stat = holder.lock(&held, true, false).await.unwrap().stat;
+            let stat = holder.lock(&b, &sized, true, 0, 100, false).unwrap();
             assert!(matches!(stat, Stat::Granted), "{stat:?}");
         }
-        let regular = lock_of("host-a", &sized, 1, 50, 10);
         assert_eq!(
-            c.lock(&regular, true, false).await.unwrap().stat,
+            c.lock(&a, &sized, true, 50, 10, false).unwrap(),
             Stat::Denied,
             "{version:?} LOCK on a held regular file"
         );
-        let free = lock_of("host-a", &sized, 1, 200, 10);
         assert_eq!(
-            c.lock(&free, true, false).await.unwrap().stat,
+            c.lock(&a, &sized, true, 200, 10, false).unwrap(),
             Stat::Granted,
             "{version:?} LOCK on a free range of a regular file"
         );
-        assert_eq!(c.unlock(&free).await.unwrap().stat, Stat::Granted);
+        assert_eq!(c.unlock(&a, &sized, 200, 10).unwrap(), Stat::Granted);
     }
     // No refused request reached the core: it holds only host-b's locks (on the v4 handle and
     // on the padded v1/v3 one) and queues nothing.
-    let metrics = metrics_of(&s).await;
-    for line in [
-        "brlock_held_locks 2\n",
-        "brlock_waiters 0\n",
-        "brlock_files 2\n",
+    let metrics = s.metrics();
+    for (sample, want) in [
+        ("brlock_held_locks", 2.0),
+        ("brlock_waiters", 0.0),
+        ("brlock_files", 2.0),
     ] {
-        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+        assert_eq!(
+            http::metric_value(&metrics, sample),
+            Some(want),
+            "{sample} in\n{metrics}"
+        );
     }
-    assert_eq!(holder.unlock(&held).await.unwrap().stat, Stat::Granted);
-    s.shutdown().await;
+    assert_eq!(
+        holder.unlock(&b, b"fh-regular", 0, 100).unwrap(),
+        Stat::Granted
+    );
 }

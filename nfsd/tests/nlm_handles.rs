@@ -8,7 +8,7 @@ use brlock_native::config::ServerConfig;
 use brlock_native::nlm::{NlmVersion, Stat};
 use brlock_native::service::NlmService;
 use brlock_nfsd::{ExportHandles, LocalFs};
-use brlock_tests::client::{NlmClient, Owner, Transport};
+use brlock_testkit::client::{NlmClient, Owner, Transport};
 use nfsserve::nfs::sattr3;
 use nfsserve::vfs::NFSFileSystem;
 

@@ -2,12 +2,11 @@
 //!
 //! - [`brlockd`]: finds (building it if needed) and runs the real binary on 127.0.0.1 with
 //!   port 0; a guard kills it on drop.
-//! - [`client`]: a blocking ONC RPC / NLM client over TCP or UDP, on `brlock_native`'s codec.
-//! - [`callback`]: a test portmapper and NLM listener, the client host's side of NLM_GRANTED
-//!   and `*_RES` callbacks.
+//! - The NLM client, the fake portmapper and the callback listener are `brlock-testkit`'s
+//!   (`testkit/`), shared with `brlock-native`'s in-process tests.
 //! - [`pg`]: a PostgreSQL database of a test's own.
 //! - [`script`]: scenario scripts in `conformance/rpcgen`'s command language, so one scenario
-//!   runs through this client and through the independent rpcgen client alike.
+//!   runs through the kit's client and through the independent rpcgen client alike.
 //!
 //! The end-to-end tests are in `tests/` (`e2e`, `rpcgen_client`, `tshark`); the load
 //! generator is `src/bin/brlock-bench.rs` (figures in `BENCH.md`).
@@ -18,8 +17,6 @@
 //! test a prebuilt binary instead.
 
 pub mod brlockd;
-pub mod callback;
-pub mod client;
 pub mod pg;
 pub mod scenarios;
 pub mod script;

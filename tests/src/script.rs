@@ -9,7 +9,7 @@
 //!   -> denied holder excl=1 svid=1 oh=ownerA offset=0 len=100
 //! ```
 //!
-//! The same script runs through [`execute`] (this crate's client, any NLM version, TCP or
+//! The same script runs through [`execute`] (the test kit's client, any NLM version, TCP or
 //! UDP) and through the independent rpcgen client (v4), so both must print the same answers.
 //! [`check`] runs a script and reports every mismatch at once, with the whole transcript.
 
@@ -20,7 +20,7 @@ use brlock_native::nlm::{
     ShareAccess, ShareArgs, ShareMode, ShareRes, Stat, TestArgs, TestRes, UnlockArgs,
 };
 
-use crate::client::{NlmClient, success_results};
+use brlock_testkit::client::{NlmClient, success_results};
 
 /// One command and the answer the script expects (`None`: any answer).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::{NlmVersion, Stat};
+use brlock_testkit::client::{NlmClient, Owner, Transport};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{NlmClient, Owner, Transport};
 use brlock_tests::pg::{PgDb, unique};
 
 fn start(store: &str, grace: u64) -> Brlockd {

@@ -25,8 +25,9 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::{NlmCall, NlmVersion, Stat, TestArgs};
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::http::metric_value as metric;
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
 use brlock_tests::pg::PgDb;
 
 const LEASE: Duration = Duration::from_secs(1);
@@ -893,25 +894,7 @@ fn failover_figures_with_100k_locks() {
 
 /// `GET path` over HTTP/1.1 on a fresh connection: (status, body).
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (head[9..12].parse().unwrap(), body.to_string())
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    brlock_testkit::http::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// A standby serves HTTP while it waits: `/readyz` is 503 `standby` and names the leader,

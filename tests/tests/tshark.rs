@@ -18,9 +18,9 @@ use brlock_native::nlm::{
     CancelArgs, NlmCall, NlmProc, NlmVersion, Res, ShareAccess, ShareMode, Stat, TestArgs,
     UnlockArgs,
 };
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::listener::ClientHost;
 use brlock_tests::brlockd::{Brlockd, Options, target_dir};
-use brlock_tests::callback::ClientHost;
-use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
 
 fn tshark() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {

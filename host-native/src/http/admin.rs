@@ -124,7 +124,11 @@ pub async fn locks(ctx: HttpContext, request: Request) -> Response {
             Ok(q) => q,
             Err(response) => return response,
         };
-    match ctx.core.ask(move |v| admin::locks(v, &filter, limit)).await {
+    match ctx
+        .core
+        .ask(move |v| admin::locks(v.core, v.now, &filter, limit))
+        .await
+    {
         Some(entries) => listing("locks", entries, limit, admin::LockEntry::row).await,
         None => stopped(),
     }
@@ -138,7 +142,7 @@ pub async fn waiters(ctx: HttpContext, request: Request) -> Response {
         };
     match ctx
         .core
-        .ask(move |v| admin::waiters(v, &filter, limit))
+        .ask(move |v| admin::waiters(v.core, v.now, &filter, limit))
         .await
     {
         Some(entries) => listing("waiters", entries, limit, admin::WaiterEntry::row).await,

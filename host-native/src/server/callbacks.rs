@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::dispatch::GrantCookie;
 use super::outbound::Transport;
-use super::{CoreMsg, Shared};
+use super::shared::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Stat, TestArgs};
 use crate::nsm::{Mon, MonId, MyId, NSM_PROGRAM, NSM_VERSION, NsmProc, SmResult, SmStatRes};
 use crate::xdr::{decode_exact, encode_to_vec};
@@ -184,7 +184,7 @@ pub(crate) async fn send_res(
 }
 
 /// A call to the local statd.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum StatdCall {
     /// SM_MON: watch this host and tell us (NLM procedure 16) when it reboots.
     Mon(Vec<u8>),

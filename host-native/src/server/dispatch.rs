@@ -1,11 +1,14 @@
-//! NLM ↔ core translation, and nothing else: owners, ranges, share modes and statuses. No lock
-//! semantics are decided here.
+//! NLM ↔ core translation, and nothing else: owners, ranges, share modes, statuses and the shape of
+//! each procedure's answer. No lock semantics are decided here.
 
 use brlock_core::{
     Holder as CoreHolder, LockKind, Outcome, OwnerId, Range, ShareMode as CoreShare,
 };
 
-use crate::nlm::{self, NlmVersion, ShareAccess, ShareMode, Stat};
+use crate::nlm::{
+    self, NlmCall, NlmProc, NlmReply, NlmVersion, ReplyShape, Res, ShareAccess, ShareMode,
+    ShareRes, Stat, TestRes,
+};
 
 use super::outbound::Transport;
 
@@ -58,6 +61,51 @@ pub fn kind(exclusive: bool) -> LockKind {
         LockKind::Exclusive
     } else {
         LockKind::Shared
+    }
+}
+
+/// How a call is answered: the RPC reply to it, or, for a `*_MSG` call, the matching `*_RES` call.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Reply(NlmReply),
+    Res(NlmCall),
+}
+
+/// `stat` (and, for a TEST, the conflicting `holder`) in the shape `procedure` is answered with.
+pub(crate) fn answer(
+    procedure: NlmProc,
+    cookie: Vec<u8>,
+    stat: Stat,
+    holder: Option<nlm::Holder>,
+) -> Answer {
+    let test = TestRes {
+        cookie,
+        stat,
+        holder,
+    };
+    match procedure {
+        NlmProc::TestMsg => Answer::Res(NlmCall::TestRes(test)),
+        NlmProc::LockMsg => Answer::Res(NlmCall::LockRes(res_of(test))),
+        NlmProc::CancelMsg => Answer::Res(NlmCall::CancelRes(res_of(test))),
+        NlmProc::UnlockMsg => Answer::Res(NlmCall::UnlockRes(res_of(test))),
+        NlmProc::GrantedMsg => Answer::Res(NlmCall::GrantedRes(res_of(test))),
+        _ => Answer::Reply(match procedure.reply_shape() {
+            ReplyShape::Test => NlmReply::Test(test),
+            ReplyShape::Res => NlmReply::Res(res_of(test)),
+            ReplyShape::Share => NlmReply::Share(ShareRes {
+                cookie: test.cookie,
+                stat,
+                sequence: 0,
+            }),
+            ReplyShape::Void => NlmReply::Void,
+        }),
+    }
+}
+
+fn res_of(test: TestRes) -> Res {
+    Res {
+        cookie: test.cookie,
+        stat: test.stat,
     }
 }
 

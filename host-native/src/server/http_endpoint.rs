@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::CoreMsg;
 use super::admin::CoreQueries;
+use super::shared::CoreMsg;
 use crate::config::ServerConfig;
 use crate::http::HttpContext;
 use crate::leader::Role;

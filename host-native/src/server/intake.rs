@@ -15,7 +15,7 @@ use tracing::debug;
 use super::drc::{DrcKey, Lookup};
 use super::flow::TcpReplies;
 use super::outbound::Transport;
-use super::{CoreMsg, Shared};
+use super::shared::{CoreMsg, Shared};
 use crate::nlm::{self, NLM_PROGRAM, NlmCall, NlmDecodeError, NlmProc, NlmReply, NlmVersion};
 use crate::rpc::{
     AcceptStat, Auth, AuthStat, RejectStat, Reply, decode_call, encode_record, encode_reply,
@@ -46,6 +46,26 @@ pub struct CallCtx {
     pub what: Option<super::request_log::RequestSummary>,
     /// This call's place among the calls in flight (`flow.rs`), given back when the context goes.
     pub in_flight: Option<OwnedSemaphorePermit>,
+}
+
+impl CallCtx {
+    /// A second context for the same call, for a reply sent ahead of its result (a `*_MSG` call's
+    /// empty reply): it holds no place among the calls in flight; the original keeps that.
+    pub(crate) fn echo(&self) -> CallCtx {
+        CallCtx {
+            xid: self.xid,
+            version: self.version,
+            procedure: self.procedure,
+            peer: self.peer,
+            local: self.local,
+            transport: self.transport,
+            reply_to: self.reply_to.clone(),
+            drc: self.drc,
+            received: self.received,
+            what: None,
+            in_flight: None,
+        }
+    }
 }
 
 impl Shared {

@@ -3,7 +3,7 @@
 //! the NLM clients brlockd keeps in its store, so SM_MON from another program is answered
 //! `stat_fail`. What matters is SM_NOTIFY: a client host that rebooted tells us, and the core task
 //! frees that host's locks — only when the notice comes from the host's bound address (see
-//! `CoreTask::client_rebooted`). SM_STAT answers brlockd's own state number.
+//! `ClientHosts::rebooted`). SM_STAT answers brlockd's own state number.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::intake::ReplyTo;
-use super::{CoreMsg, Shared};
+use super::shared::{CoreMsg, Shared};
 use crate::nsm::{
     MonId, MyId, NSM_VERSION, NsmProc, SmName, SmResult, SmStat, SmStatRes, StatChange,
 };

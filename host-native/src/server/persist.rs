@@ -10,10 +10,10 @@
 //! NLM4_FAILED (v1/v3: DENIED_NOLOCKS) and drops the withheld callbacks, waits until every batch
 //! submitted so far has resolved, then calls [`PersistSink::recover`] (retrying while the store is
 //! still down) and rebuilds the core from the lock records and share reservations the store holds,
-//! then takes the old core's queued blocking LOCKs again (`CoreTask::rebuild`). The store never takes
-//! a batch computed from the failed one: the sink fails every later batch until `recover` (group
-//! commit's `halt_on_failure`). So the core and the store agree on every acknowledged lock at all
-//! times.
+//! with `Core::rebuild`, which decides which of the old core's waiters survive (`driver.rs`). The
+//! store never takes a batch computed from the failed one: the sink fails every later batch until
+//! `recover` (group commit's `halt_on_failure`). So the core and the store agree on every
+//! acknowledged lock at all times.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +29,7 @@ use crate::store::{
     GroupCommit, GroupCommitOptions, HostWrite, RecordFilter, Store, StoreError, Write,
 };
 
-use super::CoreMsg;
+use super::shared::CoreMsg;
 
 /// One event's persist actions, in order, and the client-host changes that go with them.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -12,7 +12,7 @@ use tracing::{debug, info};
 
 use super::dispatch;
 use super::intake::CallCtx;
-use super::proc_label;
+use super::labels::proc_label;
 use crate::nlm::{Lock, NlmCall, Share};
 
 /// Who asked, about what.

@@ -175,7 +175,7 @@ pub async fn restore_opened(
         ),
     }
     // The same sum that bounds the core task's queue: every queued batch is one of its events.
-    let capacity = config.max_calls_in_flight + super::CORE_QUEUE_INTERNAL;
+    let capacity = config.max_calls_in_flight + super::shared::CORE_QUEUE_INTERNAL;
     let sink = Box::new(StorePersistSink::spawn(store.clone(), epoch, capacity));
     Ok(Restored {
         core,

@@ -19,11 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::Shared;
 use super::connections::{Admission, ConnectionHandle};
 use super::flow::TcpReplies;
 use super::intake::{ReplyTo, on_record};
 use super::outbound::Transport;
+use super::shared::Shared;
 use crate::rpc::RecordDecoder;
 
 pub(crate) async fn accept_loop(
@@ -36,7 +36,7 @@ pub(crate) async fn accept_loop(
     let mut backoff = super::accept_backoff::AcceptBackoff::default();
     loop {
         tokio::select! {
-            _ = super::stopped(&mut stop) => break,
+            _ = super::shared::stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff.succeeded();
@@ -141,7 +141,7 @@ async fn connection(
             break "unframeable record";
         }
         tokio::select! {
-            _ = super::stopped(&mut stop) => break "server stopping",
+            _ = super::shared::stopped(&mut stop) => break "server stopping",
             _ = &mut closed => break "making room for a new connection",
             _ = &mut timer => {
                 let now = Instant::now();

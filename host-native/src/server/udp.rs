@@ -6,9 +6,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::Shared;
 use super::intake::{ReplyTo, on_record};
 use super::outbound::Transport;
+use super::shared::Shared;
 
 pub(crate) async fn serve(
     socket: Arc<UdpSocket>,
@@ -23,7 +23,7 @@ pub(crate) async fn serve(
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
-            _ = super::stopped(&mut stop) => break,
+            _ = super::shared::stopped(&mut stop) => break,
             received = socket.recv_from(&mut buf) => match received {
                 // Never waits over UDP: a call that finds no room is dropped (`flow.rs`).
                 Ok((n, peer)) => {

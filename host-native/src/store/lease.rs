@@ -16,7 +16,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{StoreError, from_db, to_db};
+use super::StoreError;
+use super::rows::{from_db, to_db};
 
 /// The lease row as one read saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@
 //! bits in a signed 64-bit column (`to_db` / `from_db`): exact, compact and indexable, at the
 //! price that SQL sees values ≥ 2^63 as negative — SQL here only compares them for equality.
 //! A row the core could not have written (a kind other than 0 or 1) is [`StoreError::Corrupt`].
+//! These conversions are in `rows.rs`; the embedded schema migrations in `migrations.rs`.
 //!
 //! # What a restart needs besides the locks
 //! Share reservations (`share_record`, written by the core's `PutShare`/`DeleteShare` like lock
@@ -44,20 +45,15 @@
 //! `synchronous = FULL` (a commit survives a process kill and a power loss; `NORMAL` would only
 //! survive the former), PostgreSQL with `synchronous_commit = on`.
 
-/// `SELECT` of a record's columns, in the order `record_from_row` takes them, plus a condition.
-macro_rules! select {
-    ($condition:literal) => {
-        concat!(
-            "SELECT file, client, owner, kind, range_offset, range_length FROM lock_record ",
-            $condition
-        )
-    };
-}
+// First: its `select!` macro is used by the backends below.
+#[macro_use]
+mod rows;
 
 mod group_commit;
 pub mod instance_lock;
 pub mod lease;
 mod memory;
+mod migrations;
 mod postgres;
 mod sqlite;
 mod sqlite_ffi;
@@ -68,9 +64,7 @@ use std::fmt;
 
 use std::net::IpAddr;
 
-use brlock_core::{
-    ClientId, FileId, LockKind, LockRecord, OwnerId, PersistOp, Range, ShareMode, ShareRecord,
-};
+use brlock_core::{ClientId, FileId, LockRecord, OwnerId, PersistOp, ShareRecord};
 
 pub use group_commit::{GroupCommit, GroupCommitOptions, GroupCommitStats, Ticket};
 pub use memory::MemoryStore;
@@ -320,155 +314,10 @@ impl Store {
     }
 }
 
-/// A `u64` as the signed 64-bit column holds it: the same bits.
-pub(crate) fn to_db(v: u64) -> i64 {
-    i64::from_ne_bytes(v.to_ne_bytes())
-}
-
-/// The inverse of [`to_db`].
-pub(crate) fn from_db(v: i64) -> u64 {
-    u64::from_ne_bytes(v.to_ne_bytes())
-}
-
-pub(crate) fn mode_to_db(mode: ShareMode) -> i16 {
-    match mode {
-        ShareMode::None => 0,
-        ShareMode::Read => 1,
-        ShareMode::Write => 2,
-        ShareMode::Both => 3,
-    }
-}
-
-pub(crate) fn mode_from_db(mode: i64, what: &str) -> Result<ShareMode, StoreError> {
-    Ok(match mode {
-        0 => ShareMode::None,
-        1 => ShareMode::Read,
-        2 => ShareMode::Write,
-        3 => ShareMode::Both,
-        m => {
-            return Err(StoreError::Corrupt(format!(
-                "{what} has share mode {m}, not 0 to 3"
-            )));
-        }
-    })
-}
-
-/// Builds a share record from a row's columns.
-pub(crate) fn share_from_row(
-    file: Vec<u8>,
-    client: Vec<u8>,
-    owner: Vec<u8>,
-    access: i64,
-    deny: i64,
-) -> Result<ShareRecord, StoreError> {
-    let what = || {
-        format!(
-            "share record (file {}, client {}, owner {})",
-            FileId::new(file.clone()),
-            ClientId::new(client.clone()),
-            OwnerId::new(owner.clone())
-        )
-    };
-    let access = mode_from_db(access, &what())?;
-    let deny = mode_from_db(deny, &what())?;
-    Ok(ShareRecord {
-        file: FileId::new(file),
-        client: ClientId::new(client),
-        owner: OwnerId::new(owner),
-        access,
-        deny,
-    })
-}
-
-/// Builds a client host from a row's columns.
-pub(crate) fn host_from_row(
-    caller_name: Vec<u8>,
-    address: &[u8],
-    local_address: &[u8],
-    monitored: bool,
-    nsm_state: i64,
-    statd_monitored: bool,
-) -> Result<ClientHost, StoreError> {
-    let ip = |bytes: &[u8]| {
-        std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "client host {:?}: address {:?} is not an IP address",
-                    String::from_utf8_lossy(&caller_name),
-                    String::from_utf8_lossy(bytes)
-                ))
-            })
-    };
-    Ok(ClientHost {
-        address: ip(address)?,
-        local_address: ip(local_address)?,
-        nsm_state: monitored.then_some(nsm_state as u32),
-        statd_monitored,
-        caller_name,
-    })
-}
-
 /// The next NSM state number after `current` (statd: odd while up, 2 more at every start). The
 /// stores compute the same in SQL.
 pub fn next_nsm_state(current: u32) -> u32 {
     (current | 1).wrapping_add(2)
-}
-
-pub(crate) fn kind_to_db(kind: LockKind) -> i16 {
-    match kind {
-        LockKind::Shared => 0,
-        LockKind::Exclusive => 1,
-    }
-}
-
-/// Builds a record from a row's columns, checking what the schema cannot.
-pub(crate) fn record_from_row(
-    file: Vec<u8>,
-    client: Vec<u8>,
-    owner: Vec<u8>,
-    kind: i64,
-    offset: i64,
-    length: i64,
-) -> Result<LockRecord, StoreError> {
-    record_of(
-        FileId::new(file),
-        ClientId::new(client),
-        OwnerId::new(owner),
-        kind,
-        offset,
-        length,
-    )
-}
-
-/// [`record_from_row`] with the ids already built (the SQLite loader shares one id per value).
-pub(crate) fn record_of(
-    file: FileId,
-    client: ClientId,
-    owner: OwnerId,
-    kind: i64,
-    offset: i64,
-    length: i64,
-) -> Result<LockRecord, StoreError> {
-    let kind = match kind {
-        0 => LockKind::Shared,
-        1 => LockKind::Exclusive,
-        k => {
-            return Err(StoreError::Corrupt(format!(
-                "lock record (file {file}, client {client}, owner {owner}, offset {}) has kind {k}, \
-                 not 0 or 1",
-                from_db(offset)
-            )));
-        }
-    };
-    Ok(LockRecord {
-        file,
-        client,
-        owner,
-        kind,
-        range: Range::new(from_db(offset), from_db(length)),
-    })
 }
 
 /// The fencing decision every write transaction makes once it has read the stored epoch.
@@ -480,122 +329,9 @@ pub(crate) fn check_fence(mine: u64, current: u64) -> Result<(), StoreError> {
     }
 }
 
-/// Embedded migrations. Files follow sqlx-cli's `<VERSION>_<DESCRIPTION>.sql` naming and checksums,
-/// so `sqlx migrate info` agrees; a test checks this list matches the folders.
-pub(crate) mod migrations {
-    use std::borrow::Cow;
-
-    use sqlx::SqlSafeStr;
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-
-    pub(crate) type Embedded = &'static [(i64, &'static str, &'static str)];
-
-    pub(crate) const SQLITE: Embedded = &[
-        (
-            1,
-            "lock records",
-            include_str!("../../migrations/sqlite/0001_lock_records.sql"),
-        ),
-        (
-            2,
-            "restart state",
-            include_str!("../../migrations/sqlite/0002_restart_state.sql"),
-        ),
-    ];
-
-    pub(crate) const POSTGRES: Embedded = &[
-        (
-            1,
-            "lock records",
-            include_str!("../../migrations/postgres/0001_lock_records.sql"),
-        ),
-        (
-            2,
-            "restart state",
-            include_str!("../../migrations/postgres/0002_restart_state.sql"),
-        ),
-        (
-            3,
-            "hashed keys",
-            include_str!("../../migrations/postgres/0003_hashed_keys.sql"),
-        ),
-        (
-            4,
-            "leader lease",
-            include_str!("../../migrations/postgres/0004_leader_lease.sql"),
-        ),
-    ];
-
-    pub(crate) fn migrator(embedded: Embedded) -> Migrator {
-        Migrator::with_migrations(
-            embedded
-                .iter()
-                .map(|&(version, description, sql)| {
-                    Migration::new(
-                        version,
-                        Cow::Borrowed(description),
-                        MigrationType::Simple,
-                        sql.into_sql_str(),
-                        false,
-                    )
-                })
-                .collect(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn u64_round_trips_through_the_signed_column() {
-        for v in [0, 1, i64::MAX as u64, 1 << 63, u64::MAX - 1, u64::MAX] {
-            assert_eq!(from_db(to_db(v)), v);
-        }
-        assert_eq!(to_db(u64::MAX), -1);
-    }
-
-    #[test]
-    fn a_row_with_an_unknown_kind_is_corrupt() {
-        let row = |kind| record_from_row(b"f".to_vec(), b"c".to_vec(), b"o".to_vec(), kind, 0, 0);
-        assert_eq!(row(0).unwrap().kind, LockKind::Shared);
-        assert_eq!(row(1).unwrap().kind, LockKind::Exclusive);
-        assert!(matches!(row(2), Err(StoreError::Corrupt(m)) if m.contains("kind 2")));
-        assert!(matches!(row(-1), Err(StoreError::Corrupt(_))));
-    }
-
-    /// Adding a migration file without embedding it (or the reverse) would ship a binary whose schema
-    /// differs from the repository's.
-    #[test]
-    fn embedded_migrations_match_the_migration_folders() {
-        for (dir, embedded) in [
-            ("sqlite", migrations::SQLITE),
-            ("postgres", migrations::POSTGRES),
-        ] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(dir);
-            let mut files: Vec<(i64, String)> = std::fs::read_dir(&path)
-                .unwrap()
-                .map(|e| {
-                    let e = e.unwrap();
-                    let name = e.file_name().into_string().unwrap();
-                    let version = name.split('_').next().unwrap().parse().unwrap();
-                    (version, std::fs::read_to_string(e.path()).unwrap())
-                })
-                .collect();
-            files.sort();
-            let embedded: Vec<(i64, String)> = embedded
-                .iter()
-                .map(|&(v, _, sql)| (v, sql.to_owned()))
-                .collect();
-            assert_eq!(
-                embedded, files,
-                "migrations/{dir} and the embedded list differ"
-            );
-        }
-    }
 
     #[tokio::test]
     async fn bad_urls_are_refused_with_the_reason() {

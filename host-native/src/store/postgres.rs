@@ -13,10 +13,10 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{
-    HostWrite, Kept, RecordFilter, StoreError, Write, check_fence, from_db, host_from_row,
-    kind_to_db, migrations, mode_to_db, record_from_row, share_from_row, to_db,
+use super::rows::{
+    from_db, host_from_row, kind_to_db, mode_to_db, record_from_row, share_from_row, to_db,
 };
+use super::{HostWrite, Kept, RecordFilter, StoreError, Write, check_fence, migrations};
 
 /// Group commit keeps one write transaction in flight; the others serve `records` and `epoch`.
 const MAX_CONNECTIONS: u32 = 4;

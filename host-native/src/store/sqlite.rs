@@ -22,9 +22,9 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use super::rows::{from_db, host_from_row, record_from_row, share_from_row};
 use super::{
-    HostWrite, Kept, RecordFilter, StoreError, Write, from_db, host_from_row, migrations,
-    record_from_row, share_from_row, sqlite_load, sqlite_write,
+    HostWrite, Kept, RecordFilter, StoreError, Write, migrations, sqlite_load, sqlite_write,
 };
 
 /// How long a transaction waits for another process's write lock before the store is Unavailable.

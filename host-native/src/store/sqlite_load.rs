@@ -5,10 +5,10 @@
 //! copy per column, a channel send and a task wake-up per row): 4.6 s for 1,000,000 records, most
 //! of the time to serve after a restart. Here the task borrows the connection from the worker
 //! ([`LockedSqliteHandle`]) and steps the statement itself, decoding each row straight into a
-//! [`LockRecord`] with the same rules as the sqlx path ([`super::record_from_row`]). Each distinct
-//! file, client and owner becomes one shared id: a million records name far fewer of them, and the
-//! core keeps the same ids, so the load makes one allocation per distinct value instead of six per
-//! row.
+//! [`LockRecord`] with the same rules as the sqlx path ([`super::rows::record_from_row`]). Each
+//! distinct file, client and owner becomes one shared id: a million records name far fewer of them,
+//! and the core keeps the same ids, so the load makes one allocation per distinct value instead of
+//! six per row.
 //!
 //! The `unsafe` is in `sqlite_ffi`.
 
@@ -18,8 +18,9 @@ use brlock_core::LockRecord;
 use foldhash::{HashMap, HashMapExt};
 use sqlx::sqlite::LockedSqliteHandle;
 
+use super::StoreError;
+use super::rows::record_of;
 use super::sqlite_ffi::{Db, Statement};
-use super::{StoreError, record_of};
 
 /// The columns in the order `record_from_row` takes them (the `select!` list), named for errors.
 const COLUMNS: [&str; 6] = [

@@ -13,8 +13,9 @@ use std::ffi::CStr;
 use brlock_core::{LockRecord, PersistOp, ShareRecord};
 use sqlx::sqlite::LockedSqliteHandle;
 
+use super::rows::{from_db, kind_to_db, mode_to_db, to_db};
 use super::sqlite_ffi::{Db, Statement};
-use super::{HostWrite, StoreError, Write, check_fence, from_db, kind_to_db, mode_to_db, to_db};
+use super::{HostWrite, StoreError, Write, check_fence};
 
 const SELECT_EPOCH: &CStr = c"SELECT epoch FROM server WHERE id = 1";
 const PUT: &CStr = c"INSERT INTO lock_record \

@@ -32,7 +32,7 @@ use brlock_native::nlm::{
     self, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion, Res, Stat, UnlockArgs,
 };
 use brlock_native::rpc::{decode_reply, encode_record};
-use brlock_tests::client::{NlmClient, Owner, Transport, success_results};
+use brlock_testkit::client::{NlmClient, Owner, Transport, success_results};
 use brlock_tests::script::bytes_arg;
 use clap::Parser;
 

@@ -416,7 +416,7 @@ impl Floor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brlock_tests::client::{NlmClient, Owner, RpcClient, TestOutcome, Transport};
+    use brlock_testkit::client::{NlmClient, Owner, RpcClient, TestOutcome, Transport};
     use brlock_wire::nlm::{NlmCall, UnlockArgs};
     use brlock_wire::rpc::{ReplyBody, decode_reply, record::encode_record_fragmented};
     use std::thread::JoinHandle;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use brlock_native::nlm::NlmVersion;
-use brlock_tests::client::{NlmClient, Transport};
+use brlock_testkit::client::{NlmClient, Transport};
 use brlock_tests::script;
 
 fn main() -> ExitCode {

@@ -4,9 +4,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use brlock_native::nlm::{NlmCall, NlmProc, NlmVersion, Res, Stat, TestArgs};
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::listener::ClientHost;
 use brlock_tests::brlockd::Options;
-use brlock_tests::callback::ClientHost;
-use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
 
 use super::{Siege, fd_count};
 

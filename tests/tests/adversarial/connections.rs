@@ -2,52 +2,20 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::{self, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, TestArgs};
 use brlock_native::rpc::{Auth, CallHeader, encode_call, encode_record};
+use brlock_testkit::client::{Owner, Transport};
+use brlock_testkit::socket::connect_small_buffered;
 use brlock_tests::brlockd::Options;
-use brlock_tests::client::{Owner, Transport};
 
 use super::{Siege, cpu_time, fd_count, metric, scrape};
 
 /// A TCP connection to `addr` whose kernel buffers are as small as Linux allows, so that a client
 /// that stops reading (or a server that stops reading it) is felt after a few calls, not megabytes.
 fn small_buffered(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 only")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until TcpStream takes it.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let size: libc::c_int = 4096;
-        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    }
+    connect_small_buffered(addr, 4096).expect("connect with small buffers")
 }
 
 /// The file every row-1 TEST asks about, held by an owner with a 1 KiB oh: each reply names it,
@@ -87,7 +55,7 @@ fn row1_pipelined_calls_without_reading_replies_are_pushed_back() {
     let siege = Siege::start(&["--max-pipelined-calls", "32"], Transport::Tcp);
     let addr = siege.addr();
     let mut holder =
-        brlock_tests::client::NlmClient::connect(Transport::Tcp, addr, NlmVersion::V4).unwrap();
+        brlock_testkit::client::NlmClient::connect(Transport::Tcp, addr, NlmVersion::V4).unwrap();
     let mut big_oh = Owner::new("flood-holder", 1, "");
     big_oh.oh = vec![b'o'; 1024];
     assert_eq!(

@@ -4,8 +4,8 @@ use std::process::Command;
 
 use brlock_native::nlm::{self, LockArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Stat};
 use brlock_native::rpc::{AcceptStat, ReplyBody};
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport};
 use brlock_tests::brlockd::Options;
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport};
 
 use super::{Siege, metric, noise, scrape};
 

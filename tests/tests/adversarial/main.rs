@@ -24,16 +24,17 @@ mod connections;
 mod intake;
 mod tables;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::NlmVersion;
+use brlock_testkit::client::{CallFailure, NlmClient, Owner, TestOutcome, Transport};
+/// The value of the sample `name` (with its labels, exactly) in a metrics page.
+pub use brlock_testkit::http::metric_value as metric;
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{CallFailure, NlmClient, Owner, TestOutcome, Transport};
 
 /// The bound on a fresh client's TEST latency (p99) during every flood. The goal is 10 ms
 /// for the release build on an idle machine; this is the debug build on a loaded 2-core machine
@@ -251,27 +252,9 @@ pub fn assert_still_serves(addr: SocketAddr) {
 
 /// `GET /metrics` from `addr`: the body.
 pub fn scrape(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
-/// The value of the sample `name` (with its labels, exactly) in a metrics page.
-pub fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    let (status, body) = brlock_testkit::http::get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "GET /metrics: {body}");
+    body
 }
 
 /// `n` bytes that do not compress, different for each `salt`.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::{NlmVersion, ShareAccess, ShareMode, Stat};
-use brlock_tests::client::{NlmClient, Owner, Transport};
+use brlock_testkit::client::{NlmClient, Owner, Transport};
 
 use super::{Siege, WITNESS_FH, noise};
 

@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use brlock_native::nlm::{NlmVersion, ShareAccess, ShareMode, Stat};
+use brlock_testkit::client::{NlmClient, Owner, Transport};
 use brlock_tests::brlockd::{Brlockd, Options, build_workspace_binary};
-use brlock_tests::client::{NlmClient, Owner, Transport};
 use serde_json::{Value, json};
 
 /// `method path` on brlockd's HTTP listener: the status and the body as JSON.

@@ -9,9 +9,10 @@ use brlock_native::nlm::{
     CancelArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion, Res, Stat, TestArgs, TestRes, UnlockArgs,
 };
 use brlock_native::portmap::Mapping;
+use brlock_testkit::client::{NlmClient, Owner, TestOutcome, Transport};
+use brlock_testkit::listener::{ClientHost, NlmListener, Received};
+use brlock_testkit::portmapper::Portmapper;
 use brlock_tests::brlockd::{Brlockd, DEAD_PORT, Options};
-use brlock_tests::callback::{ClientHost, NlmListener, Portmapper, Received};
-use brlock_tests::client::{NlmClient, Owner, TestOutcome, Transport};
 
 use super::{assert_still_serves, wait_until};
 
@@ -74,6 +75,13 @@ fn blocked_lock_is_granted_by_callback(version: NlmVersion, transport: Transport
         "callback in another NLM version"
     );
     assert!(args.exclusive);
+    // brlockd's own cookie (the core's keyed callback cookie), as Linux lockd sends its own.
+    assert_eq!(
+        args.cookie.len(),
+        brlock_core::COOKIE_LEN,
+        "GRANTED with a cookie not brlockd's: {:02x?}",
+        args.cookie
+    );
     // The client matches a grant to its waiter by fh, oh, svid and range; caller_name is
     // the server's own name there (Linux lockd sends utsname()->nodename).
     let want = b.lock(&fh, 10, 20);

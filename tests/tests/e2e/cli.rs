@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use brlock_native::nlm::NlmVersion;
+use brlock_testkit::client::{NlmClient, Transport};
 use brlock_tests::brlockd::{Brlockd, Options, brlockd_path};
-use brlock_tests::client::{NlmClient, Transport};
 use brlock_tests::script;
 
 use super::assert_still_serves;
@@ -142,7 +142,7 @@ fn profile_linux_limits_offsets_to_63_bits() {
 #[test]
 fn allow_refuses_callers_outside_the_networks() {
     use brlock_native::rpc::{AuthStat, RejectStat, ReplyBody};
-    use brlock_tests::client::RpcClient;
+    use brlock_testkit::client::RpcClient;
 
     let outside = Brlockd::start_with(Options {
         extra: vec!["--allow".into(), "10.0.0.0/8".into()],

@@ -4,16 +4,16 @@
 //! the waiter and the share reservation taken over NLM from two hosts; a subscriber that never reads
 //! is dropped while the server keeps answering; and one subscriber too many is refused.
 
+use brlock_testkit::socket::connect_small_buffered;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 use brlock_conformance::{StepOutput, parse_jsonl, replay};
 use brlock_core::{ClientId, FileId, LockKind, Replay, ShareMode, WaiterId};
 use brlock_native::nlm::NlmVersion;
+use brlock_testkit::client::{NlmClient, Transport};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{NlmClient, Transport};
 use brlock_tests::script;
 
 use crate::assert_still_serves;
@@ -205,37 +205,7 @@ fn a_stream_starts_from_the_state_and_its_trace_replays_identically() {
 
 /// A TCP connection with a tiny receive buffer, so a reader that never reads fills it at once.
 fn tiny_window(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 expected")
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until `from_raw_fd` takes it.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0);
-        let size: libc::c_int = 2048;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    }
+    connect_small_buffered(addr, 2048).expect("connect with small buffers")
 }
 
 const CALLS: usize = 20_000;

@@ -3,8 +3,8 @@
 //! conformance test.
 
 use brlock_native::nlm::NlmVersion;
+use brlock_testkit::client::{NlmClient, Transport};
 use brlock_tests::brlockd::Brlockd;
-use brlock_tests::client::{NlmClient, Transport};
 use brlock_tests::scenarios::*;
 use brlock_tests::script;
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use brlock_native::nlm::{NlmCall, NlmVersion, Stat};
+use brlock_testkit::client::{NlmClient, Owner, Transport};
+use brlock_testkit::listener::ClientHost;
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::callback::ClientHost;
-use brlock_tests::client::{NlmClient, Owner, Transport};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `brlockd` on 127.0.0.1 with port 0, driven over TCP and UDP by
-//! `brlock_tests::client` (NLM v1, v3 and v4). Every server is a `Brlockd` guard, killed on
+//! `brlock_testkit::client` (NLM v1, v3 and v4). Every server is a `Brlockd` guard, killed on
 //! drop; every test starts its own, so tests run in parallel and share no state.
 //!
 //! - `locking`: LOCK/TEST/UNLOCK/CANCEL, SHARE/UNSHARE, NM_LOCK, FREE_ALL scenarios as
@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use brlock_native::nlm::NlmVersion;
-use brlock_tests::client::{NlmClient, Transport};
+use brlock_testkit::client::{NlmClient, Transport};
 
 /// Asserts the server at `addr` answers NULL on a new TCP connection and a new UDP socket:
 /// whatever the test did before did not take it down.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use brlock_native::nlm::{self, LockArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmVersion};
 use brlock_native::rpc::{AcceptStat, Auth, AuthStat, RejectStat, Reply, ReplyBody, encode_record};
 use brlock_native::xdr::XdrWriter;
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport};
 
 use super::assert_still_serves;
 
@@ -308,5 +308,10 @@ fn unreadable_datagrams_and_records_are_dropped() {
     encode_record(&[], &mut junk);
     encode_record(&[0, 0, 0, 9, 0, 0, 0, 1], &mut junk);
     let _ = c.send_bytes(&junk);
+    // Dropped, not answered: the connection that sent them goes on serving.
+    let reply = c
+        .call_raw(NLM_PROGRAM, 4, 0, &[])
+        .expect("NULL on the connection that sent junk");
+    assert!(matches!(accept_stat(&reply), AcceptStat::Success { .. }));
     assert_still_serves(server.addr);
 }

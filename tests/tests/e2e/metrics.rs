@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use brlock_native::nlm::NlmVersion;
+use brlock_testkit::client::{NlmClient, Transport};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::client::{NlmClient, Transport};
 use brlock_tests::script;
 
 /// `GET /metrics` with `accept`; the response's Content-Type and body.

@@ -15,9 +15,10 @@ use brlock_native::nsm::{
 use brlock_native::portmap::{Mapping, PmapProc, RpcbProc};
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport, success_results};
+use brlock_testkit::portmapper::Portmapper;
+use brlock_testkit::rpc_server::{CALLS_KEPT, Handler, RpcServer};
 use brlock_tests::brlockd::{Brlockd, Options};
-use brlock_tests::callback::{Handler, Portmapper, RpcServer};
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport, success_results};
 
 use super::{assert_still_serves, wait_until};
 
@@ -123,7 +124,8 @@ enum StatdCall {
 /// A fake statd (NSM 100024 v1): answers SM_MON `stat_succ` and SM_UNMON with state 1, and
 /// reports each call; anything else is PROC_UNAVAIL.
 fn fake_statd() -> (RpcServer, Receiver<StatdCall>) {
-    let (tx, rx) = mpsc::channel();
+    // Bounded as the kit's fakes are: past it, calls are answered and not kept.
+    let (tx, rx) = mpsc::sync_channel(CALLS_KEPT);
     let tx = Mutex::new(tx);
     let handler: Arc<Handler> = Arc::new(move |_transport, header, args| {
         if header.program != NSM_PROGRAM {
@@ -158,7 +160,7 @@ fn fake_statd() -> (RpcServer, Receiver<StatdCall>) {
             }
             _ => return Some(Reply::accepted(header.xid, AcceptStat::ProcUnavail)),
         };
-        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(call);
+        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).try_send(call);
         Some(Reply::success(
             header.xid,
             results.expect("statd results encode"),

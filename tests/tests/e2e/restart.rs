@@ -19,9 +19,10 @@ use brlock_native::nsm::{
 use brlock_native::portmap::RpcbProc;
 use brlock_native::rpc::{AcceptStat, Reply};
 use brlock_native::xdr::{decode_exact, encode_to_vec};
+use brlock_testkit::client::{NlmClient, Owner, RpcClient, Transport, success_results};
+use brlock_testkit::portmapper::Portmapper;
+use brlock_testkit::rpc_server::{CALLS_KEPT, PeerHandler, RpcServer};
 use brlock_tests::brlockd::{Brlockd, Options, brlockd_path};
-use brlock_tests::callback::{PeerHandler, Portmapper, RpcServer};
-use brlock_tests::client::{NlmClient, Owner, RpcClient, Transport, success_results};
 
 use super::{assert_still_serves, wait_until};
 
@@ -63,7 +64,8 @@ struct Notice {
 
 /// A client host's statd that records every SM_NOTIFY (with its sender) and answers it.
 fn fake_statd(port: Option<u16>) -> (RpcServer, Receiver<Notice>) {
-    let (tx, rx) = mpsc::channel();
+    // Bounded as the kit's fakes are: past it, calls are answered and not kept.
+    let (tx, rx) = mpsc::sync_channel(CALLS_KEPT);
     let tx = Mutex::new(tx);
     let handler: Arc<PeerHandler> = Arc::new(move |_transport, peer, header, args| {
         if header.program != NSM_PROGRAM || header.version != NSM_VERSION {
@@ -81,7 +83,7 @@ fn fake_statd(port: Option<u16>) -> (RpcServer, Receiver<Notice>) {
         let _ = tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(Notice { from: peer, notice });
+            .try_send(Notice { from: peer, notice });
         Some(Reply::success(header.xid, Vec::new()))
     });
     let server = match port {

@@ -1,6 +1,6 @@
 //! A small blocking ONC RPC client over TCP or UDP, and an NLM client on top of it.
 //!
-//! Everything on the wire goes through `brlock_native`'s codec (`rpc::encode_call`,
+//! Everything on the wire goes through `brlock_wire`'s codec (`rpc::encode_call`,
 //! `rpc::decode_reply`, `nlm::encode_call`, `nlm::decode_reply`, record marking). The raw
 //! entry points ([`RpcClient::call_raw`], [`RpcClient::send_bytes`]) exist so tests can send
 //! what the codec refuses to produce: truncated arguments, oversized netobjs, bad headers.
@@ -9,12 +9,12 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use brlock_native::nlm::{
+use brlock_wire::nlm::{
     self, CancelArgs, Holder, Lock, LockArgs, NLM_PROGRAM, NlmCall, NlmProc, NlmReply, NlmVersion,
     NotifyArgs, Res, Share, ShareAccess, ShareArgs, ShareMode, ShareRes, Stat, TestArgs, TestRes,
     UnlockArgs,
 };
-use brlock_native::rpc::{
+use brlock_wire::rpc::{
     AcceptStat, Auth, AuthSys, CallHeader, RecordDecoder, Reply, ReplyBody, decode_reply,
     encode_call, encode_record,
 };
@@ -104,7 +104,12 @@ impl RpcClient {
                 }
             }
             Transport::Udp => {
-                let socket = UdpSocket::bind("127.0.0.1:0")?;
+                let local: SocketAddr = if peer.is_ipv4() {
+                    ([127, 0, 0, 1], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::LOCALHOST, 0).into()
+                };
+                let socket = UdpSocket::bind(local)?;
                 socket.connect(peer)?;
                 Socket::Udp(socket)
             }
@@ -123,7 +128,7 @@ impl RpcClient {
             next_xid: seed,
             cred: Auth::Sys(AuthSys {
                 stamp: 1,
-                machine_name: b"brlock-tests".to_vec(),
+                machine_name: b"brlock-testkit".to_vec(),
                 uid: 0,
                 gid: 0,
                 gids: Vec::new(),
@@ -261,18 +266,25 @@ impl RpcClient {
         Ok(())
     }
 
-    /// Writes raw bytes to the TCP stream (no framing added). Panics on UDP.
+    /// Writes raw bytes: to the TCP stream with no framing added, or as one UDP datagram.
     pub fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.socket {
             Socket::Tcp { stream, .. } => stream.write_all(bytes),
-            Socket::Udp(_) => panic!("send_bytes is for TCP streams"),
+            Socket::Udp(socket) => socket.send(bytes).map(|_| ()),
         }
     }
 
-    /// The next complete record on a TCP connection.
+    /// The next complete record on a TCP connection, or the next datagram on UDP.
     pub fn recv_record(&mut self) -> Result<Vec<u8>, CallFailure> {
-        let Socket::Tcp { stream, decoder } = &mut self.socket else {
-            panic!("recv_record is for TCP streams");
+        let (stream, decoder) = match &mut self.socket {
+            Socket::Tcp { stream, decoder } => (stream, decoder),
+            Socket::Udp(socket) => {
+                socket.set_read_timeout(Some(CALL_TIMEOUT))?;
+                let mut buf = vec![0u8; 65536];
+                let n = socket.recv(&mut buf)?;
+                buf.truncate(n);
+                return Ok(buf);
+            }
         };
         let mut buf = [0u8; 8192];
         loop {
@@ -291,9 +303,13 @@ impl RpcClient {
 
     /// Waits until the server closes this TCP connection; `Ok(true)` if it did within
     /// `within`, `Ok(false)` if it is still open then. Any bytes that arrive are discarded.
+    /// A UDP socket has no connection to close: `Unsupported`.
     pub fn wait_closed(&mut self, within: Duration) -> io::Result<bool> {
         let Socket::Tcp { stream, .. } = &mut self.socket else {
-            panic!("wait_closed is for TCP streams");
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "wait_closed is for TCP connections",
+            ));
         };
         stream.set_read_timeout(Some(within))?;
         let mut buf = [0u8; 4096];
@@ -670,7 +686,12 @@ impl NlmClient {
             NlmProc::CancelRes => NlmCall::CancelRes(res),
             NlmProc::UnlockRes => NlmCall::UnlockRes(res),
             NlmProc::GrantedRes => NlmCall::GrantedRes(res),
-            other => panic!("{other:?} is not a *_RES procedure taking nlm_res"),
+            other => {
+                return Err(CallFailure::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{other:?} is not a *_RES procedure taking nlm_res"),
+                )));
+            }
         };
         match self.call(&call)? {
             NlmReply::Void => Ok(()),
