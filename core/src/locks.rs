@@ -250,6 +250,7 @@ impl Core {
         let owned: Vec<WaiterId> = self
             .owners
             .get(ok)
+            .rare()
             .waiters
             .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
             .map(|&(_, id)| id)

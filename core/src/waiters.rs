@@ -22,6 +22,7 @@ impl Core {
     ) -> Option<WaiterId> {
         let owner = self.owners.try_get(ok)?;
         owner
+            .rare()
             .waiters
             .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
             .map(|&(_, id)| id)
@@ -71,7 +72,7 @@ impl Core {
         );
         self.files.get_mut(fk).waiters += 1;
         let owner = self.owners.get_mut(ok);
-        owner.waiters.insert((fk, id));
+        owner.rare_mut().waiters.insert((fk, id));
         let ck = owner.client;
         self.clients.get_mut(ck).waiters += 1;
         id
@@ -100,7 +101,7 @@ impl Core {
             }
         }
         let owner = self.owners.get_mut(waiter.owner);
-        owner.waiters.remove(&(waiter.file, id));
+        owner.rare_mut().waiters.remove(&(waiter.file, id));
         let ck = owner.client;
         self.clients.get_mut(ck).waiters -= 1;
         Some(waiter)
