@@ -11,9 +11,9 @@
 //! are handed out exactly as if removed entries were dropped, so nothing observable changes.
 
 use alloc::vec::Vec;
-use core::hash::Hash;
+use core::hash::{BuildHasher, Hash};
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// How many retired entries a registry keeps at most (the top of its free stack); past it the
 /// deepest is dropped. Bounds the memory a burst of removals leaves behind to this many ids.
@@ -21,8 +21,10 @@ pub(crate) const RETIRED_MAX: usize = 16;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Registry<K, V> {
-    /// Every id with an entry in `slots`, live or retired.
-    keys: HashMap<K, u32>,
+    /// The key of every id with an entry in `slots`, live or retired, hashed by the id: the table
+    /// holds only key numbers (the ids are in the slots), 4 bytes an entry.
+    keys: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     slots: Vec<Option<(K, V)>>,
     /// Whether each slot's entry is live; a slot with an entry that is not live is retired.
     live: Vec<bool>,
@@ -34,7 +36,8 @@ pub(crate) struct Registry<K, V> {
 impl<K, V> Default for Registry<K, V> {
     fn default() -> Self {
         Self {
-            keys: HashMap::default(),
+            keys: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             slots: Vec::new(),
             live: Vec::new(),
             free: Vec::new(),
@@ -101,14 +104,19 @@ where
         }
         let Form { slots, free } = Form::<K, V>::deserialize(d)?;
         let error = serde::de::Error::custom;
-        let mut keys = HashMap::default();
-        for (key, slot) in slots.iter().enumerate() {
-            if let Some((id, _)) = slot
-                && keys.insert(id.clone(), key as u32).is_some()
-            {
-                return Err(error("registry: one id in two slots"));
+        let mut registry = Self {
+            slots,
+            ..Self::default()
+        };
+        for key in 0..registry.slots.len() as u32 {
+            if let Some((id, _)) = &registry.slots[key as usize] {
+                if registry.find(id).is_some() {
+                    return Err(error("registry: one id in two slots"));
+                }
+                registry.insert_key(key);
             }
         }
+        let slots = &registry.slots;
         let mut empty: Vec<u32> = (0..slots.len() as u32)
             .filter(|&k| slots[k as usize].is_none())
             .collect();
@@ -121,28 +129,74 @@ where
         if slots.len() > u32::MAX as usize {
             return Err(error("registry: too many slots"));
         }
-        let live: Vec<bool> = slots.iter().map(Option::is_some).collect();
-        let len = keys.len();
-        Ok(Self {
-            keys,
-            slots,
-            live,
-            free,
-            len,
-        })
+        registry.live = slots.iter().map(Option::is_some).collect();
+        registry.len = registry.keys.len();
+        registry.free = free;
+        Ok(registry)
     }
 }
 
 impl<K: Hash + Eq + Clone, V> Registry<K, V> {
     pub fn lookup(&self, id: &K) -> Option<u32> {
+        self.find(id).filter(|&key| self.live[key as usize])
+    }
+
+    /// The key of `id`, live or retired.
+    fn find(&self, id: &K) -> Option<u32> {
+        self.find_by(self.hasher.hash_one(id), |k| k == id)
+    }
+
+    /// The key of the id with this hash that `eq` accepts, live or retired.
+    fn find_by(&self, hash: u64, eq: impl Fn(&K) -> bool) -> Option<u32> {
+        let slots = &self.slots;
         self.keys
-            .get(id)
+            .find(hash, |&key| {
+                slots[key as usize].as_ref().is_some_and(|(k, _)| eq(k))
+            })
             .copied()
+    }
+
+    /// Enters the id in slot `key` into the table.
+    fn insert_key(&mut self, key: u32) {
+        let Self {
+            keys,
+            slots,
+            hasher,
+            ..
+        } = self;
+        let Some((id, _)) = &slots[key as usize] else {
+            return;
+        };
+        let rehash = |&k: &u32| {
+            slots[k as usize]
+                .as_ref()
+                .map_or(0, |(id, _)| hasher.hash_one(id))
+        };
+        keys.insert_unique(hasher.hash_one(id), key, rehash);
+    }
+
+    /// The live key of the id that hashes like `query` and that `eq` accepts: a lookup by a
+    /// borrowed form of the id (an owner's client key and `&OwnerId`), which must hash as the id does.
+    pub fn lookup_by<Q: Hash + ?Sized>(&self, query: &Q, eq: impl Fn(&K) -> bool) -> Option<u32> {
+        self.find_by(self.hasher.hash_one(query), eq)
             .filter(|&key| self.live[key as usize])
     }
 
     pub fn intern(&mut self, id: &K, make: impl FnOnce() -> V) -> u32 {
-        if let Some(&key) = self.keys.get(id) {
+        self.intern_by(id, |k| k == id, || id.clone(), make)
+    }
+
+    /// [`Registry::intern`] by a borrowed form of the id (see [`Registry::lookup_by`]); `id` makes
+    /// the id itself, only when it is new.
+    pub fn intern_by<Q: Hash + ?Sized>(
+        &mut self,
+        query: &Q,
+        eq: impl Fn(&K) -> bool,
+        id: impl FnOnce() -> K,
+        make: impl FnOnce() -> V,
+    ) -> u32 {
+        let hash = self.hasher.hash_one(query);
+        if let Some(key) = self.find_by(hash, eq) {
             if self.live[key as usize] {
                 return key;
             }
@@ -170,10 +224,12 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.slots[key as usize] = Some((id.clone(), make()));
+        let id = id();
+        debug_assert_eq!(self.hasher.hash_one(&id), hash, "a query must hash as its id");
+        self.slots[key as usize] = Some((id, make()));
         self.live[key as usize] = true;
         self.len += 1;
-        self.keys.insert(id.clone(), key);
+        self.insert_key(key);
         key
     }
 
@@ -195,8 +251,11 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
     fn drop_retired(&mut self, key: u32) {
         if !self.live[key as usize]
             && let Some((id, _)) = self.slots[key as usize].take()
+            && let Ok(entry) = self
+                .keys
+                .find_entry(self.hasher.hash_one(&id), |&k| k == key)
         {
-            self.keys.remove(&id);
+            entry.remove();
         }
     }
 
@@ -263,7 +322,7 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
                 return Err("registry: a live key without an entry");
             }
             if let Some((id, _)) = slot
-                && self.keys.get(id) != Some(&(key as u32))
+                && self.find(id) != Some(key as u32)
             {
                 return Err("registry: map does not point at its slot");
             }
@@ -291,6 +350,7 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hashbrown::HashMap;
     use quickcheck::{QuickCheck, TestResult};
 
     /// The registry as it was before entries were retired: a removed entry is dropped at once.

@@ -532,14 +532,20 @@ impl Core {
         owner: &OwnerId,
     ) -> (ClientKey, OwnerKey) {
         let ck = self.clients.intern(client, ClientState::default);
-        let ok = self.owners.intern(&(ck, owner.clone()), || OwnerState::new(ck));
+        let ok = self.owners.intern_by(
+            &(ck, owner),
+            |(c, o)| *c == ck && o == owner,
+            || (ck, owner.clone()),
+            || OwnerState::new(ck),
+        );
         self.clients.get_mut(ck).owners.insert(ok);
         (ck, ok)
     }
 
     pub(crate) fn lookup_owner(&self, client: &ClientId, owner: &OwnerId) -> Option<OwnerKey> {
         let ck = self.clients.lookup(client)?;
-        self.owners.lookup(&(ck, owner.clone()))
+        self.owners
+            .lookup_by(&(ck, owner), |(c, o)| *c == ck && o == owner)
     }
 
     pub(crate) fn record(&self, file: FileKey, lock: HeldLock) -> LockRecord {
