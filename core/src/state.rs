@@ -258,6 +258,13 @@ impl FileCounts {
         self.0.is_empty()
     }
 
+    /// Held records in `file`.
+    pub fn get(&self, file: FileKey) -> u64 {
+        self.0
+            .binary_search_by_key(&file, |&(f, _)| f)
+            .map_or(0, |i| self.0[i].1)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (FileKey, u64)> + '_ {
         self.0.iter().copied()
     }
@@ -566,6 +573,22 @@ impl Core {
             op,
         });
         self.next_seq += 1;
+    }
+
+    /// What granting `kind` over `span` to `ok` in `fk` would change. An owner that holds nothing
+    /// in the file has nothing to merge or replace: its plan adds the one lock, with no search of
+    /// the file's owner index.
+    pub(crate) fn plan_lock(&self, fk: FileKey, ok: OwnerKey, span: Span, kind: LockKind) -> Plan {
+        if self.owners.try_get(ok).is_some_and(|o| o.files.get(fk) > 0) {
+            return self.files.get(fk).locks.plan_lock(ok, span, kind);
+        }
+        let mut plan = Plan::default();
+        plan.added.push(HeldLock {
+            owner: ok,
+            span,
+            kind,
+        });
+        plan
     }
 
     /// Applies a plan to a file's table, keeps every count in step, and emits its persist actions.

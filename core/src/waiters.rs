@@ -157,7 +157,7 @@ impl Core {
                 if self.is_blocked(fk, ok, span, kind, id) {
                     continue;
                 }
-                let plan = self.files.get(fk).locks.plan_lock(ok, span, kind);
+                let plan = self.plan_lock(fk, ok, span, kind);
                 // Over a limit now: it stays queued and is tried again after the next event.
                 if self.limit_refuses(fk, ok, plan.delta()).is_some() {
                     self.limit_blocked.insert(fk);
