@@ -129,7 +129,14 @@ impl Core {
             let shares = self.owners.get(ok).rare().shares.clone();
             self.shares_released(ok, &shares, out);
             touched.extend(shares);
-            let unreclaimed: Vec<_> = self.owners.get(ok).rare().unreclaimed.iter().copied().collect();
+            let unreclaimed: Vec<_> = self
+                .owners
+                .get(ok)
+                .rare()
+                .unreclaimed
+                .iter()
+                .copied()
+                .collect();
             for fk in unreclaimed {
                 self.forget_unreclaimed(fk, ok, Span::new(0, u64::MAX), out);
                 touched.insert(fk);

@@ -155,7 +155,14 @@ impl Core {
             .map(|queued| queued.owner)
             .collect();
         for from in waiting {
-            if sign > 0 && !self.owners.get(from).rare().waits_for.contains_key(&lock.owner) {
+            if sign > 0
+                && !self
+                    .owners
+                    .get(from)
+                    .rare()
+                    .waits_for
+                    .contains_key(&lock.owner)
+            {
                 self.new_waits.push((from, lock.owner));
             }
             self.add_edge(from, lock.owner, sign);

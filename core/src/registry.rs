@@ -225,7 +225,11 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
             }
         };
         let id = id();
-        debug_assert_eq!(self.hasher.hash_one(&id), hash, "a query must hash as its id");
+        debug_assert_eq!(
+            self.hasher.hash_one(&id),
+            hash,
+            "a query must hash as its id"
+        );
         self.slots[key as usize] = Some((id, make()));
         self.live[key as usize] = true;
         self.len += 1;
@@ -340,7 +344,11 @@ impl<K: Hash + Eq + Clone, V> Registry<K, V> {
                 return Err("registry: a retired entry deep in the free stack");
             }
         }
-        if on_stack.iter().zip(&self.live).any(|(&free, &live)| !free && !live) {
+        if on_stack
+            .iter()
+            .zip(&self.live)
+            .any(|(&free, &live)| !free && !live)
+        {
             return Err("registry: a removed key missing from the free stack");
         }
         Ok(())
