@@ -229,7 +229,10 @@ impl IntervalTree {
             (n.left, n.right) = (NIL, NIL);
             return (merged, Some(t));
         };
-        if found.is_some() {
+        // Only a node whose end was this subtree's largest can lower its max_end.
+        if let Some(gone) = found
+            && self.nodes[gone as usize].end >= self.nodes[t as usize].max_end
+        {
             self.update(t);
         }
         (t, found)
