@@ -102,6 +102,7 @@ impl Core {
             let mut waiters: Vec<_> = self
                 .owners
                 .get(ok)
+                .rare()
                 .waiters
                 .iter()
                 .map(|&(_, id)| id)
@@ -126,10 +127,17 @@ impl Core {
                 self.release_plan(fk, &plan, reason, out);
                 touched.insert(fk);
             }
-            let shares = self.owners.get(ok).shares.clone();
+            let shares = self.owners.get(ok).rare().shares.clone();
             self.shares_released(ok, &shares, out);
             touched.extend(shares);
-            let unreclaimed: Vec<_> = self.owners.get(ok).unreclaimed.iter().copied().collect();
+            let unreclaimed: Vec<_> = self
+                .owners
+                .get(ok)
+                .rare()
+                .unreclaimed
+                .iter()
+                .copied()
+                .collect();
             for fk in unreclaimed {
                 self.forget_unreclaimed(fk, ok, Span::new(0, u64::MAX), out);
                 touched.insert(fk);

@@ -12,16 +12,17 @@ use crate::time::Duration;
 /// that would pass a limit is refused with `Outcome::NoLocks` naming it, and nothing changes.
 ///
 /// What the entries cost (`core/tests/memory.rs`, a counting allocator; x86-64): a held lock record
-/// 112 bytes in its owner's file; an owner of its own adds ~364 bytes, a client host ~269, a file
-/// ~825 (its tables' first nodes); a waiter ~634 bytes (~2.4 KB with an owner and client of its own);
-/// a share reservation ~482 — plus the bytes of the ids each new file, owner and client brings
+/// 127 bytes in its owner's file; an owner of its own adds ~127 bytes, a client host ~225, a file
+/// ~238 (its tables' first nodes); a waiter ~634 bytes (~2.2 KB with an owner and client of its own);
+/// a share reservation ~438 — plus the bytes of the ids each new file, owner and client brings
 /// (stored once each), and of the waiter's cookie. Files, owners and clients are kept only while
-/// something of theirs is, so their number is bounded by the entries.
+/// something of theirs is (and up to 16 of each just emptied, for reuse), so their number is
+/// bounded by the entries.
 ///
 /// The worst case at these defaults — 100,000 locks, 10,000 waiters and 10,000 shares, each with a
 /// file, owner and client of its own and every id as long as brlockd's intake lets it be (128-byte
-/// file handle, 2,064-byte owner, 1,024-byte caller_name, 1,028-byte cookie) — measures 549 MiB,
-/// ~4.8 KB an entry: within 1 GiB with room for the host's own tables. Raising a total limit costs
+/// file handle, 2,064-byte owner, 1,024-byte caller_name, 1,028-byte cookie) — measures 482 MiB,
+/// ~4.2 KB an entry: within 1 GiB with room for the host's own tables. Raising a total limit costs
 /// about that much per entry in the worst case.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -46,7 +46,7 @@ impl Core {
         if self
             .owners
             .try_get(requester)
-            .is_none_or(|o| o.waited_on == 0)
+            .is_none_or(|o| o.rare().waited_on == 0)
         {
             return None;
         }
@@ -74,7 +74,7 @@ impl Core {
             let Some(state) = self.owners.try_get(owner) else {
                 continue;
             };
-            for &next in state.waits_for.keys().rev() {
+            for &next in state.rare().waits_for.keys().rev() {
                 if let Entry::Vacant(e) = parent.entry(next) {
                     e.insert(owner);
                     stack.push(next);
@@ -155,7 +155,14 @@ impl Core {
             .map(|queued| queued.owner)
             .collect();
         for from in waiting {
-            if sign > 0 && !self.owners.get(from).waits_for.contains_key(&lock.owner) {
+            if sign > 0
+                && !self
+                    .owners
+                    .get(from)
+                    .rare()
+                    .waits_for
+                    .contains_key(&lock.owner)
+            {
                 self.new_waits.push((from, lock.owner));
             }
             self.add_edge(from, lock.owner, sign);
@@ -176,7 +183,7 @@ impl Core {
                     if !self
                         .owners
                         .try_get(from)
-                        .is_some_and(|o| o.waits_for.contains_key(&to))
+                        .is_some_and(|o| o.rare().waits_for.contains_key(&to))
                     {
                         break;
                     }
@@ -200,7 +207,7 @@ impl Core {
     fn queued_behind(&self, from: OwnerKey, to: OwnerKey) -> Option<(FileKey, WaiterId)> {
         let state = self.owners.try_get(from)?;
         let mut found: Option<(FileKey, WaiterId)> = None;
-        for &(fk, id) in &state.waiters {
+        for &(fk, id) in &state.rare().waiters {
             let file = self.files.get(fk);
             let Some(mine) = file.queue.get(&id) else {
                 continue; // granted, its callback pending
@@ -227,7 +234,7 @@ impl Core {
     }
 
     fn add_edge(&mut self, from: OwnerKey, to: OwnerKey, sign: i64) {
-        let edges = &mut self.owners.get_mut(from).waits_for;
+        let edges = &mut self.owners.get_mut(from).rare_mut().waits_for;
         match edges.entry(to) {
             Entry::Occupied(mut e) => {
                 *e.get_mut() = e.get().saturating_add_signed(sign);
@@ -240,7 +247,7 @@ impl Core {
                 e.insert(sign as u64);
             }
         }
-        let to = self.owners.get_mut(to);
+        let to = self.owners.get_mut(to).rare_mut();
         to.waited_on = to.waited_on.saturating_add_signed(sign);
     }
 
@@ -310,7 +317,7 @@ mod tests {
                 }
                 let mut next_owners = BTreeSet::new();
                 if let Some(state) = self.owners.try_get(owner) {
-                    for &(_, id) in &state.waiters {
+                    for &(_, id) in &state.rare().waiters {
                         let w = &self.waiters[&id];
                         if matches!(w.state, WaiterState::Queued { .. }) {
                             next_owners.extend(self.blockers(

@@ -92,7 +92,7 @@ impl Core {
                 .unreclaimed
                 .insert((ok, span.start), span.end);
             let owner = core.owners.get_mut(ok);
-            owner.unreclaimed.insert(fk);
+            owner.rare_mut().unreclaimed.insert(fk);
             pending.insert(owner.client);
         }
         let mut unreclaimed_shares = alloc::collections::BTreeSet::new();
@@ -192,7 +192,7 @@ impl Core {
                 .shares
                 .insert(ok, (share.access, share.deny))
                 .is_none();
-            self.owners.get_mut(ok).shares.insert(fk);
+            self.owners.get_mut(ok).rare_mut().shares.insert(fk);
             if new {
                 self.clients.get_mut(ck).shares += 1;
                 self.total_shares += 1;
@@ -455,7 +455,7 @@ impl Core {
         let Some(owner) = self.owners.try_get(ok) else {
             return;
         };
-        if !owner.unreclaimed.contains(&fk) {
+        if !owner.rare().unreclaimed.contains(&fk) {
             return;
         }
         let file = self.files.get_mut(fk);
@@ -482,7 +482,7 @@ impl Core {
             .is_some();
         if !left {
             let owner = self.owners.get_mut(ok);
-            owner.unreclaimed.remove(&fk);
+            owner.rare_mut().unreclaimed.remove(&fk);
             let ck = owner.client;
             if !self.client_has_unreclaimed(ck) {
                 self.client_done_reclaiming(ck, out);
@@ -500,7 +500,7 @@ impl Core {
             .map(|g| &g.unreclaimed_shares)
             .filter(|s| !s.is_empty());
         client.owners.iter().any(|&ok| {
-            !self.owners.get(ok).unreclaimed.is_empty()
+            !self.owners.get(ok).rare().unreclaimed.is_empty()
                 || shares.is_some_and(|s| {
                     s.range((ok, FileKey::MIN)..=(ok, FileKey::MAX))
                         .next()
@@ -584,7 +584,7 @@ impl Core {
             self.release_plan(fk, &plan, ReleaseReason::GraceExpired, out);
             let file = self.files.get_mut(fk);
             file.unreclaimed.remove(&(ok, span.start));
-            self.owners.get_mut(ok).unreclaimed.remove(&fk);
+            self.owners.get_mut(ok).rare_mut().unreclaimed.remove(&fk);
             touched.insert((fk, ok));
         }
         for &(fk, ok) in &touched {

@@ -37,27 +37,19 @@ pub(crate) struct IntervalTree {
 impl IntervalTree {
     pub fn insert(&mut self, span: Span, owner: u32) {
         let node = self.alloc(span, owner);
-        let (left, right) = self.split(self.root_index(), (span.start, owner), false);
-        let left = self.merge(left, node);
-        let root = self.merge(left, right);
+        let root = self.insert_at(self.root_index(), node);
         self.set_root(root);
         self.len += 1;
     }
 
     /// Removes the node with this key; returns its end if it was there.
     pub fn remove(&mut self, key: Key) -> Option<u64> {
-        let (left, rest) = self.split(self.root_index(), key, false);
-        let (found, right) = self.split(rest, key, true);
-        let removed = (found != NIL).then(|| {
-            debug_assert_eq!(self.nodes[found as usize].left, NIL);
-            debug_assert_eq!(self.nodes[found as usize].right, NIL);
-            self.free.push(found);
-            self.len -= 1;
-            self.nodes[found as usize].end
-        });
-        let root = self.merge(left, right);
+        let (root, found) = self.remove_at(self.root_index(), key);
         self.set_root(root);
-        removed
+        let found = found?;
+        self.free.push(found);
+        self.len -= 1;
+        Some(self.nodes[found as usize].end)
     }
 
     /// Calls `visit(span, owner)` for every interval overlapping `span`, in key order, until it breaks.
@@ -185,28 +177,85 @@ impl IntervalTree {
         self.nodes[i as usize].max_end = max;
     }
 
-    /// Splits `t` into (keys < key, keys >= key), or with `inclusive` (keys <= key, keys > key).
-    fn split(&mut self, t: u32, key: Key, inclusive: bool) -> (u32, u32) {
+    fn key(&self, i: u32) -> Key {
+        let n = &self.nodes[i as usize];
+        (n.start, n.owner)
+    }
+
+    /// Puts the lone node `node` into subtree `t` as a leaf by key, then rotates it up while its
+    /// priority beats its parent's: one walk down and back, where a split and two merges took three.
+    fn insert_at(&mut self, t: u32, node: u32) -> u32 {
         if t == NIL {
-            return (NIL, NIL);
+            return node;
         }
-        let node_key = (self.nodes[t as usize].start, self.nodes[t as usize].owner);
-        let goes_left = if inclusive {
-            node_key <= key
+        let end = self.nodes[node as usize].end;
+        let n = &mut self.nodes[t as usize];
+        n.max_end = n.max_end.max(end);
+        if self.key(node) < self.key(t) {
+            let left = self.insert_at(self.nodes[t as usize].left, node);
+            self.nodes[t as usize].left = left;
+            if self.nodes[left as usize].priority > self.nodes[t as usize].priority {
+                return self.rotate_right(t);
+            }
         } else {
-            node_key < key
+            let right = self.insert_at(self.nodes[t as usize].right, node);
+            self.nodes[t as usize].right = right;
+            if self.nodes[right as usize].priority > self.nodes[t as usize].priority {
+                return self.rotate_left(t);
+            }
+        }
+        t
+    }
+
+    /// Takes the node with `key` out of subtree `t` (its children merged in its place); returns
+    /// the subtree's new root and the node taken, if any.
+    fn remove_at(&mut self, t: u32, key: Key) -> (u32, Option<u32>) {
+        if t == NIL {
+            return (NIL, None);
+        }
+        let here = self.key(t);
+        let found = if key < here {
+            let (left, found) = self.remove_at(self.nodes[t as usize].left, key);
+            self.nodes[t as usize].left = left;
+            found
+        } else if key > here {
+            let (right, found) = self.remove_at(self.nodes[t as usize].right, key);
+            self.nodes[t as usize].right = right;
+            found
+        } else {
+            let n = &self.nodes[t as usize];
+            let merged = self.merge(n.left, n.right);
+            let n = &mut self.nodes[t as usize];
+            (n.left, n.right) = (NIL, NIL);
+            return (merged, Some(t));
         };
-        if goes_left {
-            let (l, r) = self.split(self.nodes[t as usize].right, key, inclusive);
-            self.nodes[t as usize].right = l;
+        // Only a node whose end was this subtree's largest can lower its max_end.
+        if let Some(gone) = found
+            && self.nodes[gone as usize].end >= self.nodes[t as usize].max_end
+        {
             self.update(t);
-            (t, r)
-        } else {
-            let (l, r) = self.split(self.nodes[t as usize].left, key, inclusive);
-            self.nodes[t as usize].left = r;
-            self.update(t);
-            (l, t)
         }
+        (t, found)
+    }
+
+    /// `t`'s left child takes its place; `t` becomes its right child.
+    fn rotate_right(&mut self, t: u32) -> u32 {
+        let left = self.nodes[t as usize].left;
+        self.nodes[t as usize].left = self.nodes[left as usize].right;
+        self.nodes[left as usize].right = t;
+        self.update(t);
+        self.update(left);
+        left
+    }
+
+    /// `t`'s right child takes its place; `t` becomes its left child.
+    fn rotate_left(&mut self, t: u32) -> u32 {
+        let right = self.nodes[t as usize].right;
+        self.nodes[t as usize].right = self.nodes[right as usize].left;
+        self.nodes[right as usize].left = t;
+        self.update(t);
+        self.update(right);
+        right
     }
 
     /// Joins two treaps where every key of `a` is below every key of `b`.

@@ -55,7 +55,7 @@ impl Core {
                 if !self
                     .owners
                     .try_get(*ok)
-                    .is_some_and(|o| o.shares.contains(&fk))
+                    .is_some_and(|o| o.rare().shares.contains(&fk))
                 {
                     return Err(format!(
                         "file {id}: share of an owner that does not list it"
@@ -67,7 +67,7 @@ impl Core {
                 if !self
                     .owners
                     .try_get(ok)
-                    .is_some_and(|o| o.unreclaimed.contains(&fk))
+                    .is_some_and(|o| o.rare().unreclaimed.contains(&fk))
                 {
                     return Err(format!(
                         "file {id}: unreclaimed span of an owner that does not list it"
@@ -133,7 +133,7 @@ impl Core {
                 return Err(format!("owner {id}: lists {listed} locks, holds {held}"));
             }
             *client_counts.entry(*ck).or_default() += held;
-            for (fk, wid) in &owner.waiters {
+            for (fk, wid) in &owner.rare().waiters {
                 if self
                     .waiters
                     .get(wid)
@@ -142,7 +142,7 @@ impl Core {
                     return Err(format!("owner {id}: lists a waiter that is not its own"));
                 }
             }
-            for fk in &owner.unreclaimed {
+            for fk in &owner.rare().unreclaimed {
                 let has = self.files.try_get(*fk).is_some_and(|f| {
                     f.unreclaimed
                         .range((ok, 0)..=(ok, u64::MAX))
@@ -153,11 +153,7 @@ impl Core {
                     return Err(format!("owner {id}: lists a file with nothing to reclaim"));
                 }
             }
-            if owner.files.is_empty()
-                && owner.waiters.is_empty()
-                && owner.shares.is_empty()
-                && owner.unreclaimed.is_empty()
-            {
+            if owner.is_unused() {
                 return Err(format!("owner {id}: unused owner kept"));
             }
         }
@@ -213,7 +209,7 @@ impl Core {
             if !self
                 .owners
                 .try_get(w.owner)
-                .is_some_and(|o| o.waiters.contains(&(w.file, *wid)))
+                .is_some_and(|o| o.rare().waiters.contains(&(w.file, *wid)))
             {
                 return Err(format!("{wid:?}: owner does not list it"));
             }
@@ -259,17 +255,17 @@ impl Core {
                 .range((ok, 0)..=(ok, u32::MAX))
                 .map(|(&(_, to), &count)| (to, count))
                 .collect();
-            if owner.waits_for != recounted {
+            if owner.rare().waits_for != recounted {
                 return Err(format!(
                     "owner {id}: waits for {:?}, but its queued waiters wait for {recounted:?}",
-                    owner.waits_for
+                    owner.rare().waits_for
                 ));
             }
             let expected = waited_on.get(&ok).copied().unwrap_or(0);
-            if owner.waited_on != expected {
+            if owner.rare().waited_on != expected {
                 return Err(format!(
                     "owner {id}: waited on {} times, but {expected} pairs wait for it",
-                    owner.waited_on
+                    owner.rare().waited_on
                 ));
             }
         }
@@ -312,14 +308,14 @@ impl Core {
             let mut reclaiming: BTreeSet<u32> = self
                 .owners
                 .iter()
-                .filter(|(_, _, o)| !o.unreclaimed.is_empty())
+                .filter(|(_, _, o)| !o.rare().unreclaimed.is_empty())
                 .map(|(_, _, o)| o.client)
                 .collect();
             for &(ok, fk) in &grace.unreclaimed_shares {
                 let held = self
                     .owners
                     .try_get(ok)
-                    .is_some_and(|o| o.shares.contains(&fk))
+                    .is_some_and(|o| o.rare().shares.contains(&fk))
                     && self
                         .files
                         .try_get(fk)

@@ -84,7 +84,7 @@ impl Core {
         );
         match obstacle {
             None => {
-                let plan = self.files.get(fk).locks.plan_lock(ok, span, req.kind);
+                let plan = self.plan_lock(fk, ok, span, req.kind);
                 if let Some(limit) = self.limit_refuses(fk, ok, plan.delta()) {
                     return self.reply(req.request, Outcome::NoLocks { limit }, true, out);
                 }
@@ -250,6 +250,7 @@ impl Core {
         let owned: Vec<WaiterId> = self
             .owners
             .get(ok)
+            .rare()
             .waiters
             .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
             .map(|&(_, id)| id)

@@ -112,7 +112,7 @@ impl Core {
                 if stored {
                     self.files.get_mut(fk).unreclaimed.insert((ok, start), end);
                     let owner = self.owners.get_mut(ok);
-                    owner.unreclaimed.insert(fk);
+                    owner.rare_mut().unreclaimed.insert(fk);
                     pending.insert(owner.client);
                 }
             }
@@ -220,7 +220,7 @@ impl Core {
             }
             self.waiters.insert(id, carried);
             self.files.get_mut(fk).waiters += 1;
-            self.owners.get_mut(ok).waiters.insert((fk, id));
+            self.owners.get_mut(ok).rare_mut().waiters.insert((fk, id));
             self.clients.get_mut(ck).waiters += 1;
         }
     }

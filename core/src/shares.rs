@@ -55,7 +55,7 @@ impl Core {
         let fk = self.files.intern(file, Default::default);
         let (ck, ok) = self.intern_owner(client, owner);
         self.files.get_mut(fk).shares.insert(ok, (access, deny));
-        self.owners.get_mut(ok).shares.insert(fk);
+        self.owners.get_mut(ok).rare_mut().shares.insert(fk);
         if !replaces {
             self.clients.get_mut(ck).shares += 1;
             self.total_shares += 1;
@@ -87,7 +87,7 @@ impl Core {
             return;
         }
         let owner = self.owners.get_mut(ok);
-        owner.shares.remove(&fk);
+        owner.rare_mut().shares.remove(&fk);
         let ck = owner.client;
         self.clients.get_mut(ck).shares -= 1;
         self.total_shares -= 1;

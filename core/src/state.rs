@@ -2,6 +2,7 @@
 //! `locks.rs` (lock, unlock, test, cancel), `waiters.rs` (queues, grants, callbacks), `deadlock.rs`,
 //! `limits.rs`, `shares.rs`, `clients.rs` (connections, free-all), `grace.rs` (restore and reclaim).
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -60,12 +61,19 @@ pub(crate) struct ClientState {
     pub shares: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct OwnerState {
     pub client: ClientKey,
     /// Held lock records per file.
     pub files: FileCounts,
+    /// The rest, which most owners never need (they lock without waiting, sharing or reclaiming):
+    /// None while all of it is empty, so such an owner costs a pointer for it.
+    rare: Option<Box<RareOwnerState>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub(crate) struct RareOwnerState {
     /// Queued waiters and granted ones whose callback is pending, by file: a request looks for the
     /// owner's waiter in its file without walking the owner's waiters in every other file.
     pub waiters: BTreeSet<(FileKey, WaiterId)>,
@@ -80,6 +88,128 @@ pub(crate) struct OwnerState {
     pub shares: BTreeSet<FileKey>,
     /// Files where this owner still has restored locks to reclaim.
     pub unreclaimed: BTreeSet<FileKey>,
+}
+
+impl RareOwnerState {
+    const EMPTY: RareOwnerState = RareOwnerState {
+        waiters: BTreeSet::new(),
+        waits_for: BTreeMap::new(),
+        waited_on: 0,
+        shares: BTreeSet::new(),
+        unreclaimed: BTreeSet::new(),
+    };
+
+    fn is_empty(&self) -> bool {
+        self == &Self::EMPTY
+    }
+}
+
+static NO_RARE_STATE: RareOwnerState = RareOwnerState::EMPTY;
+
+impl OwnerState {
+    pub fn new(client: ClientKey) -> Self {
+        Self {
+            client,
+            ..Default::default()
+        }
+    }
+
+    pub fn rare(&self) -> &RareOwnerState {
+        self.rare.as_deref().unwrap_or(&NO_RARE_STATE)
+    }
+
+    pub fn rare_mut(&mut self) -> &mut RareOwnerState {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    /// Frees the rare part once it is empty again.
+    pub fn shed_rare(&mut self) {
+        if self.rare.as_deref().is_some_and(RareOwnerState::is_empty) {
+            self.rare = None;
+        }
+    }
+
+    /// Nothing refers to the owner any more: no locks, waiters, shares or locks to reclaim.
+    pub fn is_unused(&self) -> bool {
+        let rare = self.rare();
+        self.files.is_empty()
+            && rare.waiters.is_empty()
+            && rare.shares.is_empty()
+            && rare.unreclaimed.is_empty()
+    }
+}
+
+/// An empty rare part equals none.
+impl PartialEq for OwnerState {
+    fn eq(&self, other: &Self) -> bool {
+        self.client == other.client && self.files == other.files && self.rare() == other.rare()
+    }
+}
+
+impl Eq for OwnerState {}
+
+/// The serde form lists every field at the owner's level, as before the rare part moved out.
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+#[serde(rename = "OwnerState")]
+struct OwnerFormRef<'a> {
+    client: ClientKey,
+    files: &'a FileCounts,
+    waiters: &'a BTreeSet<(FileKey, WaiterId)>,
+    waits_for: &'a BTreeMap<OwnerKey, u64>,
+    waited_on: u64,
+    shares: &'a BTreeSet<FileKey>,
+    unreclaimed: &'a BTreeSet<FileKey>,
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(rename = "OwnerState")]
+struct OwnerForm {
+    client: ClientKey,
+    files: FileCounts,
+    waiters: BTreeSet<(FileKey, WaiterId)>,
+    waits_for: BTreeMap<OwnerKey, u64>,
+    waited_on: u64,
+    shares: BTreeSet<FileKey>,
+    unreclaimed: BTreeSet<FileKey>,
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for OwnerState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rare = self.rare();
+        OwnerFormRef {
+            client: self.client,
+            files: &self.files,
+            waiters: &rare.waiters,
+            waits_for: &rare.waits_for,
+            waited_on: rare.waited_on,
+            shares: &rare.shares,
+            unreclaimed: &rare.unreclaimed,
+        }
+        .serialize(s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for OwnerState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let form = OwnerForm::deserialize(d)?;
+        let mut owner = OwnerState {
+            client: form.client,
+            files: form.files,
+            rare: Some(Box::new(RareOwnerState {
+                waiters: form.waiters,
+                waits_for: form.waits_for,
+                waited_on: form.waited_on,
+                shares: form.shares,
+                unreclaimed: form.unreclaimed,
+            })),
+        };
+        owner.shed_rare();
+        Ok(owner)
+    }
 }
 
 /// Lock counts per file, sorted by file: an owner usually locks in one file (kept inline, so taking
@@ -127,6 +257,13 @@ impl FileCounts {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Held records in `file`.
+    pub fn get(&self, file: FileKey) -> u64 {
+        self.0
+            .binary_search_by_key(&file, |&(f, _)| f)
+            .map_or(0, |i| self.0[i].1)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (FileKey, u64)> + '_ {
@@ -403,17 +540,20 @@ impl Core {
         owner: &OwnerId,
     ) -> (ClientKey, OwnerKey) {
         let ck = self.clients.intern(client, ClientState::default);
-        let ok = self.owners.intern(&(ck, owner.clone()), || OwnerState {
-            client: ck,
-            ..Default::default()
-        });
+        let ok = self.owners.intern_by(
+            &(ck, owner),
+            |(c, o)| *c == ck && o == owner,
+            || (ck, owner.clone()),
+            || OwnerState::new(ck),
+        );
         self.clients.get_mut(ck).owners.insert(ok);
         (ck, ok)
     }
 
     pub(crate) fn lookup_owner(&self, client: &ClientId, owner: &OwnerId) -> Option<OwnerKey> {
         let ck = self.clients.lookup(client)?;
-        self.owners.lookup(&(ck, owner.clone()))
+        self.owners
+            .lookup_by(&(ck, owner), |(c, o)| *c == ck && o == owner)
     }
 
     pub(crate) fn record(&self, file: FileKey, lock: HeldLock) -> LockRecord {
@@ -434,6 +574,22 @@ impl Core {
             op,
         });
         self.next_seq += 1;
+    }
+
+    /// What granting `kind` over `span` to `ok` in `fk` would change. An owner that holds nothing
+    /// in the file has nothing to merge or replace: its plan adds the one lock, with no search of
+    /// the file's owner index.
+    pub(crate) fn plan_lock(&self, fk: FileKey, ok: OwnerKey, span: Span, kind: LockKind) -> Plan {
+        if self.owners.try_get(ok).is_some_and(|o| o.files.get(fk) > 0) {
+            return self.files.get(fk).locks.plan_lock(ok, span, kind);
+        }
+        let mut plan = Plan::default();
+        plan.added.push(HeldLock {
+            owner: ok,
+            span,
+            kind,
+        });
+        plan
     }
 
     /// Applies a plan to a file's table, keeps every count in step, and emits its persist actions.
@@ -489,15 +645,13 @@ impl Core {
     /// Drops the bookkeeping of an owner, its client and a file once nothing refers to them.
     pub(crate) fn tidy(&mut self, file: Option<FileKey>, owner: Option<OwnerKey>) {
         if let Some(ok) = owner.filter(|&ok| self.owners.try_get(ok).is_some()) {
-            let state = self.owners.get(ok);
+            let state = self.owners.get_mut(ok);
             let ck = state.client;
-            if state.files.is_empty()
-                && state.waiters.is_empty()
-                && state.shares.is_empty()
-                && state.unreclaimed.is_empty()
-            {
+            if state.is_unused() {
                 self.owners.remove(ok);
                 self.clients.get_mut(ck).owners.remove(&ok);
+            } else {
+                state.shed_rare();
             }
             self.tidy_client(ck);
         }

@@ -22,6 +22,7 @@ impl Core {
     ) -> Option<WaiterId> {
         let owner = self.owners.try_get(ok)?;
         owner
+            .rare()
             .waiters
             .range((fk, WaiterId(0))..=(fk, WaiterId(u64::MAX)))
             .map(|&(_, id)| id)
@@ -68,7 +69,7 @@ impl Core {
         );
         self.files.get_mut(fk).waiters += 1;
         let owner = self.owners.get_mut(ok);
-        owner.waiters.insert((fk, id));
+        owner.rare_mut().waiters.insert((fk, id));
         let ck = owner.client;
         self.clients.get_mut(ck).waiters += 1;
         id
@@ -97,7 +98,7 @@ impl Core {
             }
         }
         let owner = self.owners.get_mut(waiter.owner);
-        owner.waiters.remove(&(waiter.file, id));
+        owner.rare_mut().waiters.remove(&(waiter.file, id));
         let ck = owner.client;
         self.clients.get_mut(ck).waiters -= 1;
         Some(waiter)
@@ -153,7 +154,7 @@ impl Core {
                 if self.is_blocked(fk, ok, span, kind, id) {
                     continue;
                 }
-                let plan = self.files.get(fk).locks.plan_lock(ok, span, kind);
+                let plan = self.plan_lock(fk, ok, span, kind);
                 // Over a limit now: it stays queued and is tried again after the next event.
                 if self.limit_refuses(fk, ok, plan.delta()).is_some() {
                     self.limit_blocked.insert(fk);
