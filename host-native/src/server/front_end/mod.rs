@@ -152,7 +152,7 @@ impl NlmFrontEnd {
                     range: range(l),
                     kind: dispatch::kind(a.exclusive),
                 };
-                steps.push(self.submit(ctx, a.cookie.clone(), event));
+                steps.push(self.submit(ctx, a.cookie, event));
             }
             NlmCall::Lock(a) | NlmCall::LockMsg(a) | NlmCall::NmLock(a) => {
                 let l = &a.lock;
@@ -178,7 +178,7 @@ impl NlmFrontEnd {
                     reclaim: a.reclaim,
                     cookie: grant.encode(),
                 };
-                steps.push(self.submit(ctx, a.cookie.clone(), event));
+                steps.push(self.submit(ctx, a.cookie, event));
             }
             NlmCall::Cancel(a) | NlmCall::CancelMsg(a) => {
                 let l = &a.lock;
@@ -193,7 +193,7 @@ impl NlmFrontEnd {
                     range: range(l),
                     kind: dispatch::kind(a.exclusive),
                 };
-                steps.push(self.submit(ctx, a.cookie.clone(), event));
+                steps.push(self.submit(ctx, a.cookie, event));
             }
             NlmCall::Unlock(a) | NlmCall::UnlockMsg(a) => {
                 let l = &a.lock;
@@ -207,7 +207,7 @@ impl NlmFrontEnd {
                     file: file(&l.fh),
                     range: range(l),
                 };
-                steps.push(self.submit(ctx, a.cookie.clone(), event));
+                steps.push(self.submit(ctx, a.cookie, event));
             }
             // GRANTED is the client's procedure (a server tells a client its lock is granted); a
             // server has no blocked request of its own to match, so it answers DENIED.
@@ -254,7 +254,7 @@ impl NlmFrontEnd {
                 let step = if ctx.procedure == NlmProc::Share {
                     let (access, deny) = dispatch::share_modes(s.access, s.mode);
                     let reclaim = a.reclaim;
-                    self.submit(ctx, a.cookie.clone(), |request| Event::Share {
+                    self.submit(ctx, a.cookie, |request| Event::Share {
                         request,
                         client,
                         owner,
@@ -264,7 +264,7 @@ impl NlmFrontEnd {
                         reclaim,
                     })
                 } else {
-                    self.submit(ctx, a.cookie.clone(), |request| Event::Unshare {
+                    self.submit(ctx, a.cookie, |request| Event::Unshare {
                         request,
                         client,
                         owner,
