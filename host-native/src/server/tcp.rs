@@ -94,20 +94,28 @@ async fn connection(
             let mut ready = Vec::with_capacity(64);
             let mut out = Vec::with_capacity(16 * 1024);
             while queue.recv_many(&mut ready, 256).await > 0 {
-                out.clear();
                 let n = ready.len();
-                for bytes in ready.drain(..) {
-                    out.extend_from_slice(&bytes);
-                }
+                // One reply (a client with one call in flight) is written as it is; several are
+                // gathered into one buffer first.
+                let bytes: &[u8] = if n == 1 {
+                    &ready[0]
+                } else {
+                    out.clear();
+                    for reply in &ready {
+                        out.extend_from_slice(reply);
+                    }
+                    &out
+                };
                 // The leadership gate, checked at the moment of sending: a leader paused past its
                 // lease (SIGSTOP) wakes with replies queued here, and none of them may leave.
                 if !gate.is_open() {
                     debug!(%peer, "replies dropped: the leadership lease has run out");
                     break;
                 }
-                if writer.write_all(&out).await.is_err() {
+                if writer.write_all(bytes).await.is_err() {
                     break;
                 }
+                ready.clear();
                 queue.written(n);
                 last_write.store(millis_since(epoch), Ordering::Relaxed);
             }
