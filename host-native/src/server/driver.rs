@@ -111,7 +111,9 @@ impl CoreDriver {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while stopping.is_none() || !self.gate.is_empty() {
             let timer = self.core.poll_timeout().filter(|_| self.serving());
-            let wake = timer.map(|at| self.start + Duration::from_millis(at.as_millis()));
+            // A moment past what the OS clock can name (a huge configured timeout) never comes.
+            let wake = timer
+                .and_then(|at| (self.start).checked_add(Duration::from_millis(at.as_millis())));
             let input = tokio::select! {
                 msg = rx.recv() => msg.map(Input::Message),
                 _ = sleep_until(wake), if wake.is_some() => Some(Input::Timer),

@@ -440,3 +440,31 @@ fn a_grant_the_client_never_hears_of_is_released_after_the_last_attempt() {
     );
     assert_still_serves(server.addr);
 }
+
+/// Every `--blocking-timeout-ms` up to u64::MAX is accepted; one too long for the OS clock makes a
+/// waiter that never expires, not a core task that fails to arm its timer: the waiter still gets
+/// its grant, and other requests are still decided.
+#[test]
+fn a_blocking_timeout_past_the_clock_never_fires() {
+    let host = ClientHost::spawn().unwrap();
+    let server = Brlockd::start_with(Options {
+        portmap_port: Some(host.portmapper.port()),
+        extra: vec!["--blocking-timeout-ms".into(), u64::MAX.to_string()],
+        ..Options::default()
+    });
+    let fh = b"fh-far-timeout".to_vec();
+    let a = Owner::new("hostA", 1, "ownerA");
+    let b = Owner::new("hostB", 2, "ownerB");
+    let mut ca = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    let mut cb = NlmClient::connect(Transport::Tcp, server.addr, NlmVersion::V4).unwrap();
+    assert_eq!(ca.lock(&a, &fh, true, 0, 10, false).unwrap(), Stat::Granted);
+    assert_eq!(cb.lock(&b, &fh, true, 0, 10, true).unwrap(), Stat::Blocked);
+    // The core task still decides (NULL alone would not show it: intake answers NULL).
+    assert_eq!(
+        ca.lock(&a, b"fh-elsewhere", true, 0, 1, false).unwrap(),
+        Stat::Granted
+    );
+    assert_eq!(ca.unlock(&a, &fh, 0, 10).unwrap(), Stat::Granted);
+    let (grant, _) = host.listener.wait_for(WAIT, is_grant);
+    assert!(grant.is_some(), "the waiter was not granted");
+}
