@@ -109,7 +109,7 @@ impl SubAssign<Duration> for Instant {
 }
 
 /// How long after `earlier` this moment is: [`Instant::saturating_duration_since`], zero if it is
-/// not after it (as `std::time::Instant`'s subtraction).
+/// not after it (a span is never negative).
 impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, earlier: Instant) -> Duration {
