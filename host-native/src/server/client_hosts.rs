@@ -15,6 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use brlock_core::{ClientId, Core};
 use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info, warn};
 
@@ -51,6 +52,12 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// The question `ClientHosts` asks before forgetting a host: does `core` still track it (locks
+/// held, requests queued, shares)?
+pub(crate) fn tracked_by(core: &Core) -> impl Fn(&[u8]) -> bool + '_ {
+    |name| core.knows_client(&ClientId::new(name.to_vec()))
 }
 
 /// Bindings and monitoring of the client hosts, with the store writes and statd calls they need.

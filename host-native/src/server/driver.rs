@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use super::admin::{self, CoreView};
 use super::callbacks::{self, StatdCall};
-use super::client_hosts::ClientHosts;
+use super::client_hosts::{ClientHosts, tracked_by};
 use super::events::EventTap;
 use super::front_end::{NlmFrontEnd, Outgoing, Step};
 use super::persist::{self, PersistBatch, PersistSink};
@@ -125,9 +125,7 @@ impl CoreDriver {
                 Some(Input::Message(msg)) => self.on_message(msg),
                 Some(Input::Timer) => self.handle(Event::Tick),
                 Some(Input::Sweep) => {
-                    let core = &self.core;
-                    let holds = |name: &[u8]| core.knows_client(&ClientId::new(name.to_vec()));
-                    self.hosts.sweep(Instant::now(), holds);
+                    self.hosts.sweep(Instant::now(), tracked_by(&self.core));
                 }
             }
             self.flush_host_writes();
@@ -154,9 +152,7 @@ impl CoreDriver {
                     }
                 }
                 self.steps = steps;
-                let core = &self.core;
-                self.hosts
-                    .forget_fresh_if_idle(|name| core.knows_client(&ClientId::new(name.to_vec())));
+                self.hosts.forget_fresh_if_idle(tracked_by(&self.core));
             }
             // The core these belong to is being replaced (its waiters are gone) or retired.
             CoreMsg::CallbackOutcome { waiter, .. } | CoreMsg::GrantedMsgExpired { waiter, .. }
@@ -313,14 +309,7 @@ impl CoreDriver {
     fn send(&self, out: Outgoing) {
         match out {
             Outgoing::Reply { ctx, reply, status } => self.shared.reply_nlm(&ctx, &reply, status),
-            Outgoing::Res { ctx, res, status } => {
-                super::request_log::answered(&ctx, status);
-                let label = super::labels::proc_label(ctx.procedure);
-                (self.shared.metrics).observe_request(label, status, ctx.received.elapsed());
-                let (ip, version, transport) = (ctx.peer.ip(), ctx.version, ctx.transport);
-                let send = callbacks::send_res(self.shared.clone(), ip, version, transport, res);
-                tokio::spawn(send);
-            }
+            Outgoing::Res { ctx, res, status } => self.shared.send_res(&ctx, res, status),
             Outgoing::Granted {
                 to,
                 callback,

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::admin;
+use super::callbacks;
 use super::connections;
 use super::drc::Drc;
 use super::flow;
@@ -106,6 +107,24 @@ impl Shared {
         }
         self.metrics
             .observe_request(proc_label(ctx.procedure), status, ctx.received.elapsed());
+    }
+}
+
+impl Shared {
+    /// Sends a `*_MSG` call's result to its sender as the matching `*_RES` call (in a task of its
+    /// own: the sender's portmapper is asked first), and counts the request as answered.
+    pub(crate) fn send_res(self: &Arc<Self>, ctx: &CallCtx, res: NlmCall, status: &str) {
+        request_log::answered(ctx, status);
+        self.metrics
+            .observe_request(proc_label(ctx.procedure), status, ctx.received.elapsed());
+        let (ip, version, transport) = (ctx.peer.ip(), ctx.version, ctx.transport);
+        tokio::spawn(callbacks::send_res(
+            self.clone(),
+            ip,
+            version,
+            transport,
+            res,
+        ));
     }
 }
 

@@ -17,7 +17,7 @@ use foldhash::{HashMap, HashMapExt};
 use tracing::{debug, info, warn};
 
 use super::callbacks::Callback;
-use super::client_hosts::{ClientHosts, canonical};
+use super::client_hosts::{ClientHosts, canonical, tracked_by};
 use super::dispatch::{self, Answer, GrantCookie};
 use super::file_handles::{FileHandleCheck, FileHandleStatus};
 use super::grant_replies::{GrantReplies, Unanswerable};
@@ -118,7 +118,7 @@ impl NlmFrontEnd {
         if tracing::enabled!(tracing::Level::DEBUG) {
             ctx.what = request_log::RequestSummary::of_call(&call);
         }
-        let holds = |name: &[u8]| core.knows_client(&ClientId::new(name.to_vec()));
+        let holds = tracked_by(core);
         let client = |caller: &[u8]| ClientId::new(caller.to_vec());
         let file = |fh: &[u8]| FileId::new(fh.to_vec());
         let owner = |l: &Lock| dispatch::owner_id(&l.caller_name, l.svid, &l.oh);
